@@ -1,0 +1,91 @@
+"""Builds the MCP server from settings, and runs it on the chosen transport."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import SecretStr
+
+from livekit_mcp import __version__
+from livekit_mcp.config import Settings
+from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.tools import AppContext, register
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Operate the rooms of a LiveKit server: see who is in a room, find the AI agent, remove a participant,
+delete a room. Agents are participants of kind AGENT (older ones: STANDARD with the agent permission);
+find_agent finds them. Removing a participant does not revoke their token. Destructive tools act at once
+on live calls: say what you are about to do first."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def build_server(settings: Settings) -> MCPServer[AppContext]:
+    """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
+        async with AsyncExitStack() as stack:
+            if settings.credentials == "sandbox":
+                from livekit_mcp.sandbox import Sandbox  # only --sandbox pays for importing it
+
+                sandbox = await stack.enter_async_context(Sandbox(seed=True))
+                url, key, secret = sandbox.url, sandbox.api_key, SecretStr(sandbox.api_secret)
+                log.warning("LiveKit sandbox with demo rooms at %s", url)
+            else:
+                url, key, secret = settings.livekit_credentials()
+            livekit = await stack.enter_async_context(
+                LiveKit(url, key, secret, timeout=settings.timeout, concurrency=settings.concurrency)
+            )
+            yield AppContext(livekit=livekit)
+
+    server: MCPServer[AppContext] = MCPServer(
+        "livekit-mcp", title="LiveKit operations", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
+    )
+    register(server)
+    return server
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """Host and Origin checks, kept on whatever the bind address (the SDK drops them off loopback)."""
+    hosts = [f"{h}:*" for h in ("127.0.0.1", "localhost", "[::1]")]
+    origins = [f"http://{h}:*" for h in ("127.0.0.1", "localhost", "[::1]")]
+    if settings.host not in LOOPBACK and settings.host not in ("0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+        hosts.append(f"{settings.host}:*")
+        origins.append(f"http://{settings.host}:*")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts + settings.allowed_hosts,
+        allowed_origins=origins + settings.allowed_origins,
+    )
+
+
+def run(settings: Settings) -> None:
+    """Serve MCP on the configured transport until interrupted."""
+    server = build_server(settings)
+    match settings.transport:
+        case "stdio":
+            server.run()
+        case "http":
+            server.run(
+                "streamable-http",
+                host=settings.host,
+                port=settings.port,
+                streamable_http_path="/mcp",
+                transport_security=transport_security(settings),
+            )
+        case "sse":
+            server.run(
+                "sse",
+                host=settings.host,
+                port=settings.port,
+                sse_path="/sse",
+                message_path="/messages/",
+                transport_security=transport_security(settings),
+            )

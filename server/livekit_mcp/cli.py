@@ -1,0 +1,117 @@
+"""The command line: `livekit-mcp [serve] | sandbox | demo | check`.
+
+Logs go to stderr: in stdio mode stdout carries nothing but the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from livekit_mcp import __version__
+from livekit_mcp.config import MissingCredentialsError, Settings
+
+COMMANDS = ("serve", "sandbox", "demo", "check")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livekit-mcp",
+        description="An MCP server that lets AI assistants operate LiveKit rooms.",
+        epilog="Commands: serve (default), sandbox, demo, check. `livekit-mcp COMMAND --help` for each.",
+    )
+    parser.add_argument("--version", action="version", version=f"livekit-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve MCP (the default)")
+    serve.add_argument("--transport", choices=["stdio", "http", "sse"], help="default stdio")
+    serve.add_argument("--host", help="HTTP/SSE bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP/SSE port (default 8000)")
+    serve.add_argument("--allowed-hosts", help="extra Host values accepted over HTTP, comma-separated")
+    serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
+    _add_livekit_flags(serve, sandbox=True)
+
+    sandbox = commands.add_parser("sandbox", help="run the LiveKit sandbox (an emulator of LiveKit's server API)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=7880)
+    sandbox.add_argument("--empty", action="store_true", help="start without the demo rooms")
+
+    commands.add_parser("demo", help="a guided tour: the server on the sandbox, driven by a real MCP client")
+
+    check = commands.add_parser("check", help="check that LiveKit answers and accepts the key and secret")
+    _add_livekit_flags(check, sandbox=False)
+    return parser
+
+
+def _add_livekit_flags(parser: argparse.ArgumentParser, *, sandbox: bool) -> None:
+    source = parser.add_mutually_exclusive_group()
+    if sandbox:
+        source.add_argument(
+            "--sandbox",
+            action="store_const",
+            const="sandbox",
+            dest="credentials",
+            help="start a built-in LiveKit sandbox with demo rooms and use it (no credentials needed)",
+        )
+    source.add_argument(
+        "--dev", action="store_const", const="dev", dest="credentials", help="use `livekit-server --dev` on :7880"
+    )
+    parser.add_argument("--timeout", type=float, help="seconds a LiveKit call may take (default 10)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"livekit-mcp: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    flags = ("transport", "host", "port", "credentials", "timeout", "log_level", "allowed_hosts", "allowed_origins")
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid setting: {problems}")
+    if settings.credentials == "env":
+        try:
+            settings.livekit_credentials()
+        except MissingCredentialsError as exc:
+            _fail(str(exc))
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "serve")
+    args = _parser().parse_args(argv)
+    level = getattr(args, "log_level", None) or "WARNING"
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "sandbox":
+        from livekit_mcp.sandbox import serve_forever
+
+        serve_forever(args.host, args.port, seed=not args.empty)
+    elif args.command == "demo":
+        from livekit_mcp.demo import run_demo
+
+        run_demo()
+    elif args.command == "check":
+        from livekit_mcp.check import run_check
+
+        raise SystemExit(run_check(_settings(args)))
+    else:
+        from livekit_mcp.app import run
+
+        settings = _settings(args)
+        logging.getLogger().setLevel(settings.log_level)
+        with contextlib.suppress(KeyboardInterrupt):
+            run(settings)

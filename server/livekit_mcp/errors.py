@@ -1,0 +1,103 @@
+"""The exception tree. Every failure a tool can report is one of these; messages are written for a model.
+
+    LiveKitMCPError                 (a ToolError: the model reads the message)
+     ├── InvalidInput               an argument is wrong; raised before anything is sent to LiveKit
+     └── LiveKitError               LiveKit answered with an error, or did not answer
+          ├── NotFound
+          │    ├── RoomNotFound
+          │    ├── ParticipantNotFound
+          │    └── DispatchNotFound
+          ├── AuthenticationFailed  LiveKit rejected the API key or secret
+          ├── PermissionDenied      the key is valid but lacks the grant for this call
+          ├── Unreachable           no connection to the LiveKit URL
+          ├── Timeout               no answer within our limit (the change may still have happened)
+          └── ServerFailure         any other error: Twirp code, HTTP status, message
+
+Foreign errors (`livekit.api.ServerError`, aiohttp errors, timeouts) are mapped to these in exactly one
+place, `livekit_backend._mapped`.
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+
+class LiveKitMCPError(ToolError):
+    """Base of every error this server reports."""
+
+
+class InvalidInput(LiveKitMCPError):
+    """An argument is not acceptable; nothing was sent to LiveKit."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"invalid '{field}': {problem}")
+
+
+class LiveKitError(LiveKitMCPError):
+    """LiveKit answered with an error, or did not answer."""
+
+
+class NotFound(LiveKitError):
+    """The thing the call is about does not exist."""
+
+
+class RoomNotFound(NotFound):
+    def __init__(self, room: str) -> None:
+        self.room = room
+        super().__init__(f"room '{room}' does not exist; list_rooms shows the rooms that do")
+
+
+class ParticipantNotFound(NotFound):
+    def __init__(self, room: str, identity: str) -> None:
+        self.room, self.identity = room, identity
+        super().__init__(
+            f"participant '{identity}' is not in room '{room}'; list_participants(room='{room}') shows who is there"
+        )
+
+
+class DispatchNotFound(NotFound):
+    def __init__(self, room: str, dispatch_id: str) -> None:
+        self.room, self.dispatch_id = room, dispatch_id
+        super().__init__(
+            f"dispatch '{dispatch_id}' does not exist in room '{room}'; "
+            f"list_dispatches(room='{room}') shows the dispatches that do"
+        )
+
+
+class AuthenticationFailed(LiveKitError):
+    def __init__(self, url: str, api_key: str) -> None:
+        super().__init__(
+            f"LiveKit at {url} rejected the API key or secret (key '{api_key}'); "
+            "check LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+        )
+
+
+class PermissionDenied(LiveKitError):
+    def __init__(self, url: str, api_key: str, method: str) -> None:
+        super().__init__(
+            f"LiveKit at {url} accepted the key '{api_key}' but it lacks the permission for {method}; "
+            "use a key with room admin rights"
+        )
+
+
+class Unreachable(LiveKitError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"LiveKit at {url} is unreachable ({reason}); check LIVEKIT_URL and that the server is up")
+
+
+class Timeout(LiveKitError):
+    def __init__(self, url: str, seconds: float, method: str, *, changes: bool) -> None:
+        hint = (
+            " The change may or may not have happened: check the current state before trying again."
+            if changes
+            else " Try again, or raise LIVEKIT_MCP_TIMEOUT."
+        )
+        super().__init__(f"LiveKit at {url} did not answer {method} within {seconds:g} s.{hint}")
+
+
+class ServerFailure(LiveKitError):
+    def __init__(self, method: str, code: str, status: int, message: str) -> None:
+        self.code, self.status = code, status
+        detail = f": {message}" if message else ""
+        super().__init__(f"LiveKit refused {method} ({code}, HTTP {status}){detail}")

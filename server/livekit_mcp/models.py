@@ -1,0 +1,212 @@
+"""Pydantic models: what the LiveKit seam returns and what the tools answer.
+
+Output is written for a model's context: enum names, ISO 8601 UTC times, no empty fields (tools dump with
+`exclude_none`), long metadata shortened with a flag saying so.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+AGENT_NAME_ATTRIBUTE = "lk.agent_name"
+AGENT_STATE_ATTRIBUTE = "lk.agent.state"
+METADATA_PREVIEW = 200
+"""Characters of room/participant metadata shown in lists; the full text is one get_* call away."""
+
+
+def iso(seconds: float) -> str | None:
+    """A Unix time as ISO 8601 UTC (`2026-11-22T04:07:00Z`); LiveKit's 0 means unknown."""
+    if seconds <= 0:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def preview(text: str) -> tuple[str | None, bool | None]:
+    """Metadata shortened for a list, and whether it was shortened (None when it was not)."""
+    if not text:
+        return None, None
+    if len(text) <= METADATA_PREVIEW:
+        return text, None
+    return text[:METADATA_PREVIEW] + "…", True
+
+
+# --- What the LiveKit seam returns -------------------------------------------------------------------
+
+
+class Track(BaseModel):
+    sid: str
+    type: str
+    source: str
+    name: str = ""
+    muted: bool = False
+
+
+class Participant(BaseModel):
+    sid: str
+    identity: str
+    name: str = ""
+    kind: str
+    state: str
+    joined_at: float = 0.0
+    is_publisher: bool = False
+    metadata: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    tracks: list[Track] = Field(default_factory=list)
+    agent_permission: bool = False
+    """`permission.agent`: how agents built before participant kinds existed still identify themselves."""
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind == "AGENT" or self.agent_permission
+
+    @property
+    def agent_name(self) -> str | None:
+        return self.attributes.get(AGENT_NAME_ATTRIBUTE) if self.is_agent else None
+
+    @property
+    def agent_state(self) -> str | None:
+        return self.attributes.get(AGENT_STATE_ATTRIBUTE) if self.is_agent else None
+
+    @property
+    def effective_kind(self) -> str:
+        """AGENT for older agents too, so counts and filters by kind see them as agents."""
+        return "AGENT" if self.is_agent else self.kind
+
+
+class Room(BaseModel):
+    sid: str
+    name: str
+    num_participants: int = 0
+    num_publishers: int = 0
+    creation_time: float = 0.0
+    metadata: str = ""
+    empty_timeout: int = 0
+    departure_timeout: int = 0
+    max_participants: int = 0
+
+
+# --- What the tools answer ---------------------------------------------------------------------------
+
+
+class RoomSummary(BaseModel):
+    name: str
+    sid: str
+    participants: int
+    publishers: int
+    created_at: str | None = None
+    metadata: str | None = None
+    metadata_truncated: bool | None = None
+
+    @classmethod
+    def of(cls, room: Room) -> RoomSummary:
+        metadata, truncated = preview(room.metadata)
+        return cls(
+            name=room.name,
+            sid=room.sid,
+            participants=room.num_participants,
+            publishers=room.num_publishers,
+            created_at=iso(room.creation_time),
+            metadata=metadata,
+            metadata_truncated=truncated,
+        )
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomSummary]
+    total: int = Field(description="Rooms matching the request, across all pages.")
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
+    not_found: list[str] | None = Field(default=None, description="Requested names that are not rooms.")
+
+
+class TrackCounts(BaseModel):
+    audio: int = 0
+    video: int = 0
+    muted: int = 0
+
+
+class ParticipantSummary(BaseModel):
+    identity: str
+    name: str | None = None
+    sid: str
+    kind: str
+    state: str
+    joined_at: str | None = None
+    publisher: bool
+    tracks: TrackCounts | None = None
+    agent_name: str | None = None
+    agent_state: str | None = None
+
+    @classmethod
+    def of(cls, p: Participant) -> ParticipantSummary:
+        counts = None
+        if p.tracks:
+            counts = TrackCounts(
+                audio=sum(t.type == "AUDIO" for t in p.tracks),
+                video=sum(t.type == "VIDEO" for t in p.tracks),
+                muted=sum(t.muted for t in p.tracks),
+            )
+        return cls(
+            identity=p.identity,
+            name=p.name or None,
+            sid=p.sid,
+            kind=p.effective_kind,
+            state=p.state,
+            joined_at=iso(p.joined_at),
+            publisher=p.is_publisher,
+            tracks=counts,
+            agent_name=p.agent_name,
+            agent_state=p.agent_state,
+        )
+
+
+class ParticipantList(BaseModel):
+    room: str
+    participants: list[ParticipantSummary]
+    total: int = Field(description="Participants matching the request, across all pages.")
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
+
+
+class AgentInfo(BaseModel):
+    room: str
+    identity: str
+    sid: str
+    agent_name: str | None = None
+    state: str | None = None
+    kind: str = Field(description="AGENT, or STANDARD for older agents that only set permission.agent.")
+    joined_at: str | None = None
+
+    @classmethod
+    def of(cls, room: str, p: Participant) -> AgentInfo:
+        return cls(
+            room=room,
+            identity=p.identity,
+            sid=p.sid,
+            agent_name=p.agent_name,
+            state=p.agent_state,
+            kind=p.kind,
+            joined_at=iso(p.joined_at),
+        )
+
+
+class AgentList(BaseModel):
+    agents: list[AgentInfo]
+    rooms_searched: int
+
+
+class RemovedParticipant(BaseModel):
+    room: str
+    identity: str
+    sid: str
+    kind: str
+    name: str | None = None
+    agent_name: str | None = None
+    notes: list[str]
+
+
+class DeletedRoom(BaseModel):
+    room: str
+    sid: str
+    disconnected: dict[str, int] = Field(description="Participants disconnected, by kind.")
+    total_disconnected: int
