@@ -1,0 +1,178 @@
+"""The HTTP server: Twirp routes in LiveKit's order of checks, the admin API beside them, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Mapping
+from types import TracebackType
+
+from aiohttp import web
+from livekit.api.access_token import Claims
+
+from ._admin import add_admin_routes
+from ._auth import AuthRejected, authenticate
+from ._services import METHODS
+from ._state import State
+from ._twirp import PROTOBUF, TwirpError, bad_route, content_kind, decode, encode, plain_text
+
+MAX_BODY = 10 * 1024 * 1024
+TWIRP_PREFIX = "/twirp/livekit."
+# Field 31 with wire type 7, which does not exist: no protobuf message decodes this.
+GARBAGE = b"\xff\xff\xff\xff\xff\xff\xff\xff"
+DEFAULT_KEYS = {"devkey": "secret"}
+
+
+class _Twirp:
+    def __init__(self, state: State, keys: Mapping[str, str]) -> None:
+        self.state = state
+        self.keys = keys
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        # The auth middleware runs before Twirp sees the request: its rejections are plain text.
+        try:
+            claims = authenticate(request, self.keys)
+        except AuthRejected as exc:
+            return plain_text(401, exc.text)
+        try:
+            return await self._serve(request, claims)
+        except TwirpError as err:
+            return err.response()
+
+    async def _serve(self, request: web.Request, claims: Claims | None) -> web.StreamResponse:
+        path = request.path
+        if request.method != "POST":
+            raise bad_route(f'unsupported method "{request.method}" (only POST is allowed)', request.method, path)
+        key = path.removeprefix(TWIRP_PREFIX) if path.startswith(TWIRP_PREFIX) else ""
+        method = METHODS.get(key)
+        if method is None:
+            raise bad_route(f'no handler for path "{path}"', request.method, path)
+        content_type = request.headers.get("Content-Type", "")
+        kind = content_kind(content_type)
+        if kind is None:
+            raise bad_route(f'unexpected Content-Type: "{content_type}"', request.method, path)
+
+        fault = self.state.faults.take(key)
+        if fault is not None:
+            if fault.latency_ms:
+                await asyncio.sleep(fault.latency_ms / 1000)
+            if fault.drop:
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response()  # never sent: aiohttp drops a response to a closed connection
+            if fault.error_code is not None:
+                raise TwirpError(fault.error_code, fault.error_msg)
+            if fault.malformed:
+                return web.Response(body=GARBAGE, headers={"Content-Type": PROTOBUF})
+
+        if (request.content_length or 0) > MAX_BODY:
+            return plain_text(413, "request body too large")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return plain_text(413, "request body too large")
+        message = decode(body, kind, method.request)
+        method.precheck(message)
+        if not method.grant(claims, message):
+            raise TwirpError("unauthenticated", "permissions denied")
+        return encode(method.call(self.state, message), kind)
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="OK")  # livekit-server answers "/" the same way
+
+
+def build_app(state: State, keys: Mapping[str, str]) -> web.Application:
+    # One byte over the limit so that a body of exactly 10 MiB is still read.
+    app = web.Application(client_max_size=MAX_BODY + 1)
+    app.router.add_get("/", _health)
+    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys))
+    add_admin_routes(app, state, keys)
+    return app
+
+
+class Sandbox:
+    """A LiveKit RoomService + AgentDispatchService emulator on a real HTTP port.
+
+    `keys` maps API keys to secrets (default devkey/secret); `seed` loads the demo rooms.
+    """
+
+    def __init__(self, keys: Mapping[str, str] | None = None, seed: bool = True) -> None:
+        self.keys = dict(keys if keys is not None else DEFAULT_KEYS)
+        if not self.keys or not all(self.keys.values()):
+            raise ValueError("the sandbox needs at least one API key, each with a non-empty secret")
+        self.state = State()
+        self.state.reset(seed=seed)
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    @property
+    def api_key(self) -> str:
+        return next(iter(self.keys))
+
+    @property
+    def api_secret(self) -> str:
+        return self.keys[self.api_key]
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._url
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on host:port (0 = a free port) and return the base URL, e.g. http://127.0.0.1:7880."""
+        if self._runner is not None:
+            raise RuntimeError("the sandbox is already started")
+        # A short shutdown timeout: stop() must not wait for requests stalled by an injected latency.
+        runner = web.AppRunner(build_app(self.state, self.keys), access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        self._url = f"http://[{host}]:{bound_port}" if ":" in host else f"http://{host}:{bound_port}"
+        return self._url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner, self._url = self._runner, None, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def serve_forever(host: str, port: int, *, seed: bool) -> None:
+    """Run the sandbox with the dev key until SIGINT or SIGTERM (`livekit-mcp sandbox`)."""
+    asyncio.run(_serve_until_signal(host, port, seed))
+
+
+async def _serve_until_signal(host: str, port: int, seed: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sandbox = Sandbox(seed=seed)
+    url = await sandbox.start(host, port)
+    try:
+        # Only the public dev secret is ever printed; stdout stays untouched.
+        print(
+            f"LiveKit sandbox (an emulator, not LiveKit) on {url} - api key {sandbox.api_key}, "
+            f"secret {sandbox.api_secret}{'' if seed else ', no demo rooms'}; Ctrl-C stops it",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await sandbox.stop()

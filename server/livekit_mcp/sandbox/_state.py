@@ -1,0 +1,498 @@
+"""Rooms, participants and agent dispatches, and the rules LiveKit applies to them (LIVEKIT_BEHAVIOR.md 3-5).
+
+Every method is synchronous: the sandbox runs on one asyncio loop, so a mutation can never be interleaved
+with another request. Lookups are dicts keyed by room name and identity, so a call costs what its answer
+costs, whatever the size of the rest of the state.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from livekit.protocol import agent as proto_agent
+from livekit.protocol import agent_dispatch as proto_dispatch
+from livekit.protocol import models as proto_models
+from livekit.protocol import room as proto_room
+
+from ._errors import SandboxError
+from ._faults import Fault, Faults
+from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
+from ._services import METHODS
+from ._twirp import TwirpError, timed_out, to_dict
+
+ParticipantInfo = proto_models.ParticipantInfo
+AgentDispatch = proto_dispatch.AgentDispatch
+
+DEFAULT_EMPTY_TIMEOUT = 300
+DEFAULT_DEPARTURE_TIMEOUT = 20
+AGENT_NAME_ATTRIBUTE = "lk.agent_name"
+AGENT_STATE_ATTRIBUTE = "lk.agent.state"
+
+_ALPHABET = string.ascii_letters + string.digits
+_RUNNING = proto_agent.JobStatus.JS_RUNNING
+M = TypeVar("M", bound=Message)
+
+
+def guid(prefix: str) -> str:
+    """An id shaped like LiveKit's (`RM_`, `PA_`, `TR_`, `AD_`, `AJ_` + 12 base62 characters)."""
+    return prefix + "".join(random.choices(_ALPHABET, k=12))
+
+
+def _copy(message: M) -> M:
+    # Callers get copies: the stored messages are the state and must only change through these methods.
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
+
+
+def _no_participant() -> TwirpError:
+    return TwirpError("not_found", "participant does not exist")
+
+
+def _no_room() -> TwirpError:
+    return TwirpError("not_found", "requested room does not exist")
+
+
+def _enum(enum: Any, name: str, what: str) -> str:
+    """`name` as the enum value name protobuf accepts (case-insensitive), or a 400 listing the names."""
+    try:
+        enum.Value(name.upper())
+        return name.upper()
+    except (ValueError, AttributeError):  # AttributeError: not a string
+        raise SandboxError(400, f"unknown {what} {name!r}; one of {', '.join(enum.keys())}") from None
+
+
+def _parse(data: Mapping[str, Any], message: M, what: str) -> M:
+    try:
+        return json_format.ParseDict(dict(data), message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise SandboxError(400, f"invalid {what}: {exc}") from None
+
+
+@dataclass
+class Room:
+    info: proto_models.Room
+    participants: dict[str, ParticipantInfo] = field(default_factory=dict)
+    dispatches: dict[str, AgentDispatch] = field(default_factory=dict)
+
+    def count(self, p: ParticipantInfo, sign: int) -> None:
+        """Keep num_participants / num_publishers right without rescanning a large room."""
+        if not p.permission.hidden:
+            self.info.num_participants += sign
+        if p.is_publisher:
+            self.info.num_publishers += sign
+
+
+class State:
+    """The sandbox's LiveKit: the Twirp methods (taking and returning protobuf messages) and the
+    sandbox-only admin operations (join, join_agent, leave, faults, populate, reset, snapshot)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Room] = {}
+        self.faults = Faults(frozenset(METHODS))
+        # Agent names a simulated worker serves: a dispatch for one of them gets an agent at once.
+        self.workers: set[str] = set()
+
+    # -- RoomService ---------------------------------------------------------------------------------
+
+    def create_room(self, req: proto_room.CreateRoomRequest) -> proto_models.Room:
+        if len(req.name) > MAX_NAME:
+            raise too_big("room name length exceeds limits", MAX_NAME)
+        check_metadata(req.metadata)
+        room = self.rooms.get(req.name) or self._new_room(req.name, req.agents)
+        # Get-or-create: an existing room keeps its settings except the non-zero fields given.
+        info = room.info
+        if req.empty_timeout:
+            info.empty_timeout = req.empty_timeout
+        if req.departure_timeout:
+            info.departure_timeout = req.departure_timeout
+        if req.max_participants:
+            info.max_participants = req.max_participants
+        if req.metadata:
+            info.metadata = req.metadata
+        return _copy(info)
+
+    def list_rooms(self, req: proto_room.ListRoomsRequest) -> proto_room.ListRoomsResponse:
+        if not req.names:
+            return proto_room.ListRoomsResponse(rooms=[r.info for r in self.rooms.values()])
+        found = (self.rooms.get(name) for name in dict.fromkeys(req.names))
+        return proto_room.ListRoomsResponse(rooms=[r.info for r in found if r is not None])
+
+    def delete_room(self, req: proto_room.DeleteRoomRequest) -> proto_room.DeleteRoomResponse:
+        # Everyone is disconnected with the room; its dispatches go with it.
+        if self.rooms.pop(req.room, None) is None:
+            raise _no_room()
+        return proto_room.DeleteRoomResponse()
+
+    def list_participants(self, req: proto_room.ListParticipantsRequest) -> proto_room.ListParticipantsResponse:
+        room = self.rooms.get(req.room)
+        return proto_room.ListParticipantsResponse(participants=room.participants.values() if room else ())
+
+    def get_participant(self, req: proto_room.RoomParticipantIdentity) -> ParticipantInfo:
+        return _copy(self._find(req.room, req.identity, _no_participant)[1])
+
+    def remove_participant(self, req: proto_room.RoomParticipantIdentity) -> proto_room.RemoveParticipantResponse:
+        room, _ = self._find(req.room, req.identity, _no_participant)
+        self._drop(room, req.identity)
+        return proto_room.RemoveParticipantResponse()
+
+    def mute_published_track(self, req: proto_room.MuteRoomTrackRequest) -> proto_room.MuteRoomTrackResponse:
+        # The server refuses a remote unmute before it even looks for the room.
+        if not req.muted:
+            raise TwirpError("failed_precondition", "remote unmute not enabled")
+        _, p = self._find(req.room, req.identity, timed_out)
+        for track in p.tracks:
+            if track.sid == req.track_sid:
+                track.muted = req.muted
+                return proto_room.MuteRoomTrackResponse(track=track)
+        return proto_room.MuteRoomTrackResponse()
+
+    def update_participant(self, req: proto_room.UpdateParticipantRequest) -> ParticipantInfo:
+        room, p = self._find(req.room, req.identity, _no_participant)
+        if req.metadata:
+            p.metadata = req.metadata
+        if req.name:
+            p.name = req.name
+        for key, value in req.attributes.items():
+            if value:
+                p.attributes[key] = value
+            elif key in p.attributes:
+                del p.attributes[key]
+        if req.HasField("permission"):
+            room.count(p, -1)
+            p.permission.CopyFrom(req.permission)
+            room.count(p, +1)
+        return _copy(p)
+
+    def update_subscriptions(
+        self, req: proto_room.UpdateSubscriptionsRequest
+    ) -> proto_room.UpdateSubscriptionsResponse:
+        self._find(req.room, req.identity, timed_out)
+        return proto_room.UpdateSubscriptionsResponse()
+
+    def send_data(self, req: proto_room.SendDataRequest) -> proto_room.SendDataResponse:
+        if len(req.nonce) not in (0, 16):
+            raise TwirpError(
+                "invalid_argument", f"nonce should be 16-bytes or not present, got: {len(req.nonce)} bytes"
+            )
+        if req.room not in self.rooms:
+            raise timed_out()
+        return proto_room.SendDataResponse()
+
+    def update_room_metadata(self, req: proto_room.UpdateRoomMetadataRequest) -> proto_models.Room:
+        room = self.rooms.get(req.room)
+        if room is None:
+            raise _no_room()
+        room.info.metadata = req.metadata
+        return _copy(room.info)
+
+    # -- AgentDispatchService ------------------------------------------------------------------------
+
+    def create_dispatch(self, req: proto_dispatch.CreateAgentDispatchRequest) -> AgentDispatch:
+        check_metadata(req.metadata)
+        check_attributes(req.attributes)
+        room = self.rooms.get(req.room) or self._new_room(req.room, ())
+        spec = proto_dispatch.RoomAgentDispatch(
+            agent_name=req.agent_name,
+            metadata=req.metadata,
+            restart_policy=req.restart_policy,
+            deployment=req.deployment,
+            attributes=req.attributes,
+        )
+        return _copy(self._dispatch(room, spec))
+
+    def list_dispatch(self, req: proto_dispatch.ListAgentDispatchRequest) -> proto_dispatch.ListAgentDispatchResponse:
+        room = self._room_or_timeout(req.room)
+        if req.dispatch_id:
+            found = room.dispatches.get(req.dispatch_id)
+            return proto_dispatch.ListAgentDispatchResponse(agent_dispatches=[found] if found else [])
+        return proto_dispatch.ListAgentDispatchResponse(agent_dispatches=room.dispatches.values())
+
+    def delete_dispatch(self, req: proto_dispatch.DeleteAgentDispatchRequest) -> AgentDispatch:
+        room = self._room_or_timeout(req.room)
+        dispatch = room.dispatches.pop(req.dispatch_id, None)
+        if dispatch is None:
+            raise TwirpError("not_found", "dispatch ID not found")
+        now = time.time_ns()
+        dispatch.state.deleted_at = now
+        for job in dispatch.state.jobs:
+            if job.state.status == _RUNNING:
+                _end(job, now, proto_agent.JobStateReason.JSR_DISPATCH_DELETED)
+                # A terminated job's agent leaves the room.
+                if job.state.participant_identity in room.participants:
+                    self._drop(room, job.state.participant_identity)
+        return dispatch
+
+    # -- sandbox-only admin operations ---------------------------------------------------------------
+
+    def join(
+        self,
+        room: str,
+        identity: str,
+        *,
+        kind: str = "STANDARD",
+        name: str = "",
+        kind_details: Sequence[str] = (),
+        metadata: str = "",
+        attributes: Mapping[str, str] | None = None,
+        permission: Mapping[str, Any] | None = None,
+        tracks: Sequence[Mapping[str, Any]] | None = None,
+    ) -> ParticipantInfo:
+        """A participant joins `room` (created if missing), as a client with a join token would.
+
+        An identity already in the room is replaced by a new participant with a new sid, as on a rejoin.
+        """
+        if not identity:
+            raise SandboxError(400, "identity must not be empty")
+        now_ms = int(time.time() * 1000)
+        p = ParticipantInfo(
+            sid=guid("PA_"),
+            identity=identity,
+            name=name,
+            state=ParticipantInfo.State.ACTIVE,
+            kind=_enum(ParticipantInfo.Kind, kind, "kind"),
+            kind_details=[_enum(ParticipantInfo.KindDetail, d, "kind_detail") for d in kind_details],
+            metadata=metadata,
+            attributes=attributes or {},
+            permission=_parse(permission, proto_models.ParticipantPermission(), "permission")
+            if permission is not None
+            else proto_models.ParticipantPermission(can_subscribe=True, can_publish=True, can_publish_data=True),
+            tracks=[_track(t) for t in tracks or ()],
+            joined_at=now_ms // 1000,
+            joined_at_ms=now_ms,
+        )
+        p.is_publisher = len(p.tracks) > 0
+        target = self._room_or_create(room)
+        old = target.participants.pop(identity, None)
+        if old is not None:
+            target.count(old, -1)
+        elif target.info.max_participants and target.info.num_participants >= target.info.max_participants:
+            raise SandboxError(409, f"room {room!r} is full ({target.info.max_participants} participants)")
+        target.participants[identity] = p
+        target.count(p, +1)
+        return _copy(p)
+
+    def join_agent(
+        self,
+        room: str,
+        agent_name: str,
+        *,
+        dispatch_id: str | None = None,
+        identity: str | None = None,
+        state: str = "listening",
+        tracks: Sequence[Mapping[str, Any]] | None = None,
+    ) -> ParticipantInfo:
+        """An agent worker takes a job for a dispatch of `agent_name` (created if none) and joins."""
+        target = self._room_or_create(room)
+        if dispatch_id is not None:
+            dispatch = target.dispatches.get(dispatch_id)
+            if dispatch is None or dispatch.agent_name != agent_name:
+                raise SandboxError(404, f"room {room!r} has no dispatch {dispatch_id!r} for agent {agent_name!r}")
+        else:
+            dispatch = next((d for d in target.dispatches.values() if d.agent_name == agent_name), None)
+            if dispatch is None:
+                dispatch = self._dispatch(target, proto_dispatch.RoomAgentDispatch(agent_name=agent_name), launch=False)
+        return self._start_job(target, dispatch, identity, state, tracks)
+
+    def leave(self, room: str, identity: str) -> None:
+        """A participant disconnects on its own; an agent's job ends."""
+        target = self.rooms.get(room)
+        if target is None or identity not in target.participants:
+            raise SandboxError(404, f"no participant {identity!r} in room {room!r}")
+        self._drop(target, identity)
+
+    def fault(
+        self,
+        method: str,
+        *,
+        latency_ms: int = 0,
+        error: tuple[str, str] | None = None,
+        drop: bool = False,
+        malformed: bool = False,
+        times: int | None = None,
+    ) -> Fault:
+        """Inject a fault into calls of `method` ("Service/Method" or "*"); see `Faults`."""
+        return self.faults.add(method, latency_ms=latency_ms, error=error, drop=drop, malformed=malformed, times=times)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def set_workers(self, agent_names: Iterable[str]) -> None:
+        """Agent names a simulated worker serves: their dispatches get an agent at once."""
+        self.workers = set(agent_names)
+
+    def reset(self, seed: bool = True) -> None:
+        """Forget every room, fault and worker; then load the demo data if `seed`."""
+        self.rooms.clear()
+        self.faults.clear()
+        self.workers.clear()
+        if seed:
+            from ._seed import seed_demo  # the demo data is built through this class's own methods
+
+            seed_demo(self)
+
+    def populate(
+        self, *, room: str | None = None, participants: int = 0, rooms: int = 0, prefix: str = "room-"
+    ) -> dict[str, int]:
+        """Bulk data for scale tests: `rooms` rooms named `<prefix><n>`, and/or `participants` STANDARD
+        participants `participant-<n>` in `room` (default "crowd")."""
+        if participants < 0 or rooms < 0:
+            raise SandboxError(400, "participants and rooms must be >= 0")
+        width = len(str(max(rooms, 1) - 1))
+        for n in range(rooms):
+            self._room_or_create(f"{prefix}{n:0{width}d}")
+        target = room or "crowd"
+        width = len(str(max(participants, 1) - 1))
+        for n in range(participants):
+            self.join(target, f"participant-{n:0{width}d}")
+        return {"rooms": rooms, "participants": participants}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every room with its participants and dispatches, as protojson (for tests to inspect)."""
+        return {
+            "rooms": [
+                {
+                    **to_dict(r.info),
+                    "participants": [to_dict(p) for p in r.participants.values()],
+                    "dispatches": [to_dict(d) for d in r.dispatches.values()],
+                }
+                for r in self.rooms.values()
+            ],
+            "workers": sorted(self.workers),
+        }
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _find(self, room_name: str, identity: str, missing: Callable[[], TwirpError]) -> tuple[Room, ParticipantInfo]:
+        room = self.rooms.get(room_name)
+        p = room.participants.get(identity) if room else None
+        if room is None or p is None:
+            raise missing()
+        return room, p
+
+    def _room_or_timeout(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            raise timed_out()
+        return room
+
+    def _room_or_create(self, name: str) -> Room:
+        return self.rooms.get(name) or self._new_room(name, ())
+
+    def _new_room(self, name: str, agents: Sequence[proto_dispatch.RoomAgentDispatch]) -> Room:
+        now_ms = int(time.time() * 1000)
+        room = Room(
+            proto_models.Room(
+                sid=guid("RM_"),
+                name=name,
+                empty_timeout=DEFAULT_EMPTY_TIMEOUT,
+                departure_timeout=DEFAULT_DEPARTURE_TIMEOUT,
+                creation_time=now_ms // 1000,
+                creation_time_ms=now_ms,
+            )
+        )
+        self.rooms[name] = room
+        # Without explicit agents a new room gets the default dispatch (empty agent name).
+        for spec in agents or [proto_dispatch.RoomAgentDispatch()]:
+            self._dispatch(room, spec)
+        return room
+
+    def _dispatch(self, room: Room, spec: proto_dispatch.RoomAgentDispatch, *, launch: bool = True) -> AgentDispatch:
+        dispatch = AgentDispatch(
+            id=guid("AD_"),
+            agent_name=spec.agent_name,
+            room=room.info.name,
+            metadata=spec.metadata,
+            restart_policy=spec.restart_policy,
+            deployment=spec.deployment,
+            attributes=spec.attributes,
+            state=proto_dispatch.AgentDispatchState(created_at=time.time_ns()),
+        )
+        room.dispatches[dispatch.id] = dispatch
+        if launch and spec.agent_name in self.workers:
+            self._start_job(room, dispatch, None, "listening", None)
+        return dispatch
+
+    def _start_job(
+        self,
+        room: Room,
+        dispatch: AgentDispatch,
+        identity: str | None,
+        state: str,
+        tracks: Sequence[Mapping[str, Any]] | None,
+    ) -> ParticipantInfo:
+        job_id = guid("AJ_")
+        identity = identity or f"agent-{job_id}"
+        p = self.join(
+            room.info.name,
+            identity,
+            kind="AGENT",
+            attributes={AGENT_NAME_ATTRIBUTE: dispatch.agent_name, AGENT_STATE_ATTRIBUTE: state},
+            permission={"can_subscribe": True, "can_publish": True, "can_publish_data": True, "agent": True},
+            tracks=tracks,
+        )
+        now = time.time_ns()
+        dispatch.state.jobs.append(
+            proto_agent.Job(
+                id=job_id,
+                dispatch_id=dispatch.id,
+                type=proto_agent.JobType.JT_ROOM,
+                room=proto_models.Room(sid=room.info.sid, name=room.info.name),
+                agent_name=dispatch.agent_name,
+                metadata=dispatch.metadata,
+                state=proto_agent.JobState(
+                    status=_RUNNING,
+                    started_at=now,
+                    updated_at=now,
+                    participant_identity=identity,
+                    worker_id=guid("AW_"),
+                ),
+            )
+        )
+        return p
+
+    def _drop(self, room: Room, identity: str) -> None:
+        """Disconnect a participant; if it ran an agent job, the job ends (the dispatch stays listed)."""
+        p = room.participants.pop(identity)
+        room.count(p, -1)
+        if p.kind != ParticipantInfo.Kind.AGENT and not p.permission.agent:
+            return
+        now = time.time_ns()
+        for dispatch in room.dispatches.values():
+            for job in dispatch.state.jobs:
+                if job.state.participant_identity == identity and job.state.status == _RUNNING:
+                    _end(job, now, proto_agent.JobStateReason.JSR_UNSPECIFIED)
+
+
+def _end(job: proto_agent.Job, now: int, reason: proto_agent.JobStateReason) -> None:
+    job.state.status = proto_agent.JobStatus.JS_SUCCESS
+    job.state.ended_at = now
+    job.state.updated_at = now
+    job.state.reason = reason
+
+
+_TRACK_DEFAULTS: dict[proto_models.TrackType, tuple[proto_models.TrackSource, str]] = {
+    proto_models.TrackType.AUDIO: (proto_models.TrackSource.MICROPHONE, "audio/opus"),
+    proto_models.TrackType.VIDEO: (proto_models.TrackSource.CAMERA, "video/VP8"),
+}
+
+
+def _track(data: Mapping[str, Any]) -> proto_models.TrackInfo:
+    track = _parse(data, proto_models.TrackInfo(), "track")
+    if track.type not in _TRACK_DEFAULTS:
+        raise SandboxError(400, "a track's type must be AUDIO or VIDEO")
+    source, mime = _TRACK_DEFAULTS[track.type]
+    track.sid = guid("TR_")
+    if "source" not in data:
+        track.source = source
+    track.mime_type = track.mime_type or mime
+    if track.type == proto_models.TrackType.VIDEO and not track.width:
+        track.width, track.height = 1280, 720
+    return track

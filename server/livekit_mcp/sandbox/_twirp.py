@@ -1,0 +1,106 @@
+"""Twirp transport as LiveKit serves it: content types, protobuf/protojson codec and errors.
+
+Everything here follows LIVEKIT_BEHAVIOR.md section 1; the method table lives in `_services.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+PROTOBUF = "application/protobuf"
+JSON = "application/json"
+
+# twitchtv/twirp errors.go: ServerHTTPStatusFromErrorCode.
+STATUS: dict[str, int] = {
+    "canceled": 408,
+    "unknown": 500,
+    "invalid_argument": 400,
+    "malformed": 400,
+    "deadline_exceeded": 408,
+    "not_found": 404,
+    "bad_route": 404,
+    "already_exists": 409,
+    "permission_denied": 403,
+    "unauthenticated": 401,
+    "resource_exhausted": 429,
+    "failed_precondition": 412,
+    "aborted": 409,
+    "out_of_range": 400,
+    "unimplemented": 501,
+    "internal": 500,
+    "unavailable": 503,
+    "dataloss": 500,
+}
+
+M = TypeVar("M", bound=Message)
+
+
+class TwirpError(Exception):
+    """A Twirp error: answered as JSON `{"code", "msg", "meta"?}` with the code's HTTP status."""
+
+    def __init__(self, code: str, msg: str, meta: dict[str, str] | None = None) -> None:
+        super().__init__(f"{code}: {msg}")
+        self.code = code
+        self.msg = msg
+        self.meta = meta or {}
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"code": self.code, "msg": self.msg}
+        if self.meta:
+            body["meta"] = self.meta
+        return web.Response(status=STATUS[self.code], body=json.dumps(body).encode(), headers={"Content-Type": JSON})
+
+
+def bad_route(msg: str, method: str, path: str) -> TwirpError:
+    return TwirpError("bad_route", msg, {"twirp_invalid_route": f"{method} {path}"})
+
+
+def timed_out() -> TwirpError:
+    """What the real server answers after ~15 s of retrying a room or participant that is not there."""
+    return TwirpError("deadline_exceeded", "request timed out")
+
+
+def plain_text(status: int, text: str) -> web.Response:
+    """A plain-text answer as Go's http.Error writes it (outside Twirp: auth middleware, body limit)."""
+    return web.Response(
+        status=status,
+        body=(text + "\n").encode(),
+        headers={"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def content_kind(header: str) -> str | None:
+    """`application/protobuf` or `application/json` (case-insensitive, parameters ignored), else None."""
+    kind = header.split(";", 1)[0].strip().lower()
+    return kind if kind in (PROTOBUF, JSON) else None
+
+
+def decode(body: bytes, kind: str, cls: type[M]) -> M:
+    message = cls()
+    try:
+        if kind == PROTOBUF:
+            message.ParseFromString(body)
+        else:
+            json_format.Parse(body.decode("utf-8") if body else "{}", message, ignore_unknown_fields=True)
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+        what = "protobuf" if kind == PROTOBUF else "json"
+        raise TwirpError("malformed", f"the {what} request could not be decoded") from exc
+    return message
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """protojson as Twirp emits it: snake_case, every field, enum names, int64 as strings."""
+    return json_format.MessageToDict(
+        message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+    )
+
+
+def encode(message: Message, kind: str) -> web.Response:
+    if kind == PROTOBUF:
+        return web.Response(body=message.SerializeToString(), headers={"Content-Type": PROTOBUF})
+    return web.Response(body=json.dumps(to_dict(message)).encode(), headers={"Content-Type": JSON})
