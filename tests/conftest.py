@@ -1,0 +1,219 @@
+"""Fixtures shared by the server's end-to-end tests.
+
+The LiveKit sandbox runs on a real socket in a thread of the test process; the MCP server runs as a
+separate process, started the way a user's MCP host starts it, and is driven by the MCP SDK's own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from livekit import api
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment
+from mcp.types import CallToolResult, TextContent
+
+from livekit_mcp.sandbox import Sandbox, SandboxAdmin
+
+BIN = Path(sys.executable).parent
+LIVEKIT_MCP = str(BIN / "livekit-mcp")
+# A secret nobody would print by accident: tests look for it in every output.
+SECRET = "s3cr3t-never-shown-0123456789abcdef"
+MODES = ["legacy", "2026-07-28"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass(frozen=True)
+class LiveKitTarget:
+    url: str
+    api_key: str
+    api_secret: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment a host would give the server: almost nothing, plus the LiveKit variables."""
+        return get_default_environment() | {
+            "LIVEKIT_URL": self.url,
+            "LIVEKIT_API_KEY": self.api_key,
+            "LIVEKIT_API_SECRET": self.api_secret,
+            **extra,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def livekit() -> Iterator[LiveKitTarget]:
+    """A sandbox on a real port for the whole session, in its own thread and event loop."""
+    loop = asyncio.new_event_loop()
+    sandbox = Sandbox(keys={"devkey": SECRET}, seed=True)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(sandbox.start(host="127.0.0.1", port=0))
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(sandbox.stop())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="sandbox", daemon=True)
+    thread.start()
+    assert ready.wait(15), "the sandbox did not start"
+    yield LiveKitTarget(sandbox.url, "devkey", SECRET)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(15)
+
+
+@pytest.fixture
+async def admin(livekit: LiveKitTarget) -> AsyncIterator[SandboxAdmin]:
+    """The sandbox's admin API, on an empty sandbox: each test sets up the rooms it needs."""
+    async with SandboxAdmin(livekit.url, livekit.api_key, livekit.api_secret) as client:
+        await client.clear_faults()
+        await client.reset(seed=False)
+        yield client
+        await client.clear_faults()
+
+
+@pytest.fixture
+async def lkapi(livekit: LiveKitTarget) -> AsyncIterator[api.LiveKitAPI]:
+    """The official `livekit-api` client: how tests look at the sandbox's state after a change."""
+    client = api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
+    yield client
+    await client.aclose()
+
+
+async def identities(lk: api.LiveKitAPI, room: str) -> set[str]:
+    response = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+    return {p.identity for p in response.participants}
+
+
+async def room_names(lk: api.LiveKitAPI) -> set[str]:
+    return {r.name for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms}
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    """Bounded wait until a spawned server accepts connections (or fail with its stderr)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"server did not listen on {port} within {seconds} s")
+
+
+@dataclass
+class Served:
+    """A server process on HTTP, with what it wrote to stderr kept in a file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+    with log.open("wb") as err:
+        process = subprocess.Popen([LIVEKIT_MCP, *args], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for_port(port, process)
+    except AssertionError as exc:
+        process.kill()
+        raise AssertionError(f"{exc}; its stderr:\n{log.read_text(errors='replace')}") from None
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def serve_http(livekit: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Served]]:
+    """Start `livekit-mcp --transport http|sse` processes against the session sandbox; all stopped at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*flags: str, transport: str = "http", env: dict[str, str] | None = None) -> Served:
+        port = free_port()
+        log = tmp_path_factory.mktemp("server") / "stderr.log"
+        args = ["serve", "--transport", transport, "--port", str(port), *flags]
+        process = spawn(args, env if env is not None else livekit.env(), log, port)
+        started.append(process)
+        path = "/mcp" if transport == "http" else "/sse"
+        return Served(f"http://127.0.0.1:{port}{path}", process, log)
+
+    yield start
+    for process in started:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def http_server(serve_http: Callable[..., Served]) -> Served:
+    """One streamable-HTTP server for the session: most tool tests go through it (the server keeps no state)."""
+    return serve_http()
+
+
+def stdio(env: dict[str, str], *args: str) -> StdioServerParameters:
+    """The server as Claude Desktop would launch it."""
+    return StdioServerParameters(command=LIVEKIT_MCP, args=list(args), env=env)
+
+
+def text(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def call(client: Client, tool: str, **args: Any) -> CallToolResult:
+    return await client.call_tool(tool, args)
+
+
+async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; its structured content."""
+    result = await call(client, tool, **args)
+    assert not result.is_error, text(result)
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+async def fails(client: Client, tool: str, **args: Any) -> str:
+    """Call a tool that must fail as a tool error; the message the model reads."""
+    result = await call(client, tool, **args)
+    assert result.is_error, f"{tool} should have failed: {text(result)}"
+    return text(result)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Both protocol eras: the 2025-11-25 handshake and the stateless 2026-07-28."""
+    return str(request.param)
+
+
+def no_secret(*outputs: str) -> None:
+    for output in outputs:
+        assert SECRET not in output

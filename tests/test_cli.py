@@ -1,0 +1,104 @@
+"""The command line as a new user meets it: missing credentials, check, sandbox, demo."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from livekit import api
+from mcp.client.stdio import get_default_environment
+
+from tests.conftest import LIVEKIT_MCP, SECRET, LiveKitTarget, free_port, no_secret, spawn, stop
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LIVEKIT_MCP, *args],
+        env=get_default_environment() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2() -> None:
+    done = run()
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        assert name in lines[0]
+
+
+def test_only_the_missing_variables_are_named() -> None:
+    env = get_default_environment() | {"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "k"}
+    done = run("serve", "--transport", "http", env=env)
+    assert done.returncode == 2
+    assert "LIVEKIT_API_SECRET" in done.stderr
+    assert "LIVEKIT_URL" not in done.stderr
+
+
+def test_an_invalid_setting_names_the_setting() -> None:
+    env = get_default_environment() | {"LIVEKIT_MCP_TIMEOUT": "soon"}
+    done = run("--sandbox", env=env)
+    assert done.returncode == 2
+    assert "timeout" in done.stderr
+
+
+def test_version_is_printed() -> None:
+    done = run("--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("livekit-mcp ")
+
+
+def test_check_says_the_url_answers_and_the_key_is_accepted(livekit: LiveKitTarget) -> None:
+    done = run("check", env=livekit.env())
+    assert done.returncode == 0, done.stderr
+    assert "answers" in done.stdout
+    assert "accepted" in done.stdout
+    no_secret(done.stdout, done.stderr)
+
+
+def test_check_says_the_key_is_rejected(livekit: LiveKitTarget) -> None:
+    done = run("check", env=livekit.env(LIVEKIT_API_SECRET="wrong-secret-xyz"))
+    assert done.returncode == 1
+    assert "answers" in done.stdout
+    assert "rejected" in done.stdout
+    assert "wrong-secret-xyz" not in done.stdout + done.stderr
+
+
+def test_check_says_the_url_does_not_answer(livekit: LiveKitTarget) -> None:
+    done = run("check", env=livekit.env(LIVEKIT_URL=f"http://127.0.0.1:{free_port()}"))
+    assert done.returncode == 1
+    assert "no answer" in done.stdout
+    no_secret(done.stdout, done.stderr)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("flags", "seeded"), [((), True), (("--empty",), False)])
+async def test_sandbox_command_serves_livekit_to_the_official_client(
+    tmp_path: Path, flags: tuple[str, ...], seeded: bool
+) -> None:
+    port = free_port()
+    process = spawn(["sandbox", "--port", str(port), *flags], get_default_environment(), tmp_path / "log", port)
+    try:
+        async with api.LiveKitAPI(f"http://127.0.0.1:{port}", "devkey", "secret") as lk:
+            rooms = (await lk.room.list_rooms(api.ListRoomsRequest())).rooms
+            assert bool(rooms) is seeded
+            created = await lk.room.create_room(api.CreateRoomRequest(name="mine"))
+            assert created.sid.startswith("RM_")
+    finally:
+        stop(process)
+
+
+def test_demo_finds_the_agent_removes_it_and_deletes_a_room() -> None:
+    done = run("demo", timeout=90)
+    assert done.returncode == 0, done.stderr
+    for step in (">>> list_rooms", ">>> find_agent", ">>> remove_participant", ">>> delete_room"):
+        assert step in done.stdout
+    assert "Removed AGENT participant" in done.stdout
+    assert "Deleted room 'town-hall'" in done.stdout
+    assert SECRET not in done.stdout
