@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -89,7 +90,7 @@ def _fault(state: State, body: Body) -> Any:
         malformed=_opt(body, "malformed", bool, False),
         times=_opt(body, "times", int, None),
     )
-    return vars(fault)
+    return asdict(fault)
 
 
 def _clear_faults(state: State, body: Body) -> Any:

@@ -49,6 +49,9 @@ class Faults:
         self._faults[method] = fault
         return fault
 
+    def active(self) -> dict[str, Fault]:
+        return dict(self._faults)
+
     def clear(self) -> None:
         self._faults.clear()
 

@@ -29,7 +29,7 @@ class _Twirp:
         self.state = state
         self.keys = keys
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         # The auth middleware runs before Twirp sees the request: its rejections are plain text.
         try:
             claims = authenticate(request, self.keys)
@@ -87,7 +87,7 @@ def build_app(state: State, keys: Mapping[str, str]) -> web.Application:
     # One byte over the limit so that a body of exactly 10 MiB is still read.
     app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_get("/", _health)
-    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys))
+    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys).handle)
     add_admin_routes(app, state, keys)
     return app
 

@@ -11,7 +11,7 @@ import random
 import string
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -366,6 +366,7 @@ class State:
                 for r in self.rooms.values()
             ],
             "workers": sorted(self.workers),
+            "faults": {method: asdict(fault) for method, fault in self.faults.active().items()},
         }
 
     # -- internals -----------------------------------------------------------------------------------

@@ -86,8 +86,13 @@ def decode(body: bytes, kind: str, cls: type[M]) -> M:
         if kind == PROTOBUF:
             message.ParseFromString(body)
         else:
-            json_format.Parse(body.decode("utf-8") if body else "{}", message, ignore_unknown_fields=True)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+            data = json.loads(body) if body else {}
+            # protojson (Go) only accepts an object at the top; Python's parser would take `[]` or `"x"`.
+            if not isinstance(data, dict):
+                raise json_format.ParseError("the request is not a JSON object")
+            json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    except (DecodeError, json_format.ParseError, ValueError, RecursionError) as exc:
+        # ValueError covers json.JSONDecodeError and UnicodeDecodeError.
         what = "protobuf" if kind == PROTOBUF else "json"
         raise TwirpError("malformed", f"the {what} request could not be decoded") from exc
     return message
