@@ -123,6 +123,9 @@ async def test_a_full_room_refuses_a_join(admin: SandboxAdmin, lk: api.LiveKitAP
         {"room": "r", "identity": "a", "tracks": [{"type": "DATA"}]},
         {"room": "r", "identity": "a", "permission": {"can_publish": "maybe"}},
         {"room": "r", "identity": "a", "attributes": "not-a-map"},
+        {"room": "r", "identity": "a", "attributes": {"k": 1}},
+        {"room": "r", "identity": "a", "tracks": [5]},
+        {"room": "r", "identity": "a", "kind_details": [3]},
     ],
 )
 async def test_a_bad_join_is_refused_with_400(

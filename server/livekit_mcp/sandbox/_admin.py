@@ -57,7 +57,7 @@ def _join(state: State, body: Body) -> Any:
             kind_details=_opt(body, "kind_details", list, []),
             metadata=_opt(body, "metadata", str, ""),
             attributes=_opt(body, "attributes", dict, {}),
-            permission=body.get("permission"),
+            permission=_opt(body, "permission", dict, None),
             tracks=_opt(body, "tracks", list, []),
         )
     )

@@ -70,6 +70,8 @@ def _enum(enum: Any, name: str, what: str) -> str:
 
 
 def _parse(data: Mapping[str, Any], message: M, what: str) -> M:
+    if not isinstance(data, Mapping):
+        raise SandboxError(400, f"a {what} must be a JSON object")
     try:
         return json_format.ParseDict(dict(data), message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
@@ -251,6 +253,8 @@ class State:
         """
         if not identity:
             raise SandboxError(400, "identity must not be empty")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in (attributes or {}).items()):
+            raise SandboxError(400, "attributes must map strings to strings")
         now_ms = int(time.time() * 1000)
         p = ParticipantInfo(
             sid=guid("PA_"),
