@@ -84,9 +84,9 @@ async def test_a_timed_out_change_warns_that_it_may_have_happened(
 
 
 FAULTS: list[tuple[dict[str, Any], str]] = [
-    ({"error": {"code": "internal", "msg": "boom"}}, "LiveKit refused ListRooms (internal, HTTP 500): boom"),
-    ({"error": {"code": "unauthenticated", "msg": "permissions denied"}}, "lacks the permission for ListRooms"),
-    ({"error": {"code": "resource_exhausted", "msg": "slow down"}}, "(resource_exhausted, HTTP 429)"),
+    ({"error": ("internal", "boom")}, "LiveKit refused ListRooms (internal, HTTP 500): boom"),
+    ({"error": ("unauthenticated", "permissions denied")}, "lacks the permission for ListRooms"),
+    ({"error": ("resource_exhausted", "slow down")}, "(resource_exhausted, HTTP 429)"),
     ({"drop": True}, "is unreachable"),
     ({"malformed": True}, "not a valid protobuf message"),
 ]

@@ -16,7 +16,19 @@ from tests.conftest import LiveKitTarget, Served, fails, identities, ok, stdio
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"list_rooms", "list_participants", "find_agent", "remove_participant", "delete_room"}
+READ_TOOLS = {"list_rooms", "get_room", "list_participants", "get_participant", "find_agent", "list_dispatches"}
+TOOLS = READ_TOOLS | {
+    "create_room",
+    "update_room_metadata",
+    "update_participant",
+    "mute_track",
+    "send_data",
+    "dispatch_agent",
+    "remove_participant",
+    "delete_room",
+    "remove_agent",
+    "cancel_dispatch",
+}
 
 
 async def test_an_assistant_finds_and_removes_the_demo_agent_over_stdio_with_the_built_in_sandbox(mode: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 from livekit_mcp import __version__
 from livekit_mcp.config import Settings
 from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.resources import register_resources
 from livekit_mcp.tools import AppContext, register
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def build_server(settings: Settings) -> MCPServer[AppContext]:
     """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan)."""
 
+    opened: list[LiveKit] = []  # the connection of the running lifespan, for resources (which get no context)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         async with AsyncExitStack() as stack:
             if settings.credentials == "sandbox":
                 from livekit_mcp.sandbox import Sandbox  # only --sandbox pays for importing it
 
-                sandbox = await stack.enter_async_context(Sandbox(seed=True))
+                # A fresh random secret: nobody else needs it, and it is long enough for HS256.
+                sandbox = await stack.enter_async_context(Sandbox(keys={"sandbox": secrets.token_hex(32)}, seed=True))
                 url, key, secret = sandbox.url, sandbox.api_key, SecretStr(sandbox.api_secret)
                 log.warning("LiveKit sandbox with demo rooms at %s", url)
             else:
@@ -43,12 +48,17 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
             livekit = await stack.enter_async_context(
                 LiveKit(url, key, secret, timeout=settings.timeout, concurrency=settings.concurrency)
             )
-            yield AppContext(livekit=livekit)
+            opened.append(livekit)
+            try:
+                yield AppContext(livekit=livekit)
+            finally:
+                opened.remove(livekit)
 
     server: MCPServer[AppContext] = MCPServer(
         "livekit-mcp", title="LiveKit operations", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
     )
-    register(server)
+    register(server, toolsets=settings.toolsets, read_only=settings.read_only)
+    register_resources(server, lambda: opened[-1])
     return server
 
 

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP/SSE port (default 8000)")
     serve.add_argument("--allowed-hosts", help="extra Host values accepted over HTTP, comma-separated")
     serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
+    serve.add_argument("--toolsets", help="toolsets to offer, comma-separated: rooms,participants,agents,data (all)")
+    serve.add_argument("--read-only", action="store_const", const=True, help="offer only the tools that change nothing")
     _add_livekit_flags(serve, sandbox=True)
 
     sandbox = commands.add_parser("sandbox", help="run the LiveKit sandbox (an emulator of LiveKit's server API)")
@@ -73,7 +75,18 @@ def _fail(message: str) -> NoReturn:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
-    flags = ("transport", "host", "port", "credentials", "timeout", "log_level", "allowed_hosts", "allowed_origins")
+    flags = (
+        "transport",
+        "host",
+        "port",
+        "credentials",
+        "timeout",
+        "log_level",
+        "allowed_hosts",
+        "allowed_origins",
+        "toolsets",
+        "read_only",
+    )
     overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     try:
         settings = Settings(**overrides)

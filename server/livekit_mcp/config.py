@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
+TOOLSETS = ("rooms", "participants", "agents", "data")
 Credentials = Literal["env", "sandbox", "dev"]
 
 # What `lk --dev` uses; public, and only ever used when asked for with --dev.
@@ -63,7 +64,22 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list)
     """Extra `Origin` values accepted over HTTP (e.g. `https://mcp.example.com`)."""
 
+    toolsets: CommaList = Field(default_factory=lambda: ["rooms", "participants", "agents", "data"])
+    """Toolsets whose tools are listed: rooms, participants, agents, data."""
+    read_only: bool = False
+    """List and allow only the tools that change nothing."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @field_validator("toolsets")
+    @classmethod
+    def _known_toolsets(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in TOOLSETS]
+        if unknown or not value:
+            raise ValueError(
+                f"unknown toolset {', '.join(unknown) or '(none given)'}; choose from {', '.join(TOOLSETS)}"
+            )
+        return value
 
     def livekit_credentials(self) -> tuple[str, str, SecretStr]:
         """The URL, key and secret to use, or `MissingCredentialsError` naming what is missing."""

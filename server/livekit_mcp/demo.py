@@ -1,12 +1,14 @@
 """`livekit-mcp demo`: a short guided tour.
 
 It starts the LiveKit sandbox, launches `livekit-mcp` over stdio the way Claude Desktop would, and drives it
-with the MCP SDK's own client: list the rooms, find the agent in the support call, remove it, delete a room.
+with the MCP SDK's own client: list the rooms, find the agent in the support call, remove it (and its
+dispatch, so it stays out), delete a room.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from typing import Any
 
@@ -36,7 +38,7 @@ async def _call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, An
 
 
 async def _tour() -> None:
-    async with Sandbox(seed=True) as sandbox:
+    async with Sandbox(keys={"demo": secrets.token_hex(32)}, seed=True) as sandbox:
         _say(f"LiveKit sandbox with demo rooms at {sandbox.url} (key {sandbox.api_key}).")
         env = get_default_environment() | {
             "LIVEKIT_URL": sandbox.url,
@@ -52,7 +54,8 @@ async def _tour() -> None:
             await _call(client, "list_participants", {"room": SUPPORT_ROOM})
             found = await _call(client, "find_agent", {"room": SUPPORT_ROOM})
             agent = found["agents"][0]["identity"]
-            await _call(client, "remove_participant", {"room": SUPPORT_ROOM, "identity": agent})
+            await _call(client, "get_participant", {"room": SUPPORT_ROOM, "identity": agent})
+            await _call(client, "remove_agent", {"room": SUPPORT_ROOM})
             await _call(client, "list_participants", {"room": SUPPORT_ROOM})
             await _call(client, "delete_room", {"room": "town-hall"})
             await _call(client, "list_rooms", {})

@@ -8,7 +8,7 @@ to the exception tree of `errors.py` in one place (`_mapped`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 from urllib.parse import urlsplit
@@ -30,7 +30,7 @@ from livekit_mcp.errors import (
     Timeout,
     Unreachable,
 )
-from livekit_mcp.models import Participant, Room, Track
+from livekit_mcp.models import Dispatch, Job, Participant, Permission, Room, Track
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,51 @@ def _participant(p: api.ParticipantInfo) -> Participant:
         is_publisher=p.is_publisher,
         metadata=p.metadata,
         attributes=dict(p.attributes),
-        tracks=[
-            Track(
-                sid=t.sid,
-                type=_enum_name(api.TrackType, t.type),
-                source=_enum_name(api.TrackSource, t.source),
-                name=t.name,
-                muted=t.muted,
+        kind_details=[_enum_name(api.ParticipantInfo.KindDetail, k) for k in p.kind_details],
+        tracks=[_track(t) for t in p.tracks],
+        permission=_permission(p.permission) if p.HasField("permission") else None,
+    )
+
+
+def _track(t: api.TrackInfo) -> Track:
+    return Track(
+        sid=t.sid,
+        type=_enum_name(api.TrackType, t.type),
+        source=_enum_name(api.TrackSource, t.source),
+        name=t.name,
+        muted=t.muted,
+    )
+
+
+def _permission(p: api.ParticipantPermission) -> Permission:
+    return Permission.model_validate(
+        {
+            **{field: getattr(p, field) for field in Permission.model_fields if field != "can_publish_sources"},
+            "can_publish_sources": [_enum_name(api.TrackSource, s) for s in p.can_publish_sources],
+        }
+    )
+
+
+def _to_permission(p: Permission) -> api.ParticipantPermission:
+    # Enum names are accepted by protobuf constructors as they are.
+    return api.ParticipantPermission(**p.model_dump())
+
+
+def _dispatch(d: api.AgentDispatch) -> Dispatch:
+    return Dispatch(
+        id=d.id,
+        agent_name=d.agent_name,
+        room=d.room,
+        metadata=d.metadata,
+        created_at=d.state.created_at / 1e9 if d.state.created_at > 1e12 else float(d.state.created_at),
+        jobs=[
+            Job(
+                id=j.id,
+                status=_enum_name(api.JobStatus, j.state.status),
+                participant_identity=j.state.participant_identity or None,
             )
-            for t in p.tracks
+            for j in d.state.jobs
         ],
-        agent_permission=p.permission.agent,
     )
 
 
@@ -139,6 +173,40 @@ class LiveKit:
             raise RoomNotFound(room)
         return rooms[0]
 
+    async def create_room(
+        self, room: str, *, empty_timeout: int, departure_timeout: int, max_participants: int, metadata: str
+    ) -> Room:
+        request = api.CreateRoomRequest(
+            name=room,
+            empty_timeout=empty_timeout,
+            departure_timeout=departure_timeout,
+            max_participants=max_participants,
+            metadata=metadata,
+        )
+        return _room(
+            await self._call("CreateRoom", lambda: self._lk.room.create_room(request), room=room, changes=True)
+        )
+
+    async def update_room_metadata(self, room: str, metadata: str) -> Room:
+        request = api.UpdateRoomMetadataRequest(room=room, metadata=metadata)
+        return _room(
+            await self._call(
+                "UpdateRoomMetadata", lambda: self._lk.room.update_room_metadata(request), room=room, changes=True
+            )
+        )
+
+    async def send_data(
+        self, room: str, data: bytes, *, reliable: bool, topic: str | None, destination_identities: Sequence[str]
+    ) -> None:
+        request = api.SendDataRequest(
+            room=room,
+            data=data,
+            kind=api.DataPacket.Kind.RELIABLE if reliable else api.DataPacket.Kind.LOSSY,
+            topic=topic,
+            destination_identities=destination_identities,
+        )
+        await self._call("SendData", lambda: self._lk.room.send_data(request), room=room, changes=True)
+
     async def delete_room(self, room: str) -> None:
         await self._call(
             "DeleteRoom", lambda: self._lk.room.delete_room(api.DeleteRoomRequest(room=room)), room=room, changes=True
@@ -172,6 +240,68 @@ class LiveKit:
             identity=identity,
             changes=True,
         )
+
+    async def update_participant(
+        self,
+        room: str,
+        identity: str,
+        *,
+        name: str = "",
+        metadata: str = "",
+        attributes: Mapping[str, str] | None = None,
+        permission: Permission | None = None,
+    ) -> Participant:
+        request = api.UpdateParticipantRequest(
+            room=room,
+            identity=identity,
+            name=name,
+            metadata=metadata,
+            attributes=attributes,
+            permission=_to_permission(permission) if permission is not None else None,
+        )
+        info = await self._call(
+            "UpdateParticipant",
+            lambda: self._lk.room.update_participant(request),
+            room=room,
+            identity=identity,
+            changes=True,
+        )
+        return _participant(info)
+
+    async def mute_track(self, room: str, identity: str, track_sid: str, muted: bool) -> Track | None:
+        """The track as LiveKit reports it after the change; None when LiveKit knows no such track."""
+        request = api.MuteRoomTrackRequest(room=room, identity=identity, track_sid=track_sid, muted=muted)
+        response = await self._call(
+            "MutePublishedTrack",
+            lambda: self._lk.room.mute_published_track(request),
+            room=room,
+            identity=identity,
+            changes=True,
+        )
+        return _track(response.track) if response.HasField("track") else None
+
+    # --- Agent dispatch ------------------------------------------------------------------------------
+
+    async def list_dispatches(self, room: str) -> list[Dispatch]:
+        dispatches = await self._call("ListDispatch", lambda: self._lk.agent_dispatch.list_dispatch(room), room=room)
+        return [_dispatch(d) for d in dispatches]
+
+    async def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
+        request = api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
+        dispatch = await self._call(
+            "CreateDispatch", lambda: self._lk.agent_dispatch.create_dispatch(request), room=room, changes=True
+        )
+        return _dispatch(dispatch)
+
+    async def delete_dispatch(self, room: str, dispatch_id: str) -> Dispatch:
+        dispatch = await self._call(
+            "DeleteDispatch",
+            lambda: self._lk.agent_dispatch.delete_dispatch(dispatch_id, room),
+            room=room,
+            dispatch_id=dispatch_id,
+            changes=True,
+        )
+        return _dispatch(dispatch)
 
     # --- Fan-out -------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ Output is written for a model's context: enum names, ISO 8601 UTC times, no empt
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +15,8 @@ AGENT_NAME_ATTRIBUTE = "lk.agent_name"
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
 METADATA_PREVIEW = 200
 """Characters of room/participant metadata shown in lists; the full text is one get_* call away."""
+METADATA_DETAIL = 4000
+"""Characters of metadata shown by get_room / get_participant: enough for any sane JSON blob, bounded for a huge one."""
 
 
 def iso(seconds: float) -> str | None:
@@ -23,13 +26,13 @@ def iso(seconds: float) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def preview(text: str) -> tuple[str | None, bool | None]:
-    """Metadata shortened for a list, and whether it was shortened (None when it was not)."""
+def preview(text: str, limit: int = METADATA_PREVIEW) -> tuple[str | None, bool | None]:
+    """Metadata shortened to `limit` characters, and whether it was shortened (None when it was not)."""
     if not text:
         return None, None
-    if len(text) <= METADATA_PREVIEW:
+    if len(text) <= limit:
         return text, None
-    return text[:METADATA_PREVIEW] + "…", True
+    return text[:limit] + "…", True
 
 
 # --- What the LiveKit seam returns -------------------------------------------------------------------
@@ -43,23 +46,39 @@ class Track(BaseModel):
     muted: bool = False
 
 
+class Permission(BaseModel):
+    """What a participant may do; LiveKit replaces it whole when it is updated."""
+
+    can_subscribe: bool = False
+    can_publish: bool = False
+    can_publish_data: bool = False
+    can_publish_sources: list[Literal["CAMERA", "MICROPHONE", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"]] = Field(
+        default_factory=list, description="Empty: any source."
+    )
+    hidden: bool = False
+    can_update_metadata: bool = False
+    agent: bool = Field(default=False, description="Set by LiveKit for agents; older agents are known by it.")
+    can_subscribe_metrics: bool = False
+
+
 class Participant(BaseModel):
     sid: str
     identity: str
     name: str = ""
     kind: str
+    kind_details: list[str] = Field(default_factory=list)
     state: str
     joined_at: float = 0.0
     is_publisher: bool = False
     metadata: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
     tracks: list[Track] = Field(default_factory=list)
-    agent_permission: bool = False
-    """`permission.agent`: how agents built before participant kinds existed still identify themselves."""
+    permission: Permission | None = None
 
     @property
     def is_agent(self) -> bool:
-        return self.kind == "AGENT" or self.agent_permission
+        # Agents built before participant kinds existed are STANDARD with permission.agent set.
+        return self.kind == "AGENT" or (self.permission is not None and self.permission.agent)
 
     @property
     def agent_name(self) -> str | None:
@@ -85,6 +104,21 @@ class Room(BaseModel):
     empty_timeout: int = 0
     departure_timeout: int = 0
     max_participants: int = 0
+
+
+class Job(BaseModel):
+    id: str
+    status: str
+    participant_identity: str | None = None
+
+
+class Dispatch(BaseModel):
+    id: str
+    agent_name: str
+    room: str
+    metadata: str = ""
+    created_at: float = 0.0
+    jobs: list[Job] = Field(default_factory=list)
 
 
 # --- What the tools answer ---------------------------------------------------------------------------
@@ -210,3 +244,132 @@ class DeletedRoom(BaseModel):
     sid: str
     disconnected: dict[str, int] = Field(description="Participants disconnected, by kind.")
     total_disconnected: int
+
+
+class TrackDetail(BaseModel):
+    sid: str
+    type: str
+    source: str
+    name: str | None = None
+    muted: bool
+
+    @classmethod
+    def of(cls, t: Track) -> TrackDetail:
+        return cls(sid=t.sid, type=t.type, source=t.source, name=t.name or None, muted=t.muted)
+
+
+class ParticipantDetail(BaseModel):
+    room: str
+    identity: str
+    name: str | None = None
+    sid: str
+    kind: str
+    kind_details: list[str] | None = None
+    state: str
+    joined_at: str | None = None
+    publisher: bool
+    tracks: list[TrackDetail]
+    permission: Permission | None = None
+    attributes: dict[str, str] | None = None
+    metadata: str | None = None
+    metadata_truncated: bool | None = None
+    agent_name: str | None = None
+    agent_state: str | None = None
+
+    @classmethod
+    def of(cls, room: str, p: Participant) -> ParticipantDetail:
+        metadata, truncated = preview(p.metadata, METADATA_DETAIL)
+        return cls(
+            room=room,
+            identity=p.identity,
+            name=p.name or None,
+            sid=p.sid,
+            kind=p.effective_kind,
+            kind_details=p.kind_details or None,
+            state=p.state,
+            joined_at=iso(p.joined_at),
+            publisher=p.is_publisher,
+            tracks=[TrackDetail.of(t) for t in p.tracks],
+            permission=p.permission,
+            attributes=p.attributes or None,
+            metadata=metadata,
+            metadata_truncated=truncated,
+            agent_name=p.agent_name,
+            agent_state=p.agent_state,
+        )
+
+
+class DispatchInfo(BaseModel):
+    id: str
+    agent_name: str = Field(description='"" is the default dispatch LiveKit gives every new room.')
+    metadata: str | None = None
+    created_at: str | None = None
+    jobs: list[Job] | None = None
+
+    @classmethod
+    def of(cls, d: Dispatch) -> DispatchInfo:
+        return cls(
+            id=d.id,
+            agent_name=d.agent_name,
+            metadata=preview(d.metadata)[0],
+            created_at=iso(d.created_at),
+            jobs=d.jobs or None,
+        )
+
+
+class RoomDetail(BaseModel):
+    room: RoomSummary
+    running_for: str | None = Field(default=None, description="How long the room has existed, e.g. 1h05m.")
+    empty_timeout: int
+    departure_timeout: int
+    max_participants: int | None = None
+    participants_by_kind: dict[str, int]
+    publishers: list[str] = Field(description="Identities of those publishing tracks.")
+    agents: list[AgentInfo]
+    dispatches: list[DispatchInfo]
+
+
+class CreatedRoom(BaseModel):
+    room: RoomSummary
+    created: bool = Field(description="False when the room already existed (CreateRoom is get-or-create).")
+    empty_timeout: int
+    departure_timeout: int
+    max_participants: int | None = None
+
+
+class UpdatedParticipant(BaseModel):
+    participant: ParticipantDetail
+    changed: list[str]
+    permission_before: Permission | None = Field(default=None, description="Only when the permission was replaced.")
+
+
+class MutedTrack(BaseModel):
+    room: str
+    identity: str
+    track: TrackDetail
+
+
+class SentData(BaseModel):
+    room: str
+    bytes: int
+    topic: str | None = None
+    destination_identities: list[str] | None = None
+    reliable: bool
+
+
+class DispatchList(BaseModel):
+    room: str
+    dispatches: list[DispatchInfo]
+
+
+class DispatchResult(BaseModel):
+    room: str
+    dispatch: DispatchInfo
+    notes: list[str] | None = None
+
+
+class RemovedAgents(BaseModel):
+    room: str
+    removed: list[AgentInfo]
+    cancelled_dispatches: list[str]
+    steps: list[str]

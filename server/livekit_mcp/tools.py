@@ -1,7 +1,8 @@
 """The MCP tools: thin, typed functions over the LiveKit seam.
 
 Arguments are validated by pydantic before anything is sent to LiveKit; a tool answers with compact
-structured content (its return model) plus a short text for clients that show only text.
+structured content (its return model) plus a short text for clients that show only text. Each tool belongs
+to a toolset (`rooms`, `participants`, `agents`, `data`); `register` adds the enabled ones.
 """
 
 from __future__ import annotations
@@ -9,30 +10,47 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast, get_args
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field
 
-from livekit_mcp.errors import InvalidInput, RoomNotFound
+from livekit_mcp.config import TOOLSETS
+from livekit_mcp.errors import InvalidInput, NotFound, ParticipantNotFound, RoomNotFound, ServerFailure
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
     AgentList,
+    CreatedRoom,
     DeletedRoom,
+    DispatchInfo,
+    DispatchList,
+    DispatchResult,
+    MutedTrack,
     Participant,
+    ParticipantDetail,
     ParticipantList,
     ParticipantSummary,
+    Permission,
+    RemovedAgents,
     RemovedParticipant,
+    RoomDetail,
     RoomList,
     RoomSummary,
+    SentData,
+    TrackDetail,
+    UpdatedParticipant,
 )
 
 T = TypeVar("T")
+Toolset = Literal["rooms", "participants", "agents", "data"]
+assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
 
 @dataclass
@@ -47,15 +65,31 @@ def _livekit(ctx: Context) -> LiveKit:
     return cast(AppContext, ctx.request_context.lifespan_context).livekit
 
 
-# --- Argument types ----------------------------------------------------------------------------------
+# --- Argument types: LiveKit accepts any string and simply matches nothing, so the checks are ours --------
 
 
 def _plain_name(value: str) -> str:
-    """LiveKit accepts any string and simply matches nothing, so the checks a name needs are ours."""
     if not value.strip():
         raise ValueError("must not be empty or only whitespace")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValueError("must not contain control characters")
+    return value
+
+
+def _max_bytes(limit: int, what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if len(value.encode()) > limit:
+            raise ValueError(f"{what} is limited to {limit:,} bytes (UTF-8)")
+        return value
+
+    return check
+
+
+def _attributes_size(value: dict[str, str]) -> dict[str, str]:
+    if sum(len(k.encode()) + len(v.encode()) for k, v in value.items()) > 64 * 1024:
+        raise ValueError("attributes are limited to 64 KiB in all")
+    if any(not k.strip() for k in value):
+        raise ValueError("attribute names must not be empty")
     return value
 
 
@@ -66,11 +100,47 @@ Identity = Annotated[
 AgentName = Annotated[
     str, Field(min_length=1, max_length=256, description="Agent name (lk.agent_name)."), AfterValidator(_plain_name)
 ]
+DispatchId = Annotated[
+    str, Field(min_length=1, max_length=64, description="AD_… id from list_dispatches."), AfterValidator(_plain_name)
+]
+TrackSid = Annotated[
+    str, Field(min_length=1, max_length=64, description="TR_… sid from get_participant."), AfterValidator(_plain_name)
+]
+Metadata = Annotated[str, AfterValidator(_max_bytes(512 * 1024, "metadata"))]
 Cursor = Annotated[str | None, Field(max_length=1024, description="next_cursor from the previous page.")]
 Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]
 
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+
+# --- Registration ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Tool:
+    fn: Callable[..., Any]
+    toolset: Toolset
+    annotations: ToolAnnotations
+
+
+_TOOLS: list[_Tool] = []
+
+
+def _tool(toolset: Toolset, annotations: ToolAnnotations) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def add(fn: Callable[..., T]) -> Callable[..., T]:
+        _TOOLS.append(_Tool(fn, toolset, annotations))
+        return fn
+
+    return add
+
+
+def register(server: MCPServer[AppContext], *, toolsets: Collection[str] = TOOLSETS, read_only: bool = False) -> None:
+    """Add the tools of the enabled toolsets; in read-only mode, only the tools that change nothing."""
+    for tool in _TOOLS:
+        if tool.toolset in toolsets and (tool.annotations.read_only_hint or not read_only):
+            server.add_tool(tool.fn, annotations=tool.annotations)
 
 
 # --- Output helpers ----------------------------------------------------------------------------------
@@ -116,6 +186,10 @@ def _participant_line(p: ParticipantSummary) -> str:
     return f"- {p.identity}{name} {p.kind} {p.state}{agent}, joined {p.joined_at or '?'}{tracks}"
 
 
+def _agent_line(a: AgentInfo) -> str:
+    return f"- {a.identity} in '{a.room}': agent={a.agent_name or '?'} state={a.state or '?'}"
+
+
 def _more(next_cursor: str | None) -> str:
     return f"\nMore: call again with cursor='{next_cursor}'." if next_cursor else ""
 
@@ -124,123 +198,434 @@ def _by_kind(participants: Sequence[Participant]) -> dict[str, int]:
     return dict(Counter(p.effective_kind for p in participants))
 
 
-# --- The tools ---------------------------------------------------------------------------------------
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nobody"
 
 
-def register(server: MCPServer[AppContext]) -> None:
-    """Add every tool to the server."""
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
 
-    @server.tool(annotations=READ)
-    async def list_rooms(
-        ctx: Context,
-        names: Annotated[list[RoomName] | None, Field(max_length=100, description="Only these rooms.")] = None,
-        limit: Annotated[int, Field(ge=1, le=500)] = 50,
-        cursor: Cursor = None,
-    ) -> Annotated[CallToolResult, RoomList]:
-        """List the rooms on the LiveKit server with participant counts, sorted by name."""
-        rooms = sorted(await _livekit(ctx).list_rooms(names or ()), key=lambda r: r.name)
-        page, next_cursor = _page(rooms, lambda r: [r.name], limit, cursor)
-        found = {r.name for r in rooms}
-        not_found = [n for n in dict.fromkeys(names or ()) if n not in found] or None
-        result = RoomList(
-            rooms=[RoomSummary.of(r) for r in page], total=len(rooms), next_cursor=next_cursor, not_found=not_found
+
+async def _participants_of_existing_room(lk: LiveKit, room: str) -> list[Participant]:
+    """Participants of a room that must exist: LiveKit lists a missing room as empty, so an empty answer is checked."""
+    participants = await lk.list_participants(room)
+    if not participants:
+        await lk.get_room(room)
+    return participants
+
+
+def _matches(p: Participant, agent_name: str | None, identity: str | None) -> bool:
+    return p.is_agent and agent_name in (None, p.agent_name) and identity in (None, p.identity)
+
+
+# --- rooms -------------------------------------------------------------------------------------------
+
+
+@_tool("rooms", READ)
+async def list_rooms(
+    ctx: Context,
+    names: Annotated[list[RoomName] | None, Field(max_length=100, description="Only these rooms.")] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+) -> Annotated[CallToolResult, RoomList]:
+    """List the rooms on the LiveKit server with participant counts, sorted by name."""
+    rooms = sorted(await _livekit(ctx).list_rooms(names or ()), key=lambda r: r.name)
+    page, next_cursor = _page(rooms, lambda r: [r.name], limit, cursor)
+    found = {r.name for r in rooms}
+    not_found = [n for n in dict.fromkeys(names or ()) if n not in found] or None
+    result = RoomList(
+        rooms=[RoomSummary.of(r) for r in page], total=len(rooms), next_cursor=next_cursor, not_found=not_found
+    )
+    lines = [f"{len(rooms)} room(s); showing {len(page)}."]
+    lines += [f"- {r.name} ({r.participants} participants, created {r.created_at or '?'})" for r in result.rooms]
+    if not_found:
+        lines.append(f"Not rooms: {', '.join(not_found)}.")
+    return reply(result, "\n".join(lines) + _more(next_cursor))
+
+
+async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
+    """Everything about one room in two round trips (shared by get_room and the room resource)."""
+    info = await lk.get_room(room)
+    async with anyio.create_task_group() as tg:
+        results: dict[str, Any] = {}
+
+        async def fetch(key: str, call: Callable[[str], Any]) -> None:
+            results[key] = await call(room)
+
+        tg.start_soon(fetch, "participants", lk.list_participants)
+        tg.start_soon(fetch, "dispatches", lk.list_dispatches)
+    participants: list[Participant] = results["participants"]
+    return RoomDetail(
+        room=RoomSummary.of(info),
+        running_for=_duration(time.time() - info.creation_time) if info.creation_time else None,
+        empty_timeout=info.empty_timeout,
+        departure_timeout=info.departure_timeout,
+        max_participants=info.max_participants or None,
+        participants_by_kind=_by_kind(participants),
+        publishers=[p.identity for p in participants if p.is_publisher],
+        agents=[AgentInfo.of(room, p) for p in participants if p.is_agent],
+        dispatches=[DispatchInfo.of(d) for d in results["dispatches"]],
+    )
+
+
+@_tool("rooms", READ)
+async def get_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, RoomDetail]:
+    """What is going on in a room: who by kind, the agents and their state, dispatches, publishers, uptime."""
+    detail = await room_detail(_livekit(ctx), room)
+    lines = [
+        f"Room '{room}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
+        f"{_counts(detail.participants_by_kind)}; {len(detail.publishers)} publishing.",
+        *map(_agent_line, detail.agents),
+        *(f"- dispatch {d.id} agent_name='{d.agent_name}' jobs={len(d.jobs or [])}" for d in detail.dispatches),
+    ]
+    return reply(detail, "\n".join(lines))
+
+
+@_tool("rooms", CHANGE)
+async def create_room(
+    ctx: Context,
+    room: RoomName,
+    empty_timeout: Annotated[int | None, Field(ge=0, le=2**32 - 1, description="Seconds kept open empty.")] = None,
+    departure_timeout: Annotated[
+        int | None, Field(ge=0, le=2**32 - 1, description="Seconds kept open after the last one leaves.")
+    ] = None,
+    max_participants: Annotated[int | None, Field(ge=0, le=2**32 - 1)] = None,
+    metadata: Metadata | None = None,
+) -> Annotated[CallToolResult, CreatedRoom]:
+    """Create a room, or return it if it exists (LiveKit applies the non-zero settings given to it)."""
+    lk = _livekit(ctx)
+    existed = bool(await lk.list_rooms([room]))
+    made = await lk.create_room(
+        room,
+        empty_timeout=empty_timeout or 0,
+        departure_timeout=departure_timeout or 0,
+        max_participants=max_participants or 0,
+        metadata=metadata or "",
+    )
+    result = CreatedRoom(
+        room=RoomSummary.of(made),
+        created=not existed,
+        empty_timeout=made.empty_timeout,
+        departure_timeout=made.departure_timeout,
+        max_participants=made.max_participants or None,
+    )
+    if existed:
+        return reply(result, f"Room '{room}' already existed ({made.sid}); the settings given were applied to it.")
+    return reply(result, f"Created room '{room}' ({made.sid}), empty timeout {made.empty_timeout} s.")
+
+
+@_tool("rooms", CHANGE)
+async def update_room_metadata(
+    ctx: Context, room: RoomName, metadata: Metadata
+) -> Annotated[CallToolResult, RoomSummary]:
+    """Replace a room's metadata (every participant is notified)."""
+    updated = await _livekit(ctx).update_room_metadata(room, metadata)
+    return reply(RoomSummary.of(updated), f"Updated the metadata of room '{room}' ({len(metadata.encode())} bytes).")
+
+
+@_tool("rooms", DESTRUCTIVE)
+async def delete_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DeletedRoom]:
+    """Delete a room, disconnecting everyone in it."""
+    lk = _livekit(ctx)
+    target = await lk.get_room(room)
+    participants = await lk.list_participants(room)
+    await lk.delete_room(room)
+    counts = _by_kind(participants)
+    result = DeletedRoom(room=room, sid=target.sid, disconnected=counts, total_disconnected=len(participants))
+    return reply(result, f"Deleted room '{room}'; disconnected {_counts(counts)}.")
+
+
+# --- participants ------------------------------------------------------------------------------------
+
+
+@_tool("participants", READ)
+async def list_participants(
+    ctx: Context,
+    room: RoomName,
+    kind: Annotated[Kind | None, Field(description="Only participants of this kind.")] = None,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+    cursor: Cursor = None,
+) -> Annotated[CallToolResult, ParticipantList]:
+    """List who is in a room (identity, kind, state, tracks; agents with their name and state)."""
+    everyone = await _participants_of_existing_room(_livekit(ctx), room)
+    chosen = sorted(
+        (p for p in everyone if kind is None or p.effective_kind == kind), key=lambda p: (p.joined_at, p.identity)
+    )
+    page, next_cursor = _page(chosen, lambda p: [p.joined_at, p.identity], limit, cursor)
+    result = ParticipantList(
+        room=room, participants=[ParticipantSummary.of(p) for p in page], total=len(chosen), next_cursor=next_cursor
+    )
+    of_kind = f" of kind {kind}" if kind else ""
+    head = f"Room '{room}' has {len(chosen)} participant(s){of_kind}; showing {len(page)}."
+    if not everyone:
+        head = f"Room '{room}' exists and is empty."
+    return reply(result, "\n".join([head, *map(_participant_line, result.participants)]) + _more(next_cursor))
+
+
+@_tool("participants", READ)
+async def get_participant(
+    ctx: Context, room: RoomName, identity: Identity
+) -> Annotated[CallToolResult, ParticipantDetail]:
+    """Everything about one participant: tracks, permission, attributes, metadata, kind details."""
+    detail = ParticipantDetail.of(room, await _livekit(ctx).get_participant(room, identity))
+    tracks = ", ".join(f"{t.sid} {t.type}/{t.source}{' muted' if t.muted else ''}" for t in detail.tracks) or "none"
+    agent = f", agent={detail.agent_name} state={detail.agent_state}" if detail.agent_name else ""
+    return reply(detail, f"'{identity}' in '{room}': {detail.kind} {detail.state}{agent}; tracks: {tracks}.")
+
+
+@_tool("participants", CHANGE)
+async def update_participant(
+    ctx: Context,
+    room: RoomName,
+    identity: Identity,
+    name: Annotated[str | None, Field(min_length=1, max_length=256, description="New display name.")] = None,
+    metadata: Metadata | None = None,
+    attributes: Annotated[
+        dict[str, str] | None,
+        Field(description='Merged into the attributes; a "" value deletes that key.'),
+        AfterValidator(_attributes_size),
+    ] = None,
+    permission: Annotated[
+        Permission | None, Field(description="Replaces the whole permission: give every field you want set.")
+    ] = None,
+) -> Annotated[CallToolResult, UpdatedParticipant]:
+    """Change a participant's name, metadata, attributes or permission."""
+    if name is None and metadata is None and attributes is None and permission is None:
+        raise InvalidInput("name", "give at least one of name, metadata, attributes, permission")
+    if metadata == "":
+        raise InvalidInput("metadata", 'LiveKit reads "" as "no change"; send e.g. "{}" to clear it')
+    lk = _livekit(ctx)
+    before = await lk.get_participant(room, identity)
+    after = await lk.update_participant(
+        room, identity, name=name or "", metadata=metadata or "", attributes=attributes, permission=permission
+    )
+    changed = [field for field, value in (("name", name), ("metadata", metadata), ("attributes", attributes)) if value]
+    text = f"Updated '{identity}' in '{room}': {', '.join(changed) or 'nothing'}."
+    if permission is not None:
+        changed.append("permission")
+        text = (
+            f"Updated '{identity}' in '{room}': {', '.join(changed)}. The permission was replaced as a whole: "
+            f"before {before.permission.model_dump() if before.permission else None}, "
+            f"after {after.permission.model_dump() if after.permission else None}."
         )
-        lines = [f"{len(rooms)} room(s); showing {len(page)}."]
-        lines += [f"- {r.name} ({r.participants} participants, created {r.created_at or '?'})" for r in result.rooms]
-        if not_found:
-            lines.append(f"Not rooms: {', '.join(not_found)}.")
-        return reply(result, "\n".join(lines) + _more(next_cursor))
+    result = UpdatedParticipant(
+        participant=ParticipantDetail.of(room, after),
+        changed=changed,
+        permission_before=before.permission if permission is not None else None,
+    )
+    return reply(result, text)
 
-    @server.tool(annotations=READ)
-    async def list_participants(
-        ctx: Context,
-        room: RoomName,
-        kind: Annotated[Kind | None, Field(description="Only participants of this kind.")] = None,
-        limit: Annotated[int, Field(ge=1, le=1000)] = 100,
-        cursor: Cursor = None,
-    ) -> Annotated[CallToolResult, ParticipantList]:
-        """List who is in a room (identity, kind, state, tracks; agents with their name and state)."""
-        lk = _livekit(ctx)
-        everyone = await lk.list_participants(room)
-        if not everyone and not await lk.list_rooms([room]):
-            raise RoomNotFound(room)
-        chosen = sorted(
-            (p for p in everyone if kind is None or p.effective_kind == kind), key=lambda p: (p.joined_at, p.identity)
-        )
-        page, next_cursor = _page(chosen, lambda p: [p.joined_at, p.identity], limit, cursor)
-        result = ParticipantList(
-            room=room,
-            participants=[ParticipantSummary.of(p) for p in page],
-            total=len(chosen),
-            next_cursor=next_cursor,
-        )
-        of_kind = f" of kind {kind}" if kind else ""
-        head = f"Room '{room}' has {len(chosen)} participant(s){of_kind}; showing {len(page)}."
-        if not everyone:
-            head = f"Room '{room}' exists and is empty."
-        return reply(result, "\n".join([head, *map(_participant_line, result.participants)]) + _more(next_cursor))
 
-    @server.tool(annotations=READ)
-    async def find_agent(
-        ctx: Context,
-        room: Annotated[RoomName | None, Field(description="Search only this room; all rooms when omitted.")] = None,
-        agent_name: Annotated[AgentName | None, Field(description="Only agents dispatched under this name.")] = None,
-    ) -> Annotated[CallToolResult, AgentList]:
-        """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
-        lk = _livekit(ctx)
+@_tool("participants", CHANGE)
+async def mute_track(
+    ctx: Context,
+    room: RoomName,
+    identity: Identity,
+    track_sid: TrackSid,
+    muted: bool,
+) -> Annotated[CallToolResult, MutedTrack]:
+    """Mute (or unmute) a track a participant publishes."""
+    lk = _livekit(ctx)
+    # Checked first: for a missing room or participant LiveKit itself only answers after a ~15 s timeout.
+    target = await lk.get_participant(room, identity)
+    if track_sid not in {t.sid for t in target.tracks}:
+        published = ", ".join(t.sid for t in target.tracks) or "none"
+        raise NotFound(f"'{identity}' publishes no track '{track_sid}' in room '{room}'; their tracks: {published}")
+    try:
+        track = await lk.mute_track(room, identity, track_sid, muted)
+    except ServerFailure as exc:
+        if exc.code == "failed_precondition":
+            raise ServerFailure(
+                "MutePublishedTrack",
+                exc.code,
+                exc.status,
+                "LiveKit does not unmute remotely unless the server enables it (room.enable_remote_unmute); "
+                "ask the participant to unmute themselves",
+            ) from exc
+        raise
+    if track is None:
+        raise NotFound(f"LiveKit no longer knows track '{track_sid}' of '{identity}'; get_participant shows theirs")
+    result = MutedTrack(room=room, identity=identity, track=TrackDetail.of(track))
+    return reply(
+        result, f"Track {track_sid} ({track.type}) of '{identity}' is now {'muted' if track.muted else 'unmuted'}."
+    )
+
+
+@_tool("participants", DESTRUCTIVE)
+async def remove_participant(
+    ctx: Context, room: RoomName, identity: Identity
+) -> Annotated[CallToolResult, RemovedParticipant]:
+    """Disconnect a participant from a room (their token stays valid, so they can rejoin)."""
+    lk = _livekit(ctx)
+    target = await lk.get_participant(room, identity)
+    await lk.remove_participant(room, identity)
+    notes = ["Their join token is not revoked: they can rejoin with it until it expires."]
+    if target.is_agent:
+        notes.append(
+            "This is an agent: its dispatch is still there. The open-source server does not relaunch it, "
+            "but LiveKit Cloud may; remove_agent with keep_out=true or cancel_dispatch keeps it out."
+        )
+    result = RemovedParticipant(
+        room=room,
+        identity=identity,
+        sid=target.sid,
+        kind=target.effective_kind,
+        name=target.name or None,
+        agent_name=target.agent_name,
+        notes=notes,
+    )
+    return reply(result, f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(notes))
+
+
+# --- agents ------------------------------------------------------------------------------------------
+
+
+@_tool("agents", READ)
+async def find_agent(
+    ctx: Context,
+    room: Annotated[RoomName | None, Field(description="Search only this room; all rooms when omitted.")] = None,
+    agent_name: Annotated[AgentName | None, Field(description="Only agents dispatched under this name.")] = None,
+) -> Annotated[CallToolResult, AgentList]:
+    """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
+    lk = _livekit(ctx)
+    if room is not None:
+        rooms, per_room = [room], [await _participants_of_existing_room(lk, room)]
+    else:
         # Empty rooms hold no agent: skipping them saves a call per idle room on large deployments.
-        rooms = [room] if room is not None else sorted(r.name for r in await lk.list_rooms() if r.num_participants)
+        rooms = sorted(r.name for r in await lk.list_rooms() if r.num_participants)
         per_room = await lk.gather(lk.list_participants, rooms)
-        if room is not None and not per_room[0] and not await lk.list_rooms([room]):
-            raise RoomNotFound(room)
-        agents = [
-            AgentInfo.of(name, p)
-            for name, participants in zip(rooms, per_room, strict=True)
-            for p in participants
-            if p.is_agent and (agent_name is None or p.agent_name == agent_name)
-        ]
-        result = AgentList(agents=agents, rooms_searched=len(rooms))
-        where = f"room '{room}'" if room else f"{len(rooms)} room(s) with participants"
-        named = f" named '{agent_name}'" if agent_name else ""
-        lines = [f"{len(agents)} agent(s){named} in {where}."]
-        lines += [f"- {a.identity} in '{a.room}': agent={a.agent_name or '?'} state={a.state or '?'}" for a in agents]
-        return reply(result, "\n".join(lines))
+    agents = [
+        AgentInfo.of(name, p)
+        for name, participants in zip(rooms, per_room, strict=True)
+        for p in participants
+        if _matches(p, agent_name, None)
+    ]
+    result = AgentList(agents=agents, rooms_searched=len(rooms))
+    where = f"room '{room}'" if room else f"{len(rooms)} room(s) with participants"
+    named = f" named '{agent_name}'" if agent_name else ""
+    return reply(result, "\n".join([f"{len(agents)} agent(s){named} in {where}.", *map(_agent_line, agents)]))
 
-    @server.tool(annotations=DESTRUCTIVE)
-    async def remove_participant(
-        ctx: Context, room: RoomName, identity: Identity
-    ) -> Annotated[CallToolResult, RemovedParticipant]:
-        """Disconnect a participant from a room (their token stays valid, so they can rejoin)."""
-        lk = _livekit(ctx)
-        target = await lk.get_participant(room, identity)
-        await lk.remove_participant(room, identity)
-        notes = ["Their join token is not revoked: they can rejoin with it until it expires."]
-        if target.is_agent:
-            notes.append(
-                "This is an agent: its dispatch is still there. The open-source server does not relaunch it, "
-                "but LiveKit Cloud may; delete the dispatch to keep the agent out."
-            )
-        result = RemovedParticipant(
-            room=room,
-            identity=identity,
-            sid=target.sid,
-            kind=target.effective_kind,
-            name=target.name or None,
-            agent_name=target.agent_name,
-            notes=notes,
-        )
-        return reply(
-            result, f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(notes)
-        )
 
-    @server.tool(annotations=DESTRUCTIVE)
-    async def delete_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DeletedRoom]:
-        """Delete a room, disconnecting everyone in it."""
-        lk = _livekit(ctx)
-        target = await lk.get_room(room)
-        participants = await lk.list_participants(room)
-        await lk.delete_room(room)
-        counts = _by_kind(participants)
-        result = DeletedRoom(room=room, sid=target.sid, disconnected=counts, total_disconnected=len(participants))
-        detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nobody"
-        return reply(result, f"Deleted room '{room}'; disconnected {detail}.")
+@_tool("agents", READ)
+async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
+    """List a room's agent dispatches and their jobs."""
+    lk = _livekit(ctx)
+    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+    dispatches = [DispatchInfo.of(d) for d in await lk.list_dispatches(room)]
+    lines = [f"{len(dispatches)} dispatch(es) in '{room}'."]
+    lines += [f"- {d.id} agent_name='{d.agent_name}' jobs={len(d.jobs or [])}" for d in dispatches]
+    return reply(DispatchList(room=room, dispatches=dispatches), "\n".join(lines))
+
+
+@_tool("agents", SEND)
+async def dispatch_agent(
+    ctx: Context,
+    room: RoomName,
+    agent_name: AgentName,
+    metadata: Annotated[Metadata | None, Field(description="Job metadata the agent receives.")] = None,
+) -> Annotated[CallToolResult, DispatchResult]:
+    """Send an agent into a room (the room is created if needed); a worker serving agent_name must be running."""
+    lk = _livekit(ctx)
+    existed = bool(await lk.list_rooms([room]))
+    dispatch = await lk.create_dispatch(room, agent_name, metadata or "")
+    notes = [
+        "LiveKit accepts a dispatch even when no worker serves this agent name: "
+        "find_agent shows whether the agent actually joined."
+    ]
+    if not existed:
+        notes.append(f"Room '{room}' did not exist and was created.")
+    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch), notes=notes)
+    return reply(result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join(notes))
+
+
+@_tool("agents", DESTRUCTIVE)
+async def cancel_dispatch(
+    ctx: Context,
+    room: RoomName,
+    dispatch_id: DispatchId,
+) -> Annotated[CallToolResult, DispatchResult]:
+    """Delete an agent dispatch; its running jobs end, so its agents leave the room."""
+    lk = _livekit(ctx)
+    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+    dispatch = await lk.delete_dispatch(room, dispatch_id)
+    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch))
+    return reply(result, f"Cancelled dispatch {dispatch.id} of '{dispatch.agent_name}' in '{room}'.")
+
+
+@_tool("agents", DESTRUCTIVE)
+async def remove_agent(
+    ctx: Context,
+    room: RoomName,
+    agent_name: Annotated[AgentName | None, Field(description="Only agents of this name.")] = None,
+    identity: Annotated[Identity | None, Field(description="Only the agent with this identity.")] = None,
+    keep_out: Annotated[bool, Field(description="Also delete their dispatches, so they are not sent back.")] = True,
+) -> Annotated[CallToolResult, RemovedAgents]:
+    """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
+    lk = _livekit(ctx)
+    participants = await _participants_of_existing_room(lk, room)
+    agents = [p for p in participants if _matches(p, agent_name, identity)]
+    if not agents:
+        present = ", ".join(f"{p.identity} ({p.agent_name or '?'})" for p in participants if p.is_agent) or "none"
+        raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
+    steps: list[str] = []
+    cancelled: list[str] = []
+    if keep_out:
+        # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
+        names = {p.agent_name for p in agents if p.agent_name}
+        identities = {p.identity for p in agents}
+        for d in await lk.list_dispatches(room):
+            if d.agent_name in names or any(j.participant_identity in identities for j in d.jobs):
+                await lk.delete_dispatch(room, d.id)
+                cancelled.append(d.id)
+                steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+        if not cancelled:
+            steps.append("no dispatch of these agents to delete")
+    for p in agents:
+        try:
+            await lk.remove_participant(room, p.identity)
+            steps.append(f"removed {p.identity}")
+        except (ParticipantNotFound, RoomNotFound):
+            steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
+    if not keep_out:
+        steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
+    result = RemovedAgents(
+        room=room, removed=[AgentInfo.of(room, p) for p in agents], cancelled_dispatches=cancelled, steps=steps
+    )
+    return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+RELIABLE_LIMIT = 15 * 1024
+LOSSY_LIMIT = 1300
+
+
+@_tool("data", SEND)
+async def send_data(
+    ctx: Context,
+    room: RoomName,
+    data: Annotated[str, Field(min_length=1, description="Text payload (UTF-8); 15 KiB reliable, 1,300 bytes lossy.")],
+    topic: Annotated[str | None, Field(min_length=1, max_length=256)] = None,
+    destination_identities: Annotated[
+        list[Identity] | None, Field(max_length=256, description="Only these participants; everyone when omitted.")
+    ] = None,
+    reliable: bool = True,
+) -> Annotated[CallToolResult, SentData]:
+    """Send a data message to everyone in a room, or to some participants, optionally on a topic."""
+    payload = data.encode()
+    limit = RELIABLE_LIMIT if reliable else LOSSY_LIMIT
+    if len(payload) > limit:
+        raise InvalidInput(
+            "data", f"{len(payload):,} bytes; {'reliable' if reliable else 'lossy'} data is limited to {limit:,}"
+        )
+    lk = _livekit(ctx)
+    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+    await lk.send_data(
+        room, payload, reliable=reliable, topic=topic, destination_identities=destination_identities or ()
+    )
+    result = SentData(
+        room=room, bytes=len(payload), topic=topic, destination_identities=destination_identities, reliable=reliable
+    )
+    to = ", ".join(destination_identities) if destination_identities else "everyone"
+    return reply(result, f"Sent {len(payload)} bytes to {to} in '{room}'{f' on topic {topic!r}' if topic else ''}.")
