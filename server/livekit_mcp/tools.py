@@ -71,9 +71,17 @@ def _livekit(ctx: Context) -> LiveKit:
 def _plain_name(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or only whitespace")
+    return _no_control_characters(value)
+
+
+def _no_control_characters(value: str) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValueError("must not contain control characters")
     return value
+
+
+def _optional_name(value: str) -> str:
+    return _plain_name(value) if value else value
 
 
 def _max_bytes(limit: int, what: str) -> Callable[[str], str]:
@@ -107,7 +115,20 @@ TrackSid = Annotated[
     str, Field(min_length=1, max_length=64, description="TR_… sid from get_participant."), AfterValidator(_plain_name)
 ]
 Metadata = Annotated[str, AfterValidator(_max_bytes(512 * 1024, "metadata"))]
-Cursor = Annotated[str | None, Field(max_length=1024, description="next_cursor from the previous page.")]
+# Optional strings are typed `str` with "" for "not given": the SDK would JSON-decode any other string-typed
+# argument, turning metadata like '{"a": 1}' into an object.
+Cursor = Annotated[str, Field(max_length=1024, description="next_cursor from the previous page.")]
+AnyRoom = Annotated[
+    str,
+    Field(max_length=256, description="Search only this room; every room when omitted."),
+    AfterValidator(_optional_name),
+]
+AnyAgentName = Annotated[
+    str, Field(max_length=256, description="Only agents of this name (lk.agent_name)."), AfterValidator(_optional_name)
+]
+AnyIdentity = Annotated[
+    str, Field(max_length=256, description="Only the participant with this identity."), AfterValidator(_optional_name)
+]
 Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]
 
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -154,9 +175,7 @@ def reply(result: BaseModel, text: str) -> CallToolResult:
     )
 
 
-def _page(
-    items: Sequence[T], key: Callable[[T], list[Any]], limit: int, cursor: str | None
-) -> tuple[list[T], str | None]:
+def _page(items: Sequence[T], key: Callable[[T], list[Any]], limit: int, cursor: str) -> tuple[list[T], str | None]:
     """One page of `items` (already sorted by `key`) after the cursor, and the cursor of the next page.
 
     The cursor is the sort key of the last item shown, so a page stays right when people join or leave.
@@ -215,8 +234,9 @@ async def _participants_of_existing_room(lk: LiveKit, room: str) -> list[Partici
     return participants
 
 
-def _matches(p: Participant, agent_name: str | None, identity: str | None) -> bool:
-    return p.is_agent and agent_name in (None, p.agent_name) and identity in (None, p.identity)
+def _matches(p: Participant, agent_name: str, identity: str) -> bool:
+    """An agent, of this name and identity where they are given ("" = any)."""
+    return p.is_agent and agent_name in ("", p.agent_name) and identity in ("", p.identity)
 
 
 # --- rooms -------------------------------------------------------------------------------------------
@@ -227,7 +247,7 @@ async def list_rooms(
     ctx: Context,
     names: Annotated[list[RoomName] | None, Field(max_length=100, description="Only these rooms.")] = None,
     limit: Annotated[int, Field(ge=1, le=500)] = 50,
-    cursor: Cursor = None,
+    cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomList]:
     """List the rooms on the LiveKit server with participant counts, sorted by name."""
     rooms = sorted(await _livekit(ctx).list_rooms(names or ()), key=lambda r: r.name)
@@ -291,7 +311,7 @@ async def create_room(
         int | None, Field(ge=0, le=2**32 - 1, description="Seconds kept open after the last one leaves.")
     ] = None,
     max_participants: Annotated[int | None, Field(ge=0, le=2**32 - 1)] = None,
-    metadata: Metadata | None = None,
+    metadata: Metadata = "",
 ) -> Annotated[CallToolResult, CreatedRoom]:
     """Create a room, or return it if it exists (LiveKit applies the non-zero settings given to it)."""
     lk = _livekit(ctx)
@@ -301,7 +321,7 @@ async def create_room(
         empty_timeout=empty_timeout or 0,
         departure_timeout=departure_timeout or 0,
         max_participants=max_participants or 0,
-        metadata=metadata or "",
+        metadata=metadata,
     )
     result = CreatedRoom(
         room=RoomSummary.of(made),
@@ -345,7 +365,7 @@ async def list_participants(
     room: RoomName,
     kind: Annotated[Kind | None, Field(description="Only participants of this kind.")] = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 100,
-    cursor: Cursor = None,
+    cursor: Cursor = "",
 ) -> Annotated[CallToolResult, ParticipantList]:
     """List who is in a room (identity, kind, state, tracks; agents with their name and state)."""
     everyone = await _participants_of_existing_room(_livekit(ctx), room)
@@ -379,8 +399,10 @@ async def update_participant(
     ctx: Context,
     room: RoomName,
     identity: Identity,
-    name: Annotated[str | None, Field(min_length=1, max_length=256, description="New display name.")] = None,
-    metadata: Metadata | None = None,
+    name: Annotated[
+        str, Field(max_length=256, description="New display name."), AfterValidator(_no_control_characters)
+    ] = "",
+    metadata: Annotated[Metadata, Field(description='New metadata (LiveKit reads "" as no change).')] = "",
     attributes: Annotated[
         dict[str, str] | None,
         Field(description='Merged into the attributes; a "" value deletes that key.'),
@@ -391,14 +413,12 @@ async def update_participant(
     ] = None,
 ) -> Annotated[CallToolResult, UpdatedParticipant]:
     """Change a participant's name, metadata, attributes or permission."""
-    if name is None and metadata is None and attributes is None and permission is None:
+    if not name and not metadata and attributes is None and permission is None:
         raise InvalidInput("name", "give at least one of name, metadata, attributes, permission")
-    if metadata == "":
-        raise InvalidInput("metadata", 'LiveKit reads "" as "no change"; send e.g. "{}" to clear it')
     lk = _livekit(ctx)
     before = await lk.get_participant(room, identity)
     after = await lk.update_participant(
-        room, identity, name=name or "", metadata=metadata or "", attributes=attributes, permission=permission
+        room, identity, name=name, metadata=metadata, attributes=attributes, permission=permission
     )
     changed = [field for field, value in (("name", name), ("metadata", metadata), ("attributes", attributes)) if value]
     text = f"Updated '{identity}' in '{room}': {', '.join(changed) or 'nothing'}."
@@ -484,12 +504,12 @@ async def remove_participant(
 @_tool("agents", READ)
 async def find_agent(
     ctx: Context,
-    room: Annotated[RoomName | None, Field(description="Search only this room; all rooms when omitted.")] = None,
-    agent_name: Annotated[AgentName | None, Field(description="Only agents dispatched under this name.")] = None,
+    room: AnyRoom = "",
+    agent_name: AnyAgentName = "",
 ) -> Annotated[CallToolResult, AgentList]:
     """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
     lk = _livekit(ctx)
-    if room is not None:
+    if room:
         rooms, per_room = [room], [await _participants_of_existing_room(lk, room)]
     else:
         # Empty rooms hold no agent: skipping them saves a call per idle room on large deployments.
@@ -499,7 +519,7 @@ async def find_agent(
         AgentInfo.of(name, p)
         for name, participants in zip(rooms, per_room, strict=True)
         for p in participants
-        if _matches(p, agent_name, None)
+        if _matches(p, agent_name, "")
     ]
     result = AgentList(agents=agents, rooms_searched=len(rooms))
     where = f"room '{room}'" if room else f"{len(rooms)} room(s) with participants"
@@ -523,12 +543,12 @@ async def dispatch_agent(
     ctx: Context,
     room: RoomName,
     agent_name: AgentName,
-    metadata: Annotated[Metadata | None, Field(description="Job metadata the agent receives.")] = None,
+    metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Send an agent into a room (the room is created if needed); a worker serving agent_name must be running."""
     lk = _livekit(ctx)
     existed = bool(await lk.list_rooms([room]))
-    dispatch = await lk.create_dispatch(room, agent_name, metadata or "")
+    dispatch = await lk.create_dispatch(room, agent_name, metadata)
     notes = [
         "LiveKit accepts a dispatch even when no worker serves this agent name: "
         "find_agent shows whether the agent actually joined."
@@ -557,8 +577,8 @@ async def cancel_dispatch(
 async def remove_agent(
     ctx: Context,
     room: RoomName,
-    agent_name: Annotated[AgentName | None, Field(description="Only agents of this name.")] = None,
-    identity: Annotated[Identity | None, Field(description="Only the agent with this identity.")] = None,
+    agent_name: AnyAgentName = "",
+    identity: AnyIdentity = "",
     keep_out: Annotated[bool, Field(description="Also delete their dispatches, so they are not sent back.")] = True,
 ) -> Annotated[CallToolResult, RemovedAgents]:
     """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
@@ -606,7 +626,7 @@ async def send_data(
     ctx: Context,
     room: RoomName,
     data: Annotated[str, Field(min_length=1, description="Text payload (UTF-8); 15 KiB reliable, 1,300 bytes lossy.")],
-    topic: Annotated[str | None, Field(min_length=1, max_length=256)] = None,
+    topic: Annotated[str, Field(max_length=256), AfterValidator(_no_control_characters)] = "",
     destination_identities: Annotated[
         list[Identity] | None, Field(max_length=256, description="Only these participants; everyone when omitted.")
     ] = None,
@@ -622,10 +642,14 @@ async def send_data(
     lk = _livekit(ctx)
     await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
     await lk.send_data(
-        room, payload, reliable=reliable, topic=topic, destination_identities=destination_identities or ()
+        room, payload, reliable=reliable, topic=topic or None, destination_identities=destination_identities or ()
     )
     result = SentData(
-        room=room, bytes=len(payload), topic=topic, destination_identities=destination_identities, reliable=reliable
+        room=room,
+        bytes=len(payload),
+        topic=topic or None,
+        destination_identities=destination_identities,
+        reliable=reliable,
     )
     to = ", ".join(destination_identities) if destination_identities else "everyone"
     return reply(result, f"Sent {len(payload)} bytes to {to} in '{room}'{f' on topic {topic!r}' if topic else ''}.")

@@ -39,6 +39,9 @@ class _Twirp:
             return await self._serve(request, claims)
         except TwirpError as err:
             return err.response()
+        except ConnectionResetError:
+            # The client hung up mid-request (e.g. its own timeout during injected latency): nobody to answer.
+            return web.Response(status=499)
 
     async def _serve(self, request: web.Request, claims: Claims | None) -> web.StreamResponse:
         path = request.path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import string
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from ._twirp import TwirpError, timed_out, to_dict
 ParticipantInfo = proto_models.ParticipantInfo
 AgentDispatch = proto_dispatch.AgentDispatch
 
+DATA_KEPT = 100
 DEFAULT_EMPTY_TIMEOUT = 300
 DEFAULT_DEPARTURE_TIMEOUT = 20
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
@@ -83,6 +85,8 @@ class Room:
     info: proto_models.Room
     participants: dict[str, ParticipantInfo] = field(default_factory=dict)
     dispatches: dict[str, AgentDispatch] = field(default_factory=dict)
+    data: deque[proto_room.SendDataRequest] = field(default_factory=lambda: deque(maxlen=DATA_KEPT))
+    """The latest SendData requests delivered to the room: what the admin state shows as `data`."""
 
     def count(self, p: ParticipantInfo, sign: int) -> None:
         """Keep num_participants / num_publishers right without rescanning a large room."""
@@ -184,8 +188,7 @@ class State:
             raise TwirpError(
                 "invalid_argument", f"nonce should be 16-bytes or not present, got: {len(req.nonce)} bytes"
             )
-        if req.room not in self.rooms:
-            raise timed_out()
+        self._room_or_timeout(req.room).data.append(_copy(req))
         return proto_room.SendDataResponse()
 
     def update_room_metadata(self, req: proto_room.UpdateRoomMetadataRequest) -> proto_models.Room:
@@ -366,6 +369,7 @@ class State:
                     **to_dict(r.info),
                     "participants": [to_dict(p) for p in r.participants.values()],
                     "dispatches": [to_dict(d) for d in r.dispatches.values()],
+                    "data": [to_dict(d) for d in r.data],
                 }
                 for r in self.rooms.values()
             ],
