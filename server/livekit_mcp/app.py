@@ -15,7 +15,7 @@ from livekit_mcp import __version__
 from livekit_mcp.config import Settings
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.resources import register_resources
-from livekit_mcp.tools import AppContext, register
+from livekit_mcp.tools import AppContext, build_tools
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,17 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
             finally:
                 opened.remove(livekit)
 
-    server: MCPServer[AppContext] = MCPServer(
-        "livekit-mcp", title="LiveKit operations", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
+    tools = build_tools(
+        toolsets=settings.toolsets, read_only=settings.read_only, output_schemas=settings.output_schemas
     )
-    register(server, toolsets=settings.toolsets, read_only=settings.read_only)
+    server: MCPServer[AppContext] = MCPServer(
+        "livekit-mcp",
+        title="LiveKit operations",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        tools=tools,
+    )
     register_resources(server, lambda: opened[-1])
     return server
 

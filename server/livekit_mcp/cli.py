@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
     serve.add_argument("--toolsets", help="toolsets to offer, comma-separated: rooms,participants,agents,data (all)")
     serve.add_argument("--read-only", action="store_const", const=True, help="offer only the tools that change nothing")
+    serve.add_argument(
+        "--output-schemas", action="store_const", const=True, help="publish the tools' output schemas in tools/list"
+    )
     _add_livekit_flags(serve, sandbox=True)
 
     sandbox = commands.add_parser("sandbox", help="run the LiveKit sandbox (an emulator of LiveKit's server API)")
@@ -86,6 +89,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "allowed_origins",
         "toolsets",
         "read_only",
+        "output_schemas",
     )
     overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     try:

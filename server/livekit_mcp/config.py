@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     """Toolsets whose tools are listed: rooms, participants, agents, data."""
     read_only: bool = False
     """List and allow only the tools that change nothing."""
+    output_schemas: bool = False
+    """Publish each tool's output schema in tools/list (twice the bytes; for clients that validate results)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 

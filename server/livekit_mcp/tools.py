@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast, get_args
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -157,11 +158,50 @@ def _tool(toolset: Toolset, annotations: ToolAnnotations) -> Callable[[Callable[
     return add
 
 
-def register(server: MCPServer[AppContext], *, toolsets: Collection[str] = TOOLSETS, read_only: bool = False) -> None:
-    """Add the tools of the enabled toolsets; in read-only mode, only the tools that change nothing."""
-    for tool in _TOOLS:
-        if tool.toolset in toolsets and (tool.annotations.read_only_hint or not read_only):
-            server.add_tool(tool.fn, annotations=tool.annotations)
+def build_tools(
+    *, toolsets: Collection[str] = TOOLSETS, read_only: bool = False, output_schemas: bool = False
+) -> list[Tool]:
+    """The tools of the enabled toolsets (in read-only mode, only those that change nothing), with compact schemas.
+
+    Every byte of tools/list is read into the model's context, so schema titles go, and output schemas (which
+    clients use to validate, models rarely read) are published only when asked for: that halves tools/list.
+    """
+    tools: list[Tool] = []
+    for entry in _TOOLS:
+        if entry.toolset not in toolsets or (read_only and not entry.annotations.read_only_hint):
+            continue
+        tool = Tool.from_function(entry.fn, annotations=entry.annotations)
+        tool.parameters = _without_titles(tool.parameters)
+        schema = tool.fn_metadata.output_schema
+        tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
+        tools.append(tool)
+    return tools
+
+
+def _without_titles(node: Any) -> Any:
+    """A JSON schema without pydantic's `title`s, which repeat the property and model names."""
+    if isinstance(node, dict):
+        return {k: _without_titles(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_without_titles(v) for v in node]
+    return node
+
+
+def _output_schema(node: Any) -> Any:
+    """An output schema without titles, defaults and `| null`: tools leave empty fields out instead of sending null."""
+    if isinstance(node, dict):
+        alternatives = node.get("anyOf")
+        if isinstance(alternatives, list) and len(alternatives) == 2 and {"type": "null"} in alternatives:
+            (kept,) = (a for a in alternatives if a != {"type": "null"})
+            return _output_schema({**kept, **{k: v for k, v in node.items() if k not in ("anyOf", "default")}})
+        return {
+            k: _output_schema(v)
+            for k, v in node.items()
+            if k != "default" and not (k == "title" and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_output_schema(v) for v in node]
+    return node
 
 
 # --- Output helpers ----------------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""The public interface: tools/list is a snapshot (changes must be deliberate) and answers stay small.
+
+To accept a deliberate change: LIVEKIT_MCP_UPDATE_SNAPSHOTS=1 pytest tests/test_interface.py, then review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from livekit import api
+from mcp import Client
+
+from livekit_mcp.sandbox import SandboxAdmin
+from tests.conftest import Served, call, ok, text
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+TOOLS_LIST_BUDGET = 12 * 1024  # about 3,000 tokens for every toolset together
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def tools_list(url: str) -> list[dict[str, Any]]:
+    async with Client(url) as client:
+        tools = (await client.list_tools()).tools
+    return [t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"}) for t in tools]
+
+
+@pytest.fixture(scope="module")
+def with_output_schemas(serve_http: Callable[..., Served]) -> Served:
+    return serve_http("--output-schemas")
+
+
+async def test_tools_list_matches_the_snapshot(with_output_schemas: Served) -> None:
+    listed = await tools_list(with_output_schemas.url)
+    if os.environ.get("LIVEKIT_MCP_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(listed, indent=1, ensure_ascii=False) + "\n")
+    assert listed == json.loads(SNAPSHOT.read_text()), "the public interface changed: see this module's docstring"
+
+
+async def test_default_tools_list_is_the_snapshot_without_output_schemas_and_within_budget(
+    http_server: Served,
+) -> None:
+    listed = await tools_list(http_server.url)
+    expected = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in json.loads(SNAPSHOT.read_text())]
+    assert listed == expected
+    assert len(compact(listed)) < TOOLS_LIST_BUDGET
+    for tool in listed:
+        assert "title" not in compact(tool["inputSchema"])  # pydantic's titles only repeat the names
+
+
+async def test_every_answer_matches_its_published_output_schema(
+    with_output_schemas: Served, admin: SandboxAdmin
+) -> None:
+    # The SDK client validates structuredContent against the tool's outputSchema and fails the call if it differs.
+    joined = await admin.join("r", "dana", tracks=[{"type": "AUDIO", "source": "MICROPHONE"}], attributes={"a": "b"})
+    agent = await admin.join_agent("r", "helper")
+    mic = joined["tracks"][0]["sid"]
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("list_rooms", {}),
+        ("get_room", {"room": "r"}),
+        ("create_room", {"room": "other", "metadata": "m"}),
+        ("update_room_metadata", {"room": "other", "metadata": "n"}),
+        ("list_participants", {"room": "r"}),
+        ("get_participant", {"room": "r", "identity": "dana"}),
+        ("update_participant", {"room": "r", "identity": "dana", "permission": {"can_subscribe": True}}),
+        ("mute_track", {"room": "r", "identity": "dana", "track_sid": mic, "muted": True}),
+        ("send_data", {"room": "r", "data": "hi"}),
+        ("find_agent", {}),
+        ("list_dispatches", {"room": "r"}),
+        ("dispatch_agent", {"room": "other", "agent_name": "x"}),
+        ("remove_participant", {"room": "r", "identity": "dana"}),
+        ("remove_agent", {"room": "r", "identity": agent["identity"]}),
+        ("delete_room", {"room": "r"}),
+    ]
+    async with Client(with_output_schemas.url) as client:
+        for tool, args in calls:
+            result = await call(client, tool, **args)
+            assert not result.is_error, f"{tool}: {text(result)}"
+        dispatch = (await ok(client, "dispatch_agent", room="other", agent_name="y"))["dispatch"]
+        calls.append(("cancel_dispatch", {"room": "other", "dispatch_id": dispatch["id"]}))
+        await ok(client, *calls[-1][:1], **calls[-1][1])
+    assert {tool for tool, _ in calls} == {t["name"] for t in json.loads(SNAPSHOT.read_text())}
+
+
+async def test_list_participants_costs_a_small_fraction_of_the_raw_protojson(
+    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    for i in range(20):
+        await admin.join(
+            "webinar",
+            f"viewer-{i:02d}",
+            name=f"Viewer {i}",
+            tracks=[{"type": "AUDIO", "source": "MICROPHONE"}, {"type": "VIDEO", "source": "CAMERA"}],
+            attributes={"role": "viewer"},
+            permission={"can_subscribe": True, "can_publish": True, "can_publish_data": True},
+        )
+    raw = await lkapi.room.list_participants(api.ListParticipantsRequest(room="webinar"))
+    raw_bytes = sum(
+        len(
+            compact(
+                json_format.MessageToDict(
+                    p, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+                )
+            )
+        )
+        for p in raw.participants
+    )
+    async with Client(http_server.url) as client:
+        result = await call(client, "list_participants", room="webinar")
+    structured = compact(result.structured_content)
+    assert len(structured) * 4 <= raw_bytes, (len(structured), raw_bytes)
+    assert len(text(result)) * 4 <= raw_bytes, (len(text(result)), raw_bytes)
