@@ -97,10 +97,12 @@ async def test_each_livekit_failure_gets_a_clear_message_and_the_next_call_works
     http_server: Served, admin: SandboxAdmin, fault: dict[str, Any], expected: str
 ) -> None:
     await admin.join("r", "alice")
-    await admin.fault("RoomService/ListRooms", times=1, **fault)
+    # On every call, not once: reads are retried past a passing failure.
+    await admin.fault("RoomService/ListRooms", **fault)
     async with Client(http_server.url) as client:
         result = await client.call_tool("list_rooms", {})
         assert result.is_error
         assert expected in text(result)
         assert "Traceback" not in text(result)
+        await admin.clear_faults()
         assert (await ok(client, "list_rooms"))["total"] == 1

@@ -2,6 +2,7 @@
 
     LiveKitMCPError                 (a ToolError: the model reads the message)
      ├── InvalidInput               an argument is wrong; raised before anything is sent to LiveKit
+     ├── PolicyRefusal              the server's policy forbids it (names the rule); nothing was changed
      └── LiveKitError               LiveKit answered with an error, or did not answer
           ├── NotFound
           │    ├── RoomNotFound
@@ -9,12 +10,15 @@
           │    └── DispatchNotFound
           ├── AuthenticationFailed  LiveKit rejected the API key or secret
           ├── PermissionDenied      the key is valid but lacks the grant for this call
-          ├── Unreachable           no connection to the LiveKit URL
+          ├── Unreachable           no connection to the LiveKit URL (refused, DNS, TLS), or it broke mid-call
           ├── Timeout               no answer within our limit (the change may still have happened)
           └── ServerFailure         any other error: Twirp code, HTTP status, message
+               └── BadAnswer        an answer that is not LiveKit's (not protobuf, undecodable, too large)
 
-Foreign errors (`livekit.api.ServerError`, aiohttp errors, timeouts) are mapped to these in exactly one
-place, `livekit_backend._mapped`.
+Foreign errors (`livekit.api.ServerError`, aiohttp errors, protobuf decode errors, timeouts) are mapped to
+these in exactly one place, `livekit_backend._mapped`. When a change's fate is unknown (a timeout, a
+connection lost after the request went out, a garbled answer) the message says so and names the tool that
+shows whether it happened: sending it again blindly could do it twice.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ class InvalidInput(LiveKitMCPError):
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         super().__init__(f"invalid '{field}': {problem}")
+
+
+class PolicyRefusal(LiveKitMCPError):
+    """A guardrail of this server's configuration forbids the call; nothing was sent to change anything."""
+
+    def __init__(self, rule: str, problem: str) -> None:
+        self.rule = rule
+        super().__init__(f"refused by policy ({rule}): {problem}")
 
 
 class LiveKitError(LiveKitMCPError):
@@ -81,18 +93,25 @@ class PermissionDenied(LiveKitError):
         )
 
 
+def unsure(check: str | None) -> str:
+    """The warning for a change whose outcome is unknown; `check` is the tool that shows whether it happened
+    ("" when none can; None for a read, which needs no warning)."""
+    if check is None:
+        return ""
+    how = f"call {check} to see whether it did" if check else "sending it again may deliver it twice"
+    return f" The change may or may not have happened: {how} before trying again."
+
+
 class Unreachable(LiveKitError):
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"LiveKit at {url} is unreachable ({reason}); check LIVEKIT_URL and that the server is up")
+    def __init__(
+        self, url: str, reason: str, *, hint: str = "check LIVEKIT_URL and that the server is up", unsure: str = ""
+    ) -> None:
+        super().__init__(f"LiveKit at {url} is unreachable ({reason}); {hint}.{unsure}")
 
 
 class Timeout(LiveKitError):
-    def __init__(self, url: str, seconds: float, method: str, *, changes: bool) -> None:
-        hint = (
-            " The change may or may not have happened: check the current state before trying again."
-            if changes
-            else " Try again, or raise LIVEKIT_MCP_TIMEOUT."
-        )
+    def __init__(self, url: str, seconds: float, method: str, *, check: str | None) -> None:
+        hint = unsure(check) if check is not None else " Try again, or raise LIVEKIT_MCP_TIMEOUT."
         super().__init__(f"LiveKit at {url} did not answer {method} within {seconds:g} s.{hint}")
 
 
@@ -101,3 +120,15 @@ class ServerFailure(LiveKitError):
         self.code, self.status = code, status
         detail = f": {message}" if message else ""
         super().__init__(f"LiveKit refused {method} ({code}, HTTP {status}){detail}")
+
+
+class BadAnswer(ServerFailure):
+    """Something answered, but not as LiveKit does: a proxy, a web page, a broken body."""
+
+    def __init__(self, url: str, method: str, status: int, reason: str, *, check: str | None) -> None:
+        self.code, self.status = "bad_answer", status
+        LiveKitError.__init__(
+            self,
+            f"{url} did not answer {method} as LiveKit does (HTTP {status}, {reason}); "
+            f"check that LIVEKIT_URL is the LiveKit server itself, not a web page or a proxy.{unsure(check)}",
+        )

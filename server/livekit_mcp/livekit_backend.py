@@ -1,13 +1,14 @@
 """The one seam to LiveKit: the only module that imports `livekit.api`.
 
 It owns the single `LiveKitAPI` (one aiohttp session) of the process, bounds every call with our own
-timeout (`livekit-api` ignores its own), converts protobuf to our models, and maps every foreign failure
-to the exception tree of `errors.py` in one place (`_mapped`).
+timeout (`livekit-api` ignores its own), retries reads that failed in passing, converts protobuf to our
+models, and maps every foreign failure to the exception tree of `errors.py` in one place (`_mapped`).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
@@ -21,6 +22,7 @@ from pydantic import SecretStr
 
 from livekit_mcp.errors import (
     AuthenticationFailed,
+    BadAnswer,
     DispatchNotFound,
     LiveKitError,
     ParticipantNotFound,
@@ -29,6 +31,7 @@ from livekit_mcp.errors import (
     ServerFailure,
     Timeout,
     Unreachable,
+    unsure,
 )
 from livekit_mcp.models import Dispatch, Job, Participant, Permission, Room, Track
 
@@ -41,6 +44,62 @@ U = TypeVar("U")
 _ROOM_MISSING = "requested room does not exist"
 _PARTICIPANT_MISSING = "participant does not exist"
 _DISPATCH_MISSING = "dispatch ID not found"
+
+# Every LiveKit method this module calls, read or change: the one place that decides what may be sent twice.
+# A read changes nothing, so one that failed in passing (connection, 5xx, 408, 429) is simply sent again.
+READS = frozenset({"ListRooms", "ListParticipants", "GetParticipant", "ListDispatch"})
+# A change is sent once. When its fate is unknown (timeout, connection lost after sending, garbled answer) the
+# error names the tool that shows whether it happened ("": none can).
+CHANGES = {
+    "CreateRoom": "list_rooms",
+    "DeleteRoom": "list_rooms",
+    "UpdateRoomMetadata": "get_room",
+    "SendData": "",
+    "RemoveParticipant": "list_participants",
+    "UpdateParticipant": "get_participant",
+    "MutePublishedTrack": "get_participant",
+    "CreateDispatch": "list_dispatches",
+    "DeleteDispatch": "list_dispatches",
+}
+
+BACKOFF_FIRST = 0.05
+"""Seconds before the first retry; doubled for each next one, up to BACKOFF_MAX, each with jitter."""
+BACKOFF_MAX = 1.0
+MAX_ANSWER = 64 * 1024 * 1024
+"""Bytes of a declared answer we read at most (10,000 rooms or participants are a few MiB)."""
+
+
+class _NotLiveKit(Exception):
+    """An answer no LiveKit server gives, caught in the session before `livekit-api` reads it as protobuf."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+async def _check_answer(response: aiohttp.ClientResponse) -> None:
+    # `livekit-api` decodes any 200 as protobuf, and an empty body decodes as an empty list: a web page or a
+    # proxy's answer would pass for "no rooms". LiveKit always labels its successes application/protobuf.
+    if response.status == 200 and response.content_type != "application/protobuf":
+        raise _NotLiveKit(200, f"{response.content_type} instead of protobuf")
+    if (response.content_length or 0) > MAX_ANSWER:
+        raise _NotLiveKit(response.status, f"{response.content_length:,} bytes, more than the {MAX_ANSWER:,} read")
+
+
+def _transient(exc: Exception) -> bool:
+    """A failure that another attempt may not meet: the only kind a read is retried on."""
+    if isinstance(exc, api.ServerError):
+        # 501 (unimplemented) is a 5xx that will never change.
+        return exc.status in (408, 429) or (exc.status >= 500 and exc.status != 501)
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorDNSError | aiohttp.ServerFingerprintMismatch):
+        return False  # a wrong URL or certificate: the same answer would come back
+    return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)
+
+
+def _backoff(attempt: int) -> float:
+    """Capped exponential backoff with jitter, so that many clients do not retry in step."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def _enum_name(enum: type[object], value: int) -> str:
@@ -127,32 +186,59 @@ def _dispatch(d: api.AgentDispatch) -> Dispatch:
 def display_url(url: str) -> str:
     """The URL without any user, password, path or query: safe to show in messages and logs."""
     parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return repr(url.rpartition("@")[2][:100])  # not a URL: shown as given, less anything like a password
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
 
 class LiveKit:
     """A connection to one LiveKit deployment. Use as an async context manager (one per process)."""
 
-    def __init__(self, url: str, api_key: str, api_secret: SecretStr, *, timeout: float, concurrency: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        api_secret: SecretStr,
+        *,
+        timeout: float,
+        concurrency: int,
+        retries: int = 3,
+    ) -> None:
+        """`timeout` bounds each call, retries included; `concurrency` bounds the calls of fan-outs in flight at
+        once, process-wide; `retries` is how many times a read that failed in passing is sent again."""
         self.url = display_url(url)
         self._target = url
         self.api_key = api_key
         self._secret = api_secret
         self.timeout = timeout
         self.concurrency = concurrency
+        self.retries = retries
         self._api: api.LiveKitAPI | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._fan_out: anyio.CapacityLimiter | None = None
 
     async def __aenter__(self) -> Self:
-        # failover=False: LiveKit Cloud failover replays requests, and a change must never be replayed blindly.
-        self._api = api.LiveKitAPI(self._target, self.api_key, self._secret.get_secret_value(), failover=False)
+        self._session = aiohttp.ClientSession(raise_for_status=_check_answer)
+        self._fan_out = anyio.CapacityLimiter(self.concurrency)
+        try:
+            # failover=False: LiveKit Cloud failover replays requests, and a change must never be replayed blindly.
+            self._api = api.LiveKitAPI(
+                self._target, self.api_key, self._secret.get_secret_value(), session=self._session, failover=False
+            )
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._api is not None:
-            await self._api.aclose()
+            await self._api.aclose()  # leaves a session it did not create open: ours is closed below
             self._api = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @property
     def _lk(self) -> api.LiveKitAPI:
@@ -183,16 +269,12 @@ class LiveKit:
             max_participants=max_participants,
             metadata=metadata,
         )
-        return _room(
-            await self._call("CreateRoom", lambda: self._lk.room.create_room(request), room=room, changes=True)
-        )
+        return _room(await self._call("CreateRoom", lambda: self._lk.room.create_room(request), room=room))
 
     async def update_room_metadata(self, room: str, metadata: str) -> Room:
         request = api.UpdateRoomMetadataRequest(room=room, metadata=metadata)
         return _room(
-            await self._call(
-                "UpdateRoomMetadata", lambda: self._lk.room.update_room_metadata(request), room=room, changes=True
-            )
+            await self._call("UpdateRoomMetadata", lambda: self._lk.room.update_room_metadata(request), room=room)
         )
 
     async def send_data(
@@ -205,12 +287,10 @@ class LiveKit:
             topic=topic,
             destination_identities=destination_identities,
         )
-        await self._call("SendData", lambda: self._lk.room.send_data(request), room=room, changes=True)
+        await self._call("SendData", lambda: self._lk.room.send_data(request), room=room)
 
     async def delete_room(self, room: str) -> None:
-        await self._call(
-            "DeleteRoom", lambda: self._lk.room.delete_room(api.DeleteRoomRequest(room=room)), room=room, changes=True
-        )
+        await self._call("DeleteRoom", lambda: self._lk.room.delete_room(api.DeleteRoomRequest(room=room)), room=room)
 
     # --- Participants --------------------------------------------------------------------------------
 
@@ -238,7 +318,6 @@ class LiveKit:
             lambda: self._lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity=identity)),
             room=room,
             identity=identity,
-            changes=True,
         )
 
     async def update_participant(
@@ -264,7 +343,6 @@ class LiveKit:
             lambda: self._lk.room.update_participant(request),
             room=room,
             identity=identity,
-            changes=True,
         )
         return _participant(info)
 
@@ -276,7 +354,6 @@ class LiveKit:
             lambda: self._lk.room.mute_published_track(request),
             room=room,
             identity=identity,
-            changes=True,
         )
         return _track(response.track) if response.HasField("track") else None
 
@@ -289,7 +366,7 @@ class LiveKit:
     async def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
         request = api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
         dispatch = await self._call(
-            "CreateDispatch", lambda: self._lk.agent_dispatch.create_dispatch(request), room=room, changes=True
+            "CreateDispatch", lambda: self._lk.agent_dispatch.create_dispatch(request), room=room
         )
         return _dispatch(dispatch)
 
@@ -299,24 +376,28 @@ class LiveKit:
             lambda: self._lk.agent_dispatch.delete_dispatch(dispatch_id, room),
             room=room,
             dispatch_id=dispatch_id,
-            changes=True,
         )
         return _dispatch(dispatch)
 
     # --- Fan-out -------------------------------------------------------------------------------------
 
     async def gather(self, fn: Callable[[T], Awaitable[U]], items: Sequence[T]) -> list[U]:
-        """`fn` over every item with at most `concurrency` LiveKit calls in flight; results in item order."""
+        """`fn` over every item, results in item order, with at most `concurrency` fan-out calls in flight in
+        the whole process (however many tools fan out at once) and as many tasks, not one per item."""
+        if self._fan_out is None:
+            raise RuntimeError("LiveKit is used outside its `async with` block")
+        limiter = self._fan_out
         results: list[U | None] = [None] * len(items)
-        limiter = anyio.CapacityLimiter(self.concurrency)
+        pending = iter(range(len(items)))  # shared by the workers: each takes the next item
 
-        async def one(i: int, item: T) -> None:
-            async with limiter:
-                results[i] = await fn(item)
+        async def worker() -> None:
+            for i in pending:
+                async with limiter:
+                    results[i] = await fn(items[i])
 
         async with anyio.create_task_group() as tg:
-            for i, item in enumerate(items):
-                tg.start_soon(one, i, item)
+            for _ in range(min(self.concurrency, len(items))):
+                tg.start_soon(worker)
         return results  # type: ignore[return-value]  # every slot was filled, or the group raised
 
     # --- The one place foreign errors are mapped -----------------------------------------------------
@@ -329,20 +410,41 @@ class LiveKit:
         room: str = "",
         identity: str = "",
         dispatch_id: str = "",
-        changes: bool = False,
     ) -> T:
+        """One LiveKit call within `timeout`, a read retried while it fails in passing; errors mapped."""
         try:
-            with anyio.fail_after(self.timeout):
-                return await request()
+            with anyio.fail_after(self.timeout) as scope:
+                return await self._attempts(method, request, scope.deadline)
         except Exception as exc:
-            error = self._mapped(exc, method, room=room, identity=identity, dispatch_id=dispatch_id, changes=changes)
+            error = self._mapped(exc, method, room=room, identity=identity, dispatch_id=dispatch_id)
             if error is None:
                 raise  # not a LiveKit or transport failure: a bug of ours, for the SDK to log with its traceback
             if isinstance(error, ParticipantNotFound) and not await self._room_exists(room):
                 # LiveKit says "participant does not exist" for a missing room too; the room is the real news.
                 error = RoomNotFound(room)
-            log.info("LiveKit %s failed: %s (%s)", method, error, type(exc).__name__)
+            log.info("LiveKit %s failed: %s (%s: %s)", method, error, type(exc).__name__, _reason(exc))
+            log.debug("LiveKit %s failure in detail", method, exc_info=exc)
             raise error from exc
+
+    async def _attempts(self, method: str, request: Callable[[], Awaitable[T]], deadline: float) -> T:
+        read = method in READS
+        assert read or method in CHANGES, f"{method} is neither a read nor a change"
+        for attempt in range(self.retries + 1):
+            try:
+                return await request()
+            except Exception as exc:
+                delay = _backoff(attempt)
+                # Out of retries, or no time left for one: the failure itself says more than a timeout would.
+                if (
+                    not read
+                    or not _transient(exc)
+                    or attempt == self.retries
+                    or anyio.current_time() + delay > deadline
+                ):
+                    raise
+                log.info("LiveKit %s failed (%s); retry %d of %d", method, _reason(exc), attempt + 1, self.retries)
+                await anyio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _room_exists(self, room: str) -> bool:
         try:
@@ -351,34 +453,65 @@ class LiveKit:
             return True  # cannot tell: keep the original answer
 
     def _mapped(
-        self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str, changes: bool
+        self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str
     ) -> LiveKitError | None:
+        check = CHANGES.get(method)  # None for a read
         if isinstance(exc, TimeoutError):
-            return Timeout(self.url, self.timeout, method, changes=changes)
+            return Timeout(self.url, self.timeout, method, check=check)
         if isinstance(exc, api.ServerError):
-            if exc.status == 401 and exc.code == "unauthenticated":
-                return PermissionDenied(self.url, self.api_key, method)
-            if exc.status == 401:
-                # The plain-text 401 of a bad key, secret or token arrives as code "unknown" with no message.
-                return AuthenticationFailed(self.url, self.api_key)
-            if exc.code == "not_found":
-                if exc.message == _ROOM_MISSING:
-                    return RoomNotFound(room)
-                if exc.message == _PARTICIPANT_MISSING:
-                    return ParticipantNotFound(room, identity)
-                if exc.message == _DISPATCH_MISSING:
-                    return DispatchNotFound(room, dispatch_id)
-            return ServerFailure(method, exc.code, exc.status, exc.message)
-        if isinstance(exc, aiohttp.ClientConnectionError):
-            return Unreachable(self.url, type(exc).__name__ if not str(exc) else _reason(exc))
+            return self._refused(exc, method, room=room, identity=identity, dispatch_id=dispatch_id)
+        if isinstance(exc, _NotLiveKit):
+            return BadAnswer(self.url, method, exc.status, exc.reason, check=check)
         if isinstance(exc, DecodeError):
-            return ServerFailure(method, "malformed_response", 200, "the answer was not a valid protobuf message")
+            return BadAnswer(self.url, method, 200, "the answer was not a valid protobuf message", check=check)
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return Unreachable(self.url, f"no such host: {exc.host}", hint="check the host name in LIVEKIT_URL")
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return Unreachable(
+                self.url,
+                f"TLS failed: {_reason(exc.os_error)}",
+                hint="an https:// or wss:// URL needs a server with a valid certificate; a local one is often http://",
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            # Refused, no route: nothing was sent.
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            return Unreachable(self.url, "connection refused" if refused else _reason(exc.os_error))
+        if isinstance(exc, aiohttp.InvalidURL):
+            return Unreachable(
+                self.url, "not a valid URL", hint="set LIVEKIT_URL to e.g. https://host or ws://host:7880"
+            )
+        if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+            # The request went out, the answer did not come back: a change may have been made.
+            return Unreachable(self.url, f"the connection broke during {method}: {_reason(exc)}", unsure=unsure(check))
         if isinstance(exc, aiohttp.ClientError):
             return ServerFailure(method, "transport", 0, _reason(exc))
         return None
 
+    def _refused(
+        self, exc: api.ServerError, method: str, *, room: str, identity: str, dispatch_id: str
+    ) -> LiveKitError:
+        """A non-200 answer: a Twirp error, or plain text (`livekit-api` makes that code "unknown", no message)."""
+        plain = exc.code == "unknown" and not exc.message
+        if exc.status == 401 and exc.code == "unauthenticated":
+            return PermissionDenied(self.url, self.api_key, method)
+        if exc.status == 401:
+            # The plain-text 401 of a bad key, secret or token.
+            return AuthenticationFailed(self.url, self.api_key)
+        if exc.code == "not_found":
+            if exc.message == _ROOM_MISSING:
+                return RoomNotFound(room)
+            if exc.message == _PARTICIPANT_MISSING:
+                return ParticipantNotFound(room, identity)
+            if exc.message == _DISPATCH_MISSING:
+                return DispatchNotFound(room, dispatch_id)
+        if plain and exc.status == 413:
+            return ServerFailure(method, "request_too_large", 413, "the request is larger than LiveKit accepts")
+        if plain:
+            return BadAnswer(self.url, method, exc.status, "no Twirp error in the body", check=CHANGES.get(method))
+        return ServerFailure(method, exc.code, exc.status, exc.message)
 
-def _reason(exc: Exception) -> str:
+
+def _reason(exc: BaseException) -> str:
     """A one-line reason from a transport error, without the request it was about."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]

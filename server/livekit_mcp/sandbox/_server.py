@@ -36,7 +36,8 @@ class _Twirp:
         except AuthRejected as exc:
             return plain_text(401, exc.text)
         try:
-            return await self._serve(request, claims)
+            with self.state.serving(request.path.removeprefix(TWIRP_PREFIX)):
+                return await self._serve(request, claims)
         except TwirpError as err:
             return err.response()
         except ConnectionResetError:

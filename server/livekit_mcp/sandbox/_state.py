@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 import string
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -105,6 +106,10 @@ class State:
         self.faults = Faults(frozenset(METHODS))
         # Agent names a simulated worker serves: a dispatch for one of them gets an agent at once.
         self.workers: set[str] = set()
+        # Twirp requests being served, and the most at once since the last reset, per "Service/Method": how
+        # tests see that a client bounds its concurrency.
+        self.in_flight: Counter[str] = Counter()
+        self.peak_in_flight: Counter[str] = Counter()
 
     # -- RoomService ---------------------------------------------------------------------------------
 
@@ -335,11 +340,25 @@ class State:
         """Agent names a simulated worker serves: their dispatches get an agent at once."""
         self.workers = set(agent_names)
 
+    @contextmanager
+    def serving(self, method: str) -> Iterator[None]:
+        """Count a request of `method` ("Service/Method"; other paths are not counted) while it is served."""
+        if method not in METHODS:
+            yield
+            return
+        self.in_flight[method] += 1
+        self.peak_in_flight[method] = max(self.peak_in_flight[method], self.in_flight[method])
+        try:
+            yield
+        finally:
+            self.in_flight[method] -= 1
+
     def reset(self, seed: bool = True) -> None:
-        """Forget every room, fault and worker; then load the demo data if `seed`."""
+        """Forget every room, fault, worker and peak of requests in flight; then load the demo data if `seed`."""
         self.rooms.clear()
         self.faults.clear()
         self.workers.clear()
+        self.peak_in_flight = self.in_flight.copy()
         if seed:
             from ._seed import seed_demo  # the demo data is built through this class's own methods
 
@@ -375,6 +394,7 @@ class State:
             ],
             "workers": sorted(self.workers),
             "faults": {method: asdict(fault) for method, fault in self.faults.active().items()},
+            "peak_in_flight": {method: n for method, n in self.peak_in_flight.items() if n},
         }
 
     # -- internals -----------------------------------------------------------------------------------
