@@ -49,6 +49,8 @@ class LiveKitTarget:
             "LIVEKIT_URL": self.url,
             "LIVEKIT_API_KEY": self.api_key,
             "LIVEKIT_API_SECRET": self.api_secret,
+            # Tools act at once unless a test is about confirmation (tests/test_guardrails.py).
+            "LIVEKIT_MCP_CONFIRM": "off",
             **extra,
         }
 

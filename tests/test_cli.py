@@ -100,7 +100,9 @@ def test_demo_finds_the_agent_removes_it_and_deletes_a_room() -> None:
     assert done.returncode == 0, done.stderr
     for step in (">>> list_rooms", ">>> find_agent", ">>> remove_agent", ">>> delete_room"):
         assert step in done.stdout
+    assert "[the server asks the user] This removes agent(s)" in done.stdout
     assert "Removed 1 agent(s) from 'support-call-1042'" in done.stdout
+    assert "confirm_token=" in done.stdout  # the bot part: a token instead of a question
     assert "deleted dispatch" in done.stdout
     assert "Deleted room 'town-hall'" in done.stdout
     assert SECRET not in done.stdout

@@ -8,8 +8,10 @@ import aiohttp
 import pytest
 from livekit import api
 from mcp import Client
+from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.stdio import get_default_environment
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from livekit_mcp.sandbox import SandboxAdmin
 from tests.conftest import LiveKitTarget, Served, fails, identities, ok, stdio
@@ -32,8 +34,17 @@ TOOLS = READ_TOOLS | {
 
 
 async def test_an_assistant_finds_and_removes_the_demo_agent_over_stdio_with_the_built_in_sandbox(mode: str) -> None:
+    asked: list[str] = []
+
+    async def user_agrees(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        answer = {"room": "town-hall"} if "Type the room's name" in params.message else {"confirm": True}
+        return ElicitResult(action="accept", content=answer)
+
     # A host's environment is nearly empty: no LiveKit credentials at all, only --sandbox.
-    async with Client(stdio(get_default_environment(), "--sandbox"), mode=mode) as client:
+    async with Client(
+        stdio(get_default_environment(), "--sandbox"), mode=mode, elicitation_callback=user_agrees
+    ) as client:
         tools = await client.list_tools()
         assert {t.name for t in tools.tools} == TOOLS
         found = await ok(client, "find_agent", room="support-call-1042")
@@ -47,6 +58,10 @@ async def test_an_assistant_finds_and_removes_the_demo_agent_over_stdio_with_the
         assert deleted["total_disconnected"] > 10
         rooms = await ok(client, "list_rooms")
         assert "town-hall" not in {r["name"] for r in rooms["rooms"]}
+    # Both destructive calls were put to the user first, with who would be disconnected.
+    assert len(asked) == 2
+    assert agent["identity"] in asked[0]
+    assert "disconnects 41 participant(s)" in asked[1]
 
 
 async def test_stdio_server_with_credentials_from_the_environment_changes_the_real_sandbox(
@@ -87,7 +102,6 @@ async def test_tool_annotations_are_honest(http_server: Served) -> None:
         assert annotations.destructive_hint is True
     for tool in tools.values():
         assert tool.description
-        assert tool.output_schema is not None
 
 
 @pytest.mark.parametrize(

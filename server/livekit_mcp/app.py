@@ -12,8 +12,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 
 from livekit_mcp import __version__
+from livekit_mcp.audit import AuditLog
 from livekit_mcp.config import Settings
+from livekit_mcp.confirm import Guard, Tokens
 from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.policy import Policy
 from livekit_mcp.resources import register_resources
 from livekit_mcp.tools import AppContext, build_tools
 
@@ -22,8 +25,9 @@ log = logging.getLogger(__name__)
 INSTRUCTIONS = """\
 Operate the rooms of a LiveKit server: see who is in a room, find the AI agent, remove a participant,
 delete a room. Agents are participants of kind AGENT (older ones: STANDARD with the agent permission);
-find_agent finds them. Removing a participant does not revoke their token. Destructive tools act at once
-on live calls: say what you are about to do first."""
+find_agent finds them. Removing a participant does not revoke their token. Destructive tools act on live
+calls: they may ask the user to confirm, or answer outcome=confirmation_required with a confirm_token; then
+show the user what would happen and call again with the token only if they agree."""
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -31,6 +35,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def build_server(settings: Settings) -> MCPServer[AppContext]:
     """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan)."""
 
+    policy = Policy(
+        allowed_rooms=settings.allowed_rooms,
+        protected_rooms=settings.protected_rooms,
+        protected_kinds=settings.protected_kinds,
+        max_destructive_per_minute=settings.max_destructive_per_minute,
+    )
+    confirm_key = settings.confirm_key.get_secret_value().encode() if settings.confirm_key else None
+    guard = Guard(policy, Tokens(confirm_key, settings.confirm_ttl), settings.confirm)
     opened: list[LiveKit] = []  # the connection of the running lifespan, for resources (which get no context)
 
     @asynccontextmanager
@@ -46,11 +58,11 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
             else:
                 url, key, secret = settings.livekit_credentials()
             livekit = await stack.enter_async_context(
-                LiveKit(url, key, secret, timeout=settings.timeout, concurrency=settings.concurrency)
+                LiveKit(url, key, secret, timeout=settings.timeout, concurrency=settings.concurrency, policy=policy)
             )
             opened.append(livekit)
             try:
-                yield AppContext(livekit=livekit)
+                yield AppContext(livekit=livekit, guard=guard, audit=AuditLog(settings.audit_log))
             finally:
                 opened.remove(livekit)
 

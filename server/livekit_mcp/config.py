@@ -1,12 +1,16 @@
 """Settings: the only module that reads the environment.
 
 LiveKit's own variables keep the names `livekit-api` and `lk` use (`LIVEKIT_URL`, `LIVEKIT_API_KEY`,
-`LIVEKIT_API_SECRET`); everything of ours is prefixed `LIVEKIT_MCP_`. Command-line flags override both.
+`LIVEKIT_API_SECRET`); everything of ours is prefixed `LIVEKIT_MCP_`. Precedence, strongest first:
+command-line flags, environment variables, the TOML file of `--config`, defaults.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Transport = Literal["stdio", "http", "sse"]
 TOOLSETS = ("rooms", "participants", "agents", "data")
 Credentials = Literal["env", "sandbox", "dev"]
+KINDS = ("STANDARD", "INGRESS", "EGRESS", "SIP", "AGENT", "CONNECTOR", "BRIDGE")
+ENV_PREFIX = "LIVEKIT_MCP_"
 
 # What `lk --dev` uses; public, and only ever used when asked for with --dev.
 DEV_URL = "http://localhost:7880"
@@ -35,10 +41,14 @@ class MissingCredentialsError(Exception):
     """LiveKit credentials are needed and some are not set."""
 
 
+class ConfigFileError(Exception):
+    """The --config file cannot be read or names a setting that does not exist."""
+
+
 class Settings(BaseSettings):
     """Everything the server can be configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="LIVEKIT_MCP_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     url: str | None = Field(default=None, validation_alias=AliasChoices("url", "LIVEKIT_URL"))
     api_key: str | None = Field(default=None, validation_alias=AliasChoices("api_key", "LIVEKIT_API_KEY"))
@@ -73,6 +83,33 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
+    # Guardrails: what an assistant may see and change, and how a change is confirmed and recorded.
+    allowed_rooms: CommaList = Field(default_factory=lambda: ["*"])
+    """Glob patterns of the rooms tools may see and act on; other rooms are invisible."""
+    protected_rooms: CommaList = Field(default_factory=list)
+    """Glob patterns of rooms tools may see but never change."""
+    protected_kinds: CommaList = Field(default_factory=list)
+    """Participant kinds that may not be removed or disconnected (e.g. SIP)."""
+    max_destructive_per_minute: int = Field(default=0, ge=0, le=10_000)
+    """Destructive actions allowed in any 60 s (per server process); 0 means no limit."""
+    confirm: Literal["auto", "off"] = "auto"
+    """auto: destructive tools ask the user (elicitation) or return a confirm_token first; off: they act at once."""
+    confirm_key: SecretStr | None = None
+    """HMAC key for confirm tokens; give every replica the same one. A random key per process otherwise."""
+    confirm_ttl: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds a confirm_token stays valid."""
+    audit_log: Path | None = None
+    """File that gets one JSON line per attempted change; if it cannot be written, no change is made."""
+
+    @field_validator("protected_kinds")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        upper = [kind.upper() for kind in value]
+        unknown = [kind for kind in upper if kind not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown participant kind {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        return upper
+
     @field_validator("toolsets")
     @classmethod
     def _known_toolsets(cls, value: list[str]) -> list[str]:
@@ -102,3 +139,25 @@ class Settings(BaseSettings):
                 "or pass --sandbox (built-in LiveKit sandbox) or --dev (a local `livekit-server --dev`)"
             )
         return self.url or "", self.api_key or "", self.api_secret or SecretStr("")
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **flags: Any) -> Settings:
+        """Settings from flags, then the environment, then the TOML file, then defaults."""
+        from_file: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                from_file = tomllib.loads(config_file.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigFileError(f"cannot read {config_file}: {exc}") from exc
+            unknown = sorted(set(from_file) - set(cls.model_fields))
+            if unknown:
+                raise ConfigFileError(f"{config_file}: unknown setting {', '.join(unknown)}")
+            credentials = sorted(set(from_file) & {"url", "api_key", "api_secret", "credentials"})
+            if credentials:
+                raise ConfigFileError(
+                    f"{config_file}: {', '.join(credentials)} cannot be set here; LiveKit credentials come from "
+                    "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+                )
+            # The environment beats the file: drop what a variable sets.
+            from_file = {k: v for k, v in from_file.items() if ENV_PREFIX + k.upper() not in os.environ}
+        return cls(**{**from_file, **flags})

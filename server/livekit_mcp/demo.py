@@ -14,8 +14,9 @@ from typing import Any
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.client.session import ClientRequestContext
 from mcp.client.stdio import get_default_environment
-from mcp.types import TextContent
+from mcp.types import ElicitRequestFormParams, ElicitRequestParams, ElicitResult, TextContent
 
 from livekit_mcp.sandbox import Sandbox
 
@@ -37,6 +38,18 @@ async def _call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, An
     return result.structured_content or {}
 
 
+async def _user_says_yes(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+    """The demo's stand-in for the person at the keyboard: shown the question, says yes (or types the name)."""
+    _say(f"    [the server asks the user] {params.message}")
+    fields = params.requested_schema.get("properties", {}) if isinstance(params, ElicitRequestFormParams) else {}
+    if "room" in fields:
+        typed = params.message.split("'")[1]  # the room named in the question
+        _say(f"    [the user types] {typed}")
+        return ElicitResult(action="accept", content={"room": typed})
+    _say("    [the user answers] yes")
+    return ElicitResult(action="accept", content={"confirm": True})
+
+
 async def _tour() -> None:
     async with Sandbox(keys={"demo": secrets.token_hex(32)}, seed=True) as sandbox:
         _say(f"LiveKit sandbox with demo rooms at {sandbox.url} (key {sandbox.api_key}).")
@@ -47,7 +60,7 @@ async def _tour() -> None:
         }
         server = StdioServerParameters(command=sys.executable, args=["-m", "livekit_mcp"], env=env)
         _say(f"Starting `{sys.executable} -m livekit_mcp` over stdio, as an MCP host would.")
-        async with Client(server) as client:
+        async with Client(server, elicitation_callback=_user_says_yes) as client:
             tools = await client.list_tools()
             _say(f"The server offers {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}.")
             await _call(client, "list_rooms", {})
@@ -61,6 +74,10 @@ async def _tour() -> None:
             await _call(client, "list_rooms", {})
             _say("\nThe structured result of find_agent, as a client application sees it:")
             _say(json.dumps(found, indent=2))
+        _say("\nA bot that cannot ask its user (no elicitation) confirms with a token instead:")
+        async with Client(server) as bot:
+            preview = await _call(bot, "delete_room", {"room": "standup"})
+            await _call(bot, "delete_room", {"room": "standup", "confirm_token": preview["confirm_token"]})
     _say("\nDone. Connect your own assistant with `livekit-mcp --sandbox` (see README: Connecting a client).")
 
 

@@ -7,17 +7,17 @@ models, and maps every foreign failure to the exception tree of `errors.py` in o
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Self, TypeVar
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Self, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 from google.protobuf.message import DecodeError
-from livekit import api
 from pydantic import SecretStr
 
 from livekit_mcp.errors import (
@@ -34,6 +34,30 @@ from livekit_mcp.errors import (
     unsure,
 )
 from livekit_mcp.models import Dispatch, Job, Participant, Permission, Room, Track
+from livekit_mcp.policy import Policy
+
+
+def _lazy(name: str) -> ModuleType:
+    """The module, executed only when one of its attributes is first used."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}", name=name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    import aiohttp
+    from livekit import api
+else:
+    # Loaded by the first LiveKit call, not at start-up: they take ~170 ms to import and tools/list needs
+    # neither (the cold start of bench/README.md).
+    aiohttp, api = _lazy("aiohttp"), _lazy("livekit.api")
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +227,12 @@ class LiveKit:
         timeout: float,
         concurrency: int,
         retries: int = 3,
+        policy: Policy | None = None,
     ) -> None:
         """`timeout` bounds each call, retries included; `concurrency` bounds the calls of fan-outs in flight at
-        once, process-wide; `retries` is how many times a read that failed in passing is sent again."""
+        once, process-wide; `retries` is how many times a read that failed in passing is sent again; `policy`
+        says which rooms may be seen and changed (checked here, so nothing can get around it)."""
+        self.policy = policy or Policy()
         self.url = display_url(url)
         self._target = url
         self.api_key = api_key
@@ -216,18 +243,11 @@ class LiveKit:
         self._api: api.LiveKitAPI | None = None
         self._session: aiohttp.ClientSession | None = None
         self._fan_out: anyio.CapacityLimiter | None = None
+        self._open = False
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(raise_for_status=_check_answer)
         self._fan_out = anyio.CapacityLimiter(self.concurrency)
-        try:
-            # failover=False: LiveKit Cloud failover replays requests, and a change must never be replayed blindly.
-            self._api = api.LiveKitAPI(
-                self._target, self.api_key, self._secret.get_secret_value(), session=self._session, failover=False
-            )
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
+        self._open = True
         return self
 
     async def __aexit__(
@@ -239,11 +259,22 @@ class LiveKit:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._open = False
 
     @property
     def _lk(self) -> api.LiveKitAPI:
-        if self._api is None:
+        return self._opened()
+
+    def _opened(self) -> api.LiveKitAPI:
+        """The client, created by the first call (which imports livekit-api: see `_lazy`)."""
+        if not self._open:
             raise RuntimeError("LiveKit is used outside its `async with` block")
+        if self._api is None:
+            self._session = aiohttp.ClientSession(raise_for_status=_check_answer)
+            # failover=False: LiveKit Cloud failover replays requests, and a change must never be replayed blindly.
+            self._api = api.LiveKitAPI(
+                self._target, self.api_key, self._secret.get_secret_value(), session=self._session, failover=False
+            )
         return self._api
 
     # --- Rooms ---------------------------------------------------------------------------------------
@@ -251,9 +282,10 @@ class LiveKit:
     async def list_rooms(self, names: Sequence[str] = ()) -> list[Room]:
         """Rooms by name (unknown names are left out), or every room when no names are given."""
         response = await self._call("ListRooms", lambda: self._lk.room.list_rooms(api.ListRoomsRequest(names=names)))
-        return [_room(r) for r in response.rooms]
+        return [_room(r) for r in response.rooms if self.policy.visible(r.name)]
 
     async def get_room(self, room: str) -> Room:
+        self.policy.check_room(room, changes=False)  # refused by name, rather than "does not exist"
         rooms = await self.list_rooms([room])
         if not rooms:
             raise RoomNotFound(room)
@@ -412,6 +444,9 @@ class LiveKit:
         dispatch_id: str = "",
     ) -> T:
         """One LiveKit call within `timeout`, a read retried while it fails in passing; errors mapped."""
+        if room:
+            self.policy.check_room(room, changes=method in CHANGES)
+        self._opened()  # before the clock starts: importing livekit-api is not LiveKit's time
         try:
             with anyio.fail_after(self.timeout) as scope:
                 return await self._attempts(method, request, scope.deadline)

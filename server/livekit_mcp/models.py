@@ -229,7 +229,19 @@ class AgentList(BaseModel):
     rooms_searched: int
 
 
-class RemovedParticipant(BaseModel):
+class Confirmable(BaseModel):
+    """The outcome fields of a destructive tool: what it did, or why it did nothing yet."""
+
+    outcome: Literal["done", "confirmation_required", "declined", "cancelled"] = Field(
+        default="done", description="Anything but done: nothing was changed."
+    )
+    confirm_token: str | None = Field(
+        default=None, description="With confirmation_required: call again with the same arguments and this token."
+    )
+    expires_at: str | None = None
+
+
+class RemovedParticipant(Confirmable):
     room: str
     identity: str
     sid: str
@@ -239,7 +251,7 @@ class RemovedParticipant(BaseModel):
     notes: list[str]
 
 
-class DeletedRoom(BaseModel):
+class DeletedRoom(Confirmable):
     room: str
     sid: str
     disconnected: dict[str, int] = Field(description="Participants disconnected, by kind.")
@@ -362,13 +374,13 @@ class DispatchList(BaseModel):
     dispatches: list[DispatchInfo]
 
 
-class DispatchResult(BaseModel):
+class DispatchResult(Confirmable):
     room: str
     dispatch: DispatchInfo
     notes: list[str] | None = None
 
 
-class RemovedAgents(BaseModel):
+class RemovedAgents(Confirmable):
     room: str
     removed: list[AgentInfo]
     cancelled_dispatches: list[str]

@@ -17,19 +17,30 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast, get_args
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field
 
+from livekit_mcp.audit import AuditLog, audited
 from livekit_mcp.config import TOOLSETS
-from livekit_mcp.errors import InvalidInput, NotFound, ParticipantNotFound, RoomNotFound, ServerFailure
+from livekit_mcp.confirm import Consent, Decision, Guard, Plan, TypedName, stopped_text
+from livekit_mcp.errors import (
+    DispatchNotFound,
+    InvalidInput,
+    NotFound,
+    ParticipantNotFound,
+    RoomNotFound,
+    ServerFailure,
+)
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
     AgentList,
+    Confirmable,
     CreatedRoom,
     DeletedRoom,
+    Dispatch,
     DispatchInfo,
     DispatchList,
     DispatchResult,
@@ -59,11 +70,17 @@ class AppContext:
     """What the lifespan hands every tool."""
 
     livekit: LiveKit
+    guard: Guard
+    audit: AuditLog
+
+
+def _app(ctx: Context) -> AppContext:
+    # The SDK types the lifespan context loosely; ours is always the AppContext that app.lifespan yields.
+    return cast(AppContext, ctx.request_context.lifespan_context)
 
 
 def _livekit(ctx: Context) -> LiveKit:
-    # The SDK types the lifespan context loosely; ours is always the AppContext that app.lifespan yields.
-    return cast(AppContext, ctx.request_context.lifespan_context).livekit
+    return _app(ctx).livekit
 
 
 # --- Argument types: LiveKit accepts any string and simply matches nothing, so the checks are ours --------
@@ -130,6 +147,9 @@ AnyAgentName = Annotated[
 AnyIdentity = Annotated[
     str, Field(max_length=256, description="Only the participant with this identity."), AfterValidator(_optional_name)
 ]
+ConfirmToken = Annotated[
+    str, Field(max_length=200, description="The confirm_token of the previous answer, to go ahead.")
+]
 Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]
 
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -170,7 +190,8 @@ def build_tools(
     for entry in _TOOLS:
         if entry.toolset not in toolsets or (read_only and not entry.annotations.read_only_hint):
             continue
-        tool = Tool.from_function(entry.fn, annotations=entry.annotations)
+        fn = entry.fn if entry.annotations.read_only_hint else audited(entry.fn, lambda ctx: _app(ctx).audit)
+        tool = Tool.from_function(fn, annotations=entry.annotations)
         tool.parameters = _without_titles(tool.parameters)
         schema = tool.fn_metadata.output_schema
         tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
@@ -279,6 +300,18 @@ def _matches(p: Participant, agent_name: str, identity: str) -> bool:
     return p.is_agent and agent_name in ("", p.agent_name) and identity in ("", p.identity)
 
 
+def _not_done(result: Confirmable, plan: Plan, decision: Decision) -> CallToolResult:
+    """The answer of a destructive call that changed nothing: the plan, and how to go ahead if it can."""
+    update = {"outcome": decision.outcome, "confirm_token": decision.confirm_token, "expires_at": decision.expires_at}
+    return reply(result.model_copy(update=update), stopped_text(plan, decision))
+
+
+def _names(participants: Sequence[Participant], limit: int = 5) -> str:
+    shown = [f"'{p.identity}'" + (f" ({p.agent_name})" if p.agent_name else "") for p in participants[:limit]]
+    more = f" and {len(participants) - limit} more" if len(participants) > limit else ""
+    return ", ".join(shown) + more
+
+
 # --- rooms -------------------------------------------------------------------------------------------
 
 
@@ -384,16 +417,44 @@ async def update_room_metadata(
     return reply(RoomSummary.of(updated), f"Updated the metadata of room '{room}' ({len(metadata.encode())} bytes).")
 
 
-@_tool("rooms", DESTRUCTIVE)
-async def delete_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DeletedRoom]:
-    """Delete a room, disconnecting everyone in it."""
-    lk = _livekit(ctx)
-    target = await lk.get_room(room)
+async def _delete_room_plan(lk: LiveKit, room: str) -> tuple[Plan, list[Participant]]:
+    info = await lk.get_room(room)
     participants = await lk.list_participants(room)
-    await lk.delete_room(room)
     counts = _by_kind(participants)
-    result = DeletedRoom(room=room, sid=target.sid, disconnected=counts, total_disconnected=len(participants))
-    return reply(result, f"Deleted room '{room}'; disconnected {_counts(counts)}.")
+    # Who besides ordinary participants would be cut off: agents and phone callers, by name.
+    notable: dict[str, list[Participant]] = {}
+    for p in participants:
+        if p.effective_kind != "STANDARD":
+            notable.setdefault(p.effective_kind, []).append(p)
+    who = "; ".join(f"{kind}: {_names(group)}" for kind, group in sorted(notable.items()))
+    who = f" ({who})" if who else ""
+    question = f"This deletes room '{room}' and disconnects {len(participants)} participant(s): {_counts(counts)}{who}."
+    plan = Plan("delete_room", room, {"room": room}, [info.sid], question, counts, type_to_confirm=room)
+    return plan, participants
+
+
+async def _ask_delete_room(ctx: Context, room: str, confirm_token: str) -> Elicit[TypedName] | str:
+    return await _app(ctx).guard.ask(ctx, confirm_token, lambda: _delete_room_plan(_livekit(ctx), room), TypedName)
+
+
+@_tool("rooms", DESTRUCTIVE)
+async def delete_room(
+    ctx: Context,
+    room: RoomName,
+    answer: Annotated[ElicitationResult[TypedName], Resolve(_ask_delete_room)],
+    confirm_token: ConfirmToken = "",
+) -> Annotated[CallToolResult, DeletedRoom]:
+    """Delete a room, disconnecting everyone in it (asks for confirmation first)."""
+    lk = _livekit(ctx)
+    plan, participants = await _delete_room_plan(lk, room)
+    result = DeletedRoom(
+        room=room, sid=plan.targets[0], disconnected=plan.disconnects, total_disconnected=len(participants)
+    )
+    decision = _app(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return _not_done(result, plan, decision)
+    await lk.delete_room(room)
+    return reply(result, f"Deleted room '{room}'; disconnected {_counts(plan.disconnects)}.")
 
 
 # --- participants ------------------------------------------------------------------------------------
@@ -512,14 +573,30 @@ async def mute_track(
     )
 
 
+async def _remove_participant_plan(lk: LiveKit, room: str, identity: str) -> tuple[Plan, Participant]:
+    target = await lk.get_participant(room, identity)
+    name = f' ("{target.name}")' if target.name else ""
+    question = f"This disconnects {target.effective_kind} participant '{identity}'{name} from room '{room}'."
+    args = {"room": room, "identity": identity}
+    return Plan("remove_participant", room, args, [target.sid], question, {target.effective_kind: 1}), target
+
+
+async def _ask_remove_participant(ctx: Context, room: str, identity: str, confirm_token: str) -> Elicit[Consent] | str:
+    lk = _livekit(ctx)
+    return await _app(ctx).guard.ask(ctx, confirm_token, lambda: _remove_participant_plan(lk, room, identity), Consent)
+
+
 @_tool("participants", DESTRUCTIVE)
 async def remove_participant(
-    ctx: Context, room: RoomName, identity: Identity
+    ctx: Context,
+    room: RoomName,
+    identity: Identity,
+    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_participant)],
+    confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, RemovedParticipant]:
     """Disconnect a participant from a room (their token stays valid, so they can rejoin)."""
     lk = _livekit(ctx)
-    target = await lk.get_participant(room, identity)
-    await lk.remove_participant(room, identity)
+    plan, target = await _remove_participant_plan(lk, room, identity)
     notes = ["Their join token is not revoked: they can rejoin with it until it expires."]
     if target.is_agent:
         notes.append(
@@ -535,6 +612,10 @@ async def remove_participant(
         agent_name=target.agent_name,
         notes=notes,
     )
+    decision = _app(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return _not_done(result, plan, decision)
+    await lk.remove_participant(room, identity)
     return reply(result, f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(notes))
 
 
@@ -599,48 +680,119 @@ async def dispatch_agent(
     return reply(result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join(notes))
 
 
+async def _cancel_dispatch_plan(lk: LiveKit, room: str, dispatch_id: str) -> tuple[Plan, Dispatch]:
+    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+    dispatch = next((d for d in await lk.list_dispatches(room) if d.id == dispatch_id), None)
+    if dispatch is None:
+        raise DispatchNotFound(room, dispatch_id)
+    running = [j for j in dispatch.jobs if j.status in ("JS_RUNNING", "JS_PENDING")]
+    question = (
+        f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; "
+        f"its {len(running)} running job(s) end and their agents leave."
+    )
+    targets = [dispatch_id, *(j.id for j in dispatch.jobs)]
+    plan = Plan(
+        "cancel_dispatch", room, {"room": room, "dispatch_id": dispatch_id}, targets, question, {"AGENT": len(running)}
+    )
+    return plan, dispatch
+
+
+async def _ask_cancel_dispatch(ctx: Context, room: str, dispatch_id: str, confirm_token: str) -> Elicit[Consent] | str:
+    lk = _livekit(ctx)
+    return await _app(ctx).guard.ask(ctx, confirm_token, lambda: _cancel_dispatch_plan(lk, room, dispatch_id), Consent)
+
+
 @_tool("agents", DESTRUCTIVE)
 async def cancel_dispatch(
     ctx: Context,
     room: RoomName,
     dispatch_id: DispatchId,
+    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_cancel_dispatch)],
+    confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Delete an agent dispatch; its running jobs end, so its agents leave the room."""
     lk = _livekit(ctx)
-    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
-    dispatch = await lk.delete_dispatch(room, dispatch_id)
+    plan, dispatch = await _cancel_dispatch_plan(lk, room, dispatch_id)
     result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch))
-    return reply(result, f"Cancelled dispatch {dispatch.id} of '{dispatch.agent_name}' in '{room}'.")
+    decision = _app(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return _not_done(result, plan, decision)
+    deleted = await lk.delete_dispatch(room, dispatch_id)
+    return reply(
+        result.model_copy(update={"dispatch": DispatchInfo.of(deleted)}),
+        f"Cancelled dispatch {dispatch_id} of '{deleted.agent_name}' in '{room}'.",
+    )
+
+
+async def _remove_agent_plan(
+    lk: LiveKit, room: str, agent_name: str, identity: str, keep_out: bool
+) -> tuple[Plan, tuple[list[Participant], list[Dispatch]]]:
+    participants = await _participants_of_existing_room(lk, room)
+    agents = [p for p in participants if _matches(p, agent_name, identity)]
+    if not agents:
+        present = ", ".join(f"{p.identity} ({p.agent_name or '?'})" for p in participants if p.is_agent) or "none"
+        raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
+    dispatches: list[Dispatch] = []
+    if keep_out:
+        names = {p.agent_name for p in agents if p.agent_name}
+        identities = {p.identity for p in agents}
+        dispatches = [
+            d
+            for d in await lk.list_dispatches(room)
+            if d.agent_name in names or any(j.participant_identity in identities for j in d.jobs)
+        ]
+    also = (
+        f" and deletes dispatch(es) {', '.join(d.id for d in dispatches)} so they are not sent back"
+        if dispatches
+        else ""
+    )
+    question = f"This removes agent(s) {_names(agents)} from room '{room}'{also}."
+    args = {"room": room, "agent_name": agent_name, "identity": identity, "keep_out": keep_out}
+    targets = [p.sid for p in agents] + [d.id for d in dispatches]
+    return Plan("remove_agent", room, args, targets, question, {"AGENT": len(agents)}), (agents, dispatches)
+
+
+async def _ask_remove_agent(
+    ctx: Context, room: str, agent_name: str, identity: str, keep_out: bool, confirm_token: str
+) -> Elicit[Consent] | str:
+    lk = _livekit(ctx)
+    return await _app(ctx).guard.ask(
+        ctx, confirm_token, lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out), Consent
+    )
 
 
 @_tool("agents", DESTRUCTIVE)
 async def remove_agent(
     ctx: Context,
     room: RoomName,
+    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_agent)],
     agent_name: AnyAgentName = "",
     identity: AnyIdentity = "",
     keep_out: Annotated[bool, Field(description="Also delete their dispatches, so they are not sent back.")] = True,
+    confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, RemovedAgents]:
     """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
     lk = _livekit(ctx)
-    participants = await _participants_of_existing_room(lk, room)
-    agents = [p for p in participants if _matches(p, agent_name, identity)]
-    if not agents:
-        present = ", ".join(f"{p.identity} ({p.agent_name or '?'})" for p in participants if p.is_agent) or "none"
-        raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
+    plan, (agents, dispatches) = await _remove_agent_plan(lk, room, agent_name, identity, keep_out)
+    planned = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches] + [
+        f"remove {p.identity}" for p in agents
+    ]
+    result = RemovedAgents(
+        room=room,
+        removed=[AgentInfo.of(room, p) for p in agents],
+        cancelled_dispatches=[d.id for d in dispatches],
+        steps=planned,
+    )
+    decision = _app(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return _not_done(result, plan, decision)
     steps: list[str] = []
-    cancelled: list[str] = []
-    if keep_out:
-        # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
-        names = {p.agent_name for p in agents if p.agent_name}
-        identities = {p.identity for p in agents}
-        for d in await lk.list_dispatches(room):
-            if d.agent_name in names or any(j.participant_identity in identities for j in d.jobs):
-                await lk.delete_dispatch(room, d.id)
-                cancelled.append(d.id)
-                steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
-        if not cancelled:
-            steps.append("no dispatch of these agents to delete")
+    # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
+    for d in dispatches:
+        await lk.delete_dispatch(room, d.id)
+        steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+    if keep_out and not dispatches:
+        steps.append("no dispatch of these agents to delete")
     for p in agents:
         try:
             await lk.remove_participant(room, p.identity)
@@ -649,9 +801,7 @@ async def remove_agent(
             steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
     if not keep_out:
         steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
-    result = RemovedAgents(
-        room=room, removed=[AgentInfo.of(room, p) for p in agents], cancelled_dispatches=cancelled, steps=steps
-    )
+    result = result.model_copy(update={"steps": steps})
     return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")
 
 

@@ -1,0 +1,164 @@
+"""The audit log: one JSON line per attempted change, written and flushed before the tool answers.
+
+Every tool that can change something is wrapped by `audited` when it is registered. The log is checked for
+writability before the tool runs: if it cannot be written, nothing is changed (fail closed). Secrets never
+enter it: the confirm token is recorded only as given or not.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import BaseModel
+
+from livekit_mcp.errors import InvalidInput, LiveKitMCPError, PolicyRefusal
+
+log = logging.getLogger(__name__)
+
+ON_BEHALF_OF = "x-on-behalf-of"
+"""Header a bot sets to name the person it acts for (recorded, never trusted as identity)."""
+HIDDEN_ARGUMENTS = ("ctx", "answer")
+LONGEST_VALUE = 1000
+
+
+class AuditUnavailable(LiveKitMCPError):
+    def __init__(self, path: Path, reason: str, *, after: str | None = None) -> None:
+        if after is None:
+            super().__init__(f"the audit log {path} cannot be written ({reason}); no change was made")
+        else:
+            super().__init__(
+                f"the call ended ({after}) but its line in the audit log {path} could not be written ({reason})"
+            )
+
+
+@dataclass
+class _Record:
+    tool: str
+    arguments: dict[str, Any]
+    principal: str
+    on_behalf_of: str | None
+    started: float = field(default_factory=time.monotonic)
+    before: dict[str, Any] | None = None
+
+
+_current: ContextVar[_Record | None] = ContextVar("audit_record", default=None)
+
+
+def note(*, before: dict[str, Any]) -> None:
+    """Record the target's state before the change, for the audit line of the call under way."""
+    record = _current.get()
+    if record is not None:
+        record.before = before
+
+
+class AuditLog:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def check_writable(self) -> None:
+        """Called before a change tool runs: no log line possible means no change (fail closed)."""
+        if self.path is None:
+            return
+        try:
+            with self.path.open("a"):
+                pass
+        except OSError as exc:
+            raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__) from exc
+
+    def write(self, line: Mapping[str, Any]) -> None:
+        if self.path is None:
+            return
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            log.error("audit line lost: %s", line)
+            raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__, after=str(line["outcome"])) from exc
+
+
+def _principal(ctx: Context) -> tuple[str, str | None]:
+    token = get_access_token()
+    headers = ctx.headers
+    on_behalf_of = headers.get(ON_BEHALF_OF) if headers is not None else None
+    if token is not None:
+        return token.client_id, on_behalf_of
+    if headers is not None:
+        return "anonymous (HTTP)", on_behalf_of
+    return f"{getpass.getuser()} (stdio)", None
+
+
+def _shown(name: str, value: Any) -> Any:
+    if name == "confirm_token":
+        return "(given)" if value else None
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_defaults=True)
+    if isinstance(value, str) and len(value) > LONGEST_VALUE:
+        return value[:LONGEST_VALUE] + f"… ({len(value)} characters)"
+    return value
+
+
+def _outcome(result: CallToolResult) -> str:
+    content = result.structured_content
+    return str(content.get("outcome", "done")) if isinstance(content, dict) else "done"
+
+
+def audited(
+    fn: Callable[..., Awaitable[CallToolResult]], audit_log: Callable[[Context], AuditLog]
+) -> Callable[..., Awaitable[CallToolResult]]:
+    """`fn` (a change tool) with an audit line for every call; `audit_log` finds the log from the context."""
+
+    @functools.wraps(fn)
+    async def wrapper(**kwargs: Any) -> CallToolResult:
+        ctx: Context = kwargs["ctx"]
+        log_file = audit_log(ctx)
+        log_file.check_writable()
+        principal, on_behalf_of = _principal(ctx)
+        arguments = {k: _shown(k, v) for k, v in kwargs.items() if k not in HIDDEN_ARGUMENTS}
+        record = _Record(fn.__name__, {k: v for k, v in arguments.items() if v is not None}, principal, on_behalf_of)
+        outcome, reason = "failed", ""
+        reset = _current.set(record)
+        try:
+            result = await fn(**kwargs)
+            outcome = _outcome(result)
+            return result
+        except PolicyRefusal as exc:
+            outcome, reason = "refused by policy", str(exc)
+            raise
+        except InvalidInput as exc:
+            outcome, reason = "invalid", str(exc)
+            raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, LiveKitMCPError) else type(exc).__name__
+            raise
+        finally:
+            _current.reset(reset)
+            line = {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "principal": record.principal,
+                "on_behalf_of": record.on_behalf_of,
+                "tool": record.tool,
+                "arguments": record.arguments,
+                "before": record.before,
+                "outcome": outcome,
+                "reason": reason or None,
+                "duration_ms": round((time.monotonic() - record.started) * 1000, 1),
+            }
+            log_file.write({k: v for k, v in line.items() if v is not None})
+
+    return wrapper

@@ -1,0 +1,197 @@
+"""Confirmation of destructive actions.
+
+A destructive tool first works out its `Plan`: what it would do and to whom (the blast radius). Then:
+- confirmation off: it acts.
+- a client that can elicit: the tool's resolver asks the user (the SDK's `Resolve`/`Elicit`, which works on both
+  protocol eras) before the tool body runs; deleting a room asks for its name to be typed.
+- any other client (a bot, a script): the first call changes nothing and returns the plan with a `confirm_token`;
+  the same call with that token acts. The token is an HMAC over the tool, its arguments and the target's current
+  sids, with an expiry: it carries no server-side state, so any replica sharing the key can check it, and it
+  stops matching once the target changed (a participant who rejoined, a room recreated).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcp.server.mcpserver import Context, Elicit
+from mcp.server.mcpserver.resolve import AcceptedElicitation, ElicitationResult
+from pydantic import BaseModel, Field
+
+from livekit_mcp import audit
+from livekit_mcp.errors import InvalidInput, LiveKitMCPError
+from livekit_mcp.models import iso
+from livekit_mcp.policy import Policy
+
+Outcome = Literal["done", "confirmation_required", "declined", "cancelled"]
+NOT_ASKED = "not asked"
+"""What a resolver returns when it does not ask (confirmation off, a token given, or a client that cannot elicit)."""
+
+
+class Consent(BaseModel):
+    confirm: bool = Field(description="Go ahead?")
+
+
+class TypedName(BaseModel):
+    room: str = Field(description="Type the room's name to delete it.")
+
+
+@dataclass
+class Plan:
+    """What a destructive call would do, worked out before anything changes."""
+
+    tool: str
+    room: str
+    args: dict[str, Any]
+    targets: list[str]
+    """The sids and ids it would hit: bound into the confirm token, so a changed target voids it."""
+    question: str
+    """The blast radius in words: what the user is asked, and what a preview shows."""
+    disconnects: dict[str, int] = field(default_factory=dict)
+    """Participants it would disconnect, by kind (for the protected_kinds rule)."""
+    type_to_confirm: str | None = None
+
+
+@dataclass
+class Decision:
+    outcome: Outcome
+    confirm_token: str | None = None
+    expires_at: str | None = None
+
+    @property
+    def proceed(self) -> bool:
+        return self.outcome == "done"
+
+
+def _digest(value: Any) -> bytes:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).digest()[:9]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class Tokens:
+    """Stateless confirm tokens: `v1.<expiry>.<args digest>.<targets digest>.<hmac>`.
+
+    The digests in clear let a refusal say why (other arguments, a changed target); the HMAC over all of it
+    makes any edit, or a token from a server with another key, fail.
+    """
+
+    def __init__(self, key: bytes | None, ttl: float) -> None:
+        self._key = key or secrets.token_bytes(32)
+        self.ttl = ttl
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18])
+
+    @staticmethod
+    def _parts(plan: Plan) -> tuple[str, str]:
+        return _b64(_digest([plan.tool, plan.args])), _b64(_digest(sorted(plan.targets)))
+
+    def issue(self, plan: Plan, now: float | None = None) -> tuple[str, int]:
+        expiry = int((time.time() if now is None else now) + self.ttl)
+        body = ".".join(("v1", str(expiry), *self._parts(plan)))
+        return f"{body}.{self._mac(body)}", expiry
+
+    def check(self, token: str, plan: Plan, now: float | None = None) -> None:
+        """Refuse (InvalidInput on confirm_token) a token that is not for exactly this call on this target."""
+        again = f"call {plan.tool} again without confirm_token for a new one"
+        parts = token.split(".")
+        if len(parts) != 5 or parts[0] != "v1" or not parts[1].isdigit():
+            raise InvalidInput("confirm_token", f"not a token this server issued; {again}")
+        body, mac = ".".join(parts[:4]), parts[4]
+        if not hmac.compare_digest(mac, self._mac(body)):
+            raise InvalidInput("confirm_token", f"not a token this server issued, or altered; {again}")
+        args_digest, targets_digest = self._parts(plan)
+        if parts[2] != args_digest:
+            raise InvalidInput("confirm_token", f"it was issued for another call or other arguments; {again}")
+        if parts[3] != targets_digest:
+            raise InvalidInput(
+                "confirm_token", f"the target changed since it was issued (someone rejoined or was recreated); {again}"
+            )
+        if int(parts[1]) < (time.time() if now is None else now):
+            raise InvalidInput("confirm_token", f"it expired (tokens last {self.ttl:g} s); {again}")
+
+
+def can_elicit(ctx: Context) -> bool:
+    """Whether the client declared form elicitation (a bare `elicitation: {}` counts, as in the SDK)."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+@dataclass
+class Guard:
+    """The guardrails of destructive tools: policy, confirmation mode and tokens."""
+
+    policy: Policy
+    tokens: Tokens
+    confirm: Literal["auto", "off"] = "auto"
+
+    def _check_policy(self, plan: Plan) -> None:
+        self.policy.check_room(plan.room, changes=True)
+        self.policy.check_disconnect(plan.room, plan.disconnects)
+        self.policy.check_rate()
+
+    async def ask(
+        self,
+        ctx: Context,
+        confirm_token: str,
+        make_plan: Callable[[], Awaitable[tuple[Plan, Any]]],
+        schema: type[BaseModel],
+    ) -> Elicit[Any] | str:
+        """For a tool's resolver: the question to put to the user, or NOT_ASKED."""
+        if self.confirm == "off" or confirm_token or not can_elicit(ctx):
+            return NOT_ASKED
+        try:
+            plan, _ = await make_plan()
+            self._check_policy(plan)  # never ask a human to approve what policy refuses anyway
+        except LiveKitMCPError:
+            # Not asked: the tool body meets the same refusal or error, and the audit log records it.
+            return NOT_ASKED
+        ask = " Type the room's name to confirm." if plan.type_to_confirm else " Go ahead?"
+        return Elicit(plan.question + ask, schema)
+
+    def decide(self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str) -> Decision:
+        """Whether to act now, from the policy, the user's answer or the token."""
+        audit.note(before={"targets": plan.targets, "plan": plan.question})
+        self._check_policy(plan)
+        decision = self._decision(plan, answer, confirm_token)
+        if decision.proceed:
+            self.policy.record_destructive()
+        return decision
+
+    def _decision(self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str) -> Decision:
+        if not isinstance(answer, AcceptedElicitation):
+            return Decision("declined" if answer.action == "decline" else "cancelled")
+        data = answer.data
+        if isinstance(data, Consent):
+            return Decision("done" if data.confirm else "declined")
+        if isinstance(data, TypedName):
+            return Decision("done" if data.room == plan.type_to_confirm else "declined")
+        if self.confirm == "off":
+            return Decision("done")
+        if confirm_token:
+            self.tokens.check(confirm_token, plan)
+            return Decision("done")
+        token, expiry = self.tokens.issue(plan)
+        return Decision("confirmation_required", token, iso(expiry))
+
+
+def stopped_text(plan: Plan, decision: Decision) -> str:
+    """What a call that did nothing says, and how to go ahead."""
+    if decision.outcome == "confirmation_required":
+        return (
+            f"Not done yet: confirmation required. {plan.question} To go ahead, call {plan.tool} again with the "
+            f"same arguments and confirm_token='{decision.confirm_token}' (valid until {decision.expires_at})."
+        )
+    return f"Not done: the user {decision.outcome} it. Nothing was changed. ({plan.question})"
