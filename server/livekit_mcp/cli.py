@@ -10,12 +10,13 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from livekit_mcp import __version__
-from livekit_mcp.config import MissingCredentialsError, Settings
+from livekit_mcp.config import ConfigFileError, MissingCredentialsError, Settings
 
 COMMANDS = ("serve", "sandbox", "demo", "check")
 
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
     serve.add_argument("--toolsets", help="toolsets to offer, comma-separated: rooms,participants,agents,data (all)")
     serve.add_argument("--read-only", action="store_const", const=True, help="offer only the tools that change nothing")
+    serve.add_argument("--config", type=Path, help="TOML file of settings (policy, confirmation, audit log, ...)")
+    serve.add_argument("--audit-log", type=Path, help="file that gets one JSON line per attempted change")
     serve.add_argument(
         "--output-schemas", action="store_const", const=True, help="publish the tools' output schemas in tools/list"
     )
@@ -90,10 +93,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         "toolsets",
         "read_only",
         "output_schemas",
+        "audit_log",
     )
     overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     try:
-        settings = Settings(**overrides)
+        settings = Settings.load(getattr(args, "config", None), **overrides)
+    except ConfigFileError as exc:
+        _fail(str(exc))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         _fail(f"invalid setting: {problems}")
