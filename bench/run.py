@@ -1,0 +1,458 @@
+"""One run of every benchmark of issue 8, printed as a table of figures and ratios (see bench/README.md).
+
+Every figure is measured side by side with its floor in the same run: on shared machines an absolute time
+means little, a ratio measured at the same moment means a lot. The sandbox, our server and the bare SDK
+server each run in their own process, as a host would start them; this process only drives them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, fields, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from livekit import api
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from bench._procs import (
+    BARE,
+    KEY,
+    LIVEKIT_MCP,
+    SECRET,
+    children,
+    cpu_seconds,
+    free_port,
+    http_command,
+    listening,
+    rss_mib,
+    sandbox,
+    server_env,
+    stdio,
+)
+from bench._table import Row, percentile, table
+from livekit_mcp.sandbox import SandboxAdmin
+
+ROOM = "bench-10"
+CROWD = "crowd"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every size of a run; the defaults are the issue's, `QUICK` a smoke run."""
+
+    runs: int = 5  # runs of each figure: the table shows their median and spread
+    calls: int = 200  # timed calls per run, for the per-call figures
+    cold_starts: int = 7
+    rooms: int = 500
+    latency_ms: int = 20
+    concurrency: int = 16  # LIVEKIT_MCP_CONCURRENCY given to the server
+    crowd: int = 5000
+    crowd_calls: int = 10
+    clients: int = 32
+    load_seconds: float = 5.0
+
+
+QUICK = Sizes(runs=2, calls=20, cold_starts=2, rooms=20, crowd=200, crowd_calls=3, clients=4, load_seconds=1.0)
+
+
+@dataclass(frozen=True)
+class Bench:
+    sizes: Sizes
+    livekit_url: str
+    sandbox_pid: int
+    admin: SandboxAdmin
+    lk: api.LiveKitAPI
+
+    @property
+    def env(self) -> dict[str, str]:
+        return server_env(self.livekit_url, self.sizes.concurrency)
+
+    async def direct_list(self, room: str) -> api.ListParticipantsResponse:
+        """B: the LiveKit call itself, made with livekit-api."""
+        return await self.lk.room.list_participants(api.ListParticipantsRequest(room=room))
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+async def _timed(call: Callable[[], Awaitable[object]]) -> float:
+    start = time.perf_counter()
+    await call()
+    return _ms(start)
+
+
+async def ok(client: Client, tool: str, **args: Any) -> CallToolResult:
+    """A tool call that must succeed: timing a failure would measure nothing."""
+    result = await client.call_tool(tool, args)
+    if result.is_error:
+        raise RuntimeError(f"{tool} failed: {_text(result)}")
+    return result
+
+
+def _text(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def _open(stack: AsyncExitStack, transport: str, command: Sequence[str], env: dict[str, str]) -> Client:
+    """An SDK client of a server started on `transport`; both are closed with the stack."""
+    if transport == "stdio":
+        target: Any = stdio(command, env)
+    else:
+        port = free_port()
+        stack.enter_context(listening(http_command(command, port), port, env))
+        target = f"http://127.0.0.1:{port}/mcp"
+    # No response cache: every call must reach the server.
+    return await stack.enter_async_context(Client(target, cache=None))
+
+
+async def _ten_people(admin: SandboxAdmin) -> None:
+    """ROOM as a model would meet it: people with tracks, a phone caller and a voice agent."""
+    await admin.reset(seed=False)
+    mic = {"type": "AUDIO", "source": "MICROPHONE"}
+    for n in range(7):
+        await admin.join(ROOM, f"guest-{n}", name=f"Guest {n}", tracks=[mic])
+    await admin.join(ROOM, "host", name="Host", tracks=[mic, {"type": "VIDEO", "source": "CAMERA"}])
+    sip = {"sip.phoneNumber": "+15550100001", "sip.trunkPhoneNumber": "+15550100000", "sip.callStatus": "active"}
+    await admin.join(ROOM, "sip_+15550100001", kind="SIP", name="Caller", attributes=sip, tracks=[mic])
+    await admin.join_agent(ROOM, "support-agent")
+
+
+# --- 1. tool-call overhead ----------------------------------------------------------------------------
+
+
+async def overhead(b: Bench, transport: str) -> list[Row]:
+    """A: list_participants through MCP; B: the same LiveKit call direct; C: a trivial tool on a bare server."""
+    await _ten_people(b.admin)
+    async with AsyncExitStack() as stack:
+        ours = await _open(stack, transport, LIVEKIT_MCP, b.env)
+        bare = await _open(stack, transport, BARE, b.env)
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "A": lambda: ok(ours, "list_participants", room=ROOM),
+            "B": lambda: b.direct_list(ROOM),
+            "C": lambda: ok(bare, "ping", text="x"),
+        }
+        for call in calls.values():  # warm-up: connections, caches, first imports
+            for _ in range(10):
+                await call()
+        p50: dict[str, list[float]] = {k: [] for k in calls}
+        p99: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(b.sizes.runs):
+            samples: dict[str, list[float]] = {k: [] for k in calls}
+            for _ in range(b.sizes.calls):  # interleaved, so that drift on the machine hits all three alike
+                for key, call in calls.items():
+                    samples[key].append(await _timed(call))
+            for key, values in samples.items():
+                p50[key].append(statistics.median(values))
+                p99[key].append(percentile(values, 99))
+    what = {"A": "A list_participants via MCP", "B": "B same call, livekit-api", "C": "C trivial tool, bare SDK"}
+    rows = [
+        Row("1", f"{transport}: {what[k]}, {q}", "ms", runs[k])
+        for k in calls
+        for q, runs in (("p50", p50), ("p99", p99))
+    ]
+    ratio = [(a - b_) / c for a, b_, c in zip(p50["A"], p50["B"], p50["C"], strict=True)]
+    ratio99 = [(a - b_) / c for a, b_, c in zip(p99["A"], p99["B"], p99["C"], strict=True)]
+    return [
+        *rows,
+        Row("1", f"{transport}: (A − B) / C, p50", "x", ratio, limit=1.25),
+        Row("1", f"{transport}: (A − B) / C, p99", "x", ratio99),
+    ]
+
+
+# --- 2. cold start, and 7. memory ---------------------------------------------------------------------
+
+
+async def cold_start(b: Bench) -> tuple[list[Row], list[Row]]:
+    """Spawn to the first tools/list reply over stdio, ours against the bare SDK server; RSS while idle.
+
+    Ours gets the LiveKit variables, as a host gives them: its start-up (settings, opening LiveKit in the
+    lifespan) is part of what the user waits for, so it is counted. Both are spawned the same way, one
+    after the other in alternating order, and driven by the same client.
+    """
+    await _ten_people(b.admin)
+    spawn: dict[str, list[float]] = {"ours": [], "bare": []}
+    idle: dict[str, list[float]] = {"ours": [], "bare": []}
+    busy: dict[str, list[float]] = {"ours": [], "bare": []}
+    servers = {"ours": (LIVEKIT_MCP, "list_participants", {"room": ROOM}), "bare": (BARE, "ping", {"text": "x"})}
+    for n in range(b.sizes.cold_starts):
+        for name in sorted(servers, reverse=n % 2 == 1):
+            command, tool, args = servers[name]
+            before = children()
+            start = time.perf_counter()
+            async with Client(stdio(command, b.env), cache=None) as client:
+                await client.list_tools()
+                spawn[name].append(_ms(start))
+                (pid,) = children() - before
+                idle[name].append(rss_mib(pid))
+                await ok(client, tool, **args)
+                busy[name].append(rss_mib(pid))
+    ratio = [o / s for o, s in zip(spawn["ours"], spawn["bare"], strict=True)]
+    starts = [
+        Row("2", "spawn → first tools/list, livekit-mcp", "ms", spawn["ours"]),
+        Row("2", "spawn → first tools/list, bare SDK server", "ms", spawn["bare"]),
+        Row("2", "cold start ratio, ours / bare", "x", ratio, limit=1.15),
+    ]
+    memory = [
+        Row("7", "RSS idle after tools/list, livekit-mcp (stdio)", "MiB", idle["ours"]),
+        Row("7", "RSS after one list_participants, livekit-mcp", "MiB", busy["ours"]),
+        Row("7", "RSS idle after tools/list, bare SDK server", "MiB", idle["bare"]),
+        Row("7", "RSS idle ratio, ours / bare", "x", [o / s for o, s in zip(idle["ours"], idle["bare"], strict=True)]),
+    ]
+    return starts, memory
+
+
+# --- 3. fan-out ---------------------------------------------------------------------------------------
+
+
+async def fan_out(b: Bench) -> list[Row]:
+    """find_agent over every room, each LiveKit call delayed by the sandbox, against the ideal waves."""
+    s = b.sizes
+    await b.admin.reset(seed=False)
+    width = len(str(s.rooms - 1))
+    limit = asyncio.Semaphore(32)
+
+    async def room(n: int) -> None:
+        async with limit:
+            name = f"fan-{n:0{width}d}"
+            await b.admin.join(name, "caller", tracks=[{"type": "AUDIO"}])
+            await b.admin.join_agent(name, "support-agent")
+
+    await asyncio.gather(*(room(n) for n in range(s.rooms)))
+    ideal = math.ceil(s.rooms / s.concurrency) * s.latency_ms
+    times: list[float] = []
+    # CPU per LiveKit call (ListRooms, then ListParticipants per room), on each side: it is what keeps each
+    # wave of calls longer than the latency alone.
+    cpu: dict[str, list[float]] = {"server": [], "sandbox": []}
+    async with AsyncExitStack() as stack:
+        before = children()
+        client = await _open(stack, "stdio", LIVEKIT_MCP, b.env)
+        pids = {"server": next(iter(children() - before)), "sandbox": b.sandbox_pid}
+        await ok(client, "find_agent")  # warm-up, without latency
+        await b.admin.fault("*", latency_ms=s.latency_ms)
+        try:
+            for _ in range(s.runs):
+                used = {side: cpu_seconds(pid) for side, pid in pids.items()}
+                start = time.perf_counter()
+                result = await ok(client, "find_agent")
+                times.append(_ms(start))
+                for side, pid in pids.items():
+                    cpu[side].append((cpu_seconds(pid) - used[side]) * 1000 / (s.rooms + 1))
+                found = len((result.structured_content or {}).get("agents", []))
+                if found != s.rooms:
+                    raise RuntimeError(f"find_agent found {found} agents in {s.rooms} rooms")
+        finally:
+            await b.admin.clear_faults()
+    return [
+        Row("3", f"find_agent over {s.rooms} rooms, {s.latency_ms} ms per LiveKit call", "ms", times),
+        Row("3", f"ideal ⌈{s.rooms} / {s.concurrency}⌉ × {s.latency_ms} ms", "ms", [ideal]),
+        Row("3", "fan-out ratio, measured / ideal", "x", [t / ideal for t in times], limit=1.25),
+        Row("3", "CPU per LiveKit call, livekit-mcp process", "ms", cpu["server"]),
+        Row("3", "CPU per LiveKit call, sandbox process", "ms", cpu["sandbox"]),
+    ]
+
+
+# --- 4. large rooms -----------------------------------------------------------------------------------
+
+
+async def large_room(b: Bench) -> list[Row]:
+    """list_participants(limit=50) on a crowded room against the direct call (which returns everyone)."""
+    s = b.sizes
+    await b.admin.reset(seed=False)
+    await b.admin.populate(room=CROWD, participants=s.crowd)
+    ours: list[float] = []
+    direct: list[float] = []
+    async with AsyncExitStack() as stack:
+        client = await _open(stack, "stdio", LIVEKIT_MCP, b.env)
+        tool: Callable[[], Awaitable[object]] = lambda: ok(client, "list_participants", room=CROWD, limit=50)  # noqa: E731
+        await tool()
+        await b.direct_list(CROWD)
+        for _ in range(s.runs):
+            a = [await _timed(tool) for _ in range(s.crowd_calls)]
+            d = [await _timed(lambda: b.direct_list(CROWD)) for _ in range(s.crowd_calls)]
+            ours.append(statistics.median(a))
+            direct.append(statistics.median(d))
+    return [
+        Row("4", f"list_participants(limit=50), {s.crowd:,} people, via MCP", "ms", ours),
+        Row("4", f"ListParticipants, {s.crowd:,} people, livekit-api", "ms", direct),
+        Row("4", "large room ratio, ours / direct", "x", [o / d for o, d in zip(ours, direct, strict=True)], limit=1.5),
+    ]
+
+
+# --- 5. context cost ----------------------------------------------------------------------------------
+
+
+def _compact(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+async def context_cost(b: Bench) -> list[Row]:
+    """Bytes a model reads: tools/list, and list_participants per participant against raw protojson."""
+    await _ten_people(b.admin)
+    async with AsyncExitStack() as stack:
+        client = await _open(stack, "stdio", LIVEKIT_MCP, b.env)
+        tools = await client.list_tools()
+        result = await ok(client, "list_participants", room=ROOM)
+    people = (await b.direct_list(ROOM)).participants
+    n = len(people)
+    raw = sum(_compact(MessageToDict(p)) for p in people) / n
+    text = len(_text(result).encode()) / n
+    structured = _compact(result.structured_content) / n
+    listing = len(tools.model_dump_json(by_alias=True, exclude_none=True).encode())
+    return [
+        Row("5", f"tools/list, all toolsets ({len(tools.tools)} tools)", "B", [listing], limit=12_000, below=True),
+        Row("5", "raw protojson per participant", "B", [raw]),
+        Row("5", "list_participants text per participant", "B", [text]),
+        Row("5", "list_participants structuredContent per participant", "B", [structured]),
+        Row("5", "text / raw", "x", [text / raw], limit=0.25),
+        Row("5", "structuredContent / raw", "x", [structured / raw], limit=0.25),
+    ]
+
+
+# --- 6. HTTP under load -------------------------------------------------------------------------------
+
+
+async def _load_run(
+    clients: Sequence[Client], tool: str, args: dict[str, Any], seconds: float
+) -> tuple[list[float], int, float]:
+    """Every client calls `tool` in a loop for `seconds`: the latencies, the failures, the calls per second."""
+    latencies: list[float] = []
+    failed = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(client: Client) -> None:
+        nonlocal failed
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            try:
+                failed += (await client.call_tool(tool, args)).is_error
+            except Exception:
+                failed += 1
+            latencies.append(_ms(start))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in clients))
+    return latencies, failed, len(latencies) / (time.perf_counter() - start)
+
+
+async def _load(b: Bench, command: Sequence[str], tool: str, args: dict[str, Any]) -> tuple[list[Row], list[float]]:
+    """`clients` SDK clients calling in a loop over HTTP for `load_seconds`, `runs` times."""
+    s = b.sizes
+    port = free_port()
+    rates: list[float] = []
+    p50: list[float] = []
+    p99: list[float] = []
+    errors: list[float] = []
+    with listening(http_command(command, port), port, b.env) as process:
+        async with AsyncExitStack() as stack:
+            url = f"http://127.0.0.1:{port}/mcp"
+            clients = [await stack.enter_async_context(Client(url, cache=None)) for _ in range(s.clients)]
+            await clients[0].call_tool(tool, args)
+            before = rss_mib(process.pid)
+            for _ in range(s.runs):
+                latencies, failed, rate = await _load_run(clients, tool, args, s.load_seconds)
+                rates.append(rate)
+                p50.append(statistics.median(latencies))
+                p99.append(percentile(latencies, 99))
+                errors.append(failed)
+            after = rss_mib(process.pid)
+    rows = [
+        Row("6", f"{s.clients} clients: calls/s", "/s", rates),
+        Row("6", f"{s.clients} clients: latency p50", "ms", p50),
+        Row("6", f"{s.clients} clients: latency p99", "ms", p99),
+        Row("6", f"{s.clients} clients: errors", "", errors, limit=0),
+        Row("6", "RSS before load", "MiB", [before]),
+        Row("6", "RSS after load", "MiB", [after]),
+    ]
+    return rows, rates
+
+
+async def http_load(b: Bench) -> list[Row]:
+    """list_participants on ours under load; the bare server's trivial tool under the same load for scale."""
+    await _ten_people(b.admin)
+    rows, ours = await _load(b, LIVEKIT_MCP, "list_participants", {"room": ROOM})
+    _, bare = await _load(b, BARE, "ping", {"text": "x"})
+    ratio = [o / s for o, s in zip(ours, bare, strict=True)]
+    return [*rows, Row("6", "calls/s ratio, ours / bare SDK trivial tool", "x", ratio)]
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    cores = sum(line.startswith("processor") for line in cpuinfo)
+    return (
+        f"{cpu}, {cores} cores; {platform.system()} {platform.release()}; Python {platform.python_version()}; "
+        f"mcp {version('mcp')}, livekit-api {version('livekit-api')}, livekit-mcp {version('livekit-mcp')}"
+    )
+
+
+async def run(sizes: Sizes) -> list[Row]:
+    with sandbox() as (url, pid):
+        async with SandboxAdmin(url, KEY, SECRET) as admin:
+            lk = api.LiveKitAPI(url, KEY, SECRET)
+            try:
+                b = Bench(sizes, url, pid, admin, lk)
+                _say("2, 7: cold start and memory")
+                starts, memory = await cold_start(b)
+                rows = []
+                for transport in ("stdio", "http"):
+                    _say(f"1: overhead over {transport}")
+                    rows += await overhead(b, transport)
+                rows += starts
+                _say("3: fan-out")
+                rows += await fan_out(b)
+                _say("4: large room")
+                rows += await large_room(b)
+                _say("5: context cost")
+                rows += await context_cost(b)
+                _say("6: HTTP under load")
+                rows += await http_load(b)
+                return rows + memory
+            finally:
+                await lk.aclose()
+
+
+def _arguments(argv: Sequence[str] | None) -> Sizes:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="livekit-mcp against its floor, as ratios")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of under a minute")
+    for field in fields(Sizes):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), metavar="N")
+    args = parser.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in fields(Sizes) if getattr(args, f.name) is not None}
+    return replace(QUICK if args.quick else Sizes(), **given)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sizes = _arguments(argv)
+    started = time.perf_counter()
+    rows = asyncio.run(run(sizes))
+    print(f"Machine: {machine()}")
+    print(f"Sizes: {', '.join(f'{f.name}={getattr(sizes, f.name)}' for f in fields(Sizes))}")
+    print()
+    print(table(rows))
+    print()
+    missed = [f"{r.key} {r.label}" for r in rows if r.verdict == "MISS"]
+    print(f"{len(rows)} figures in {time.perf_counter() - started:.0f} s; targets missed: {len(missed)}")
+    for label in missed:
+        print(f"  MISS {label}")
+    return 0

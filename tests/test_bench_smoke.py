@@ -1,0 +1,36 @@
+"""The benchmark command, in its quick mode: it runs and prints every figure. No timing is asserted here
+(the machines are shared and noisy); the figures and their ratios are for people to read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One row of each figure of issue 8, as `python -m bench` labels them.
+ROWS = [
+    "| 1 | stdio: (A − B) / C, p50",
+    "| 1 | http: (A − B) / C, p50",
+    "| 2 | cold start ratio, ours / bare",
+    "| 3 | fan-out ratio, measured / ideal",
+    "| 4 | large room ratio, ours / direct",
+    "| 5 | tools/list, all toolsets",
+    "| 5 | text / raw",
+    "| 6 | 4 clients: errors",
+    "| 6 | RSS after load",
+    "| 7 | RSS idle after tools/list, livekit-mcp (stdio)",
+]
+
+
+@pytest.mark.timeout(180)
+def test_the_quick_benchmark_exits_0_and_prints_every_figure() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=170, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    missing = [row for row in ROWS if row not in done.stdout]
+    assert not missing, f"rows missing from:\n{done.stdout}"
