@@ -111,7 +111,9 @@ def _max_bytes(limit: int, what: str) -> Callable[[str], str]:
     return check
 
 
-def _attributes_size(value: dict[str, str]) -> dict[str, str]:
+def _attributes_size(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:  # the validator sees the optional argument whole: an explicit null comes here too
+        return value
     if sum(len(k.encode()) + len(v.encode()) for k, v in value.items()) > 64 * 1024:
         raise ValueError("attributes are limited to 64 KiB in all")
     if any(not k.strip() for k in value):
