@@ -123,7 +123,7 @@ async def test_http_refuses_foreign_host_and_origin_headers(
 async def test_http_bound_to_all_interfaces_still_checks_the_host(
     serve_http: Callable[..., Served], livekit: LiveKitTarget
 ) -> None:
-    server = serve_http("--host", "0.0.0.0")
+    server = serve_http("--host", "0.0.0.0", "--allow-unauthenticated")
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     async with (

@@ -7,17 +7,22 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import anyio
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
+from starlette.applications import Starlette
 
 from livekit_mcp import __version__
 from livekit_mcp.audit import AuditLog
+from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
 from livekit_mcp.config import Settings
 from livekit_mcp.confirm import Guard, Tokens
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.policy import Policy
 from livekit_mcp.resources import register_resources
+from livekit_mcp.service import CallerMiddleware, Health, serve_http
 from livekit_mcp.tools import AppContext, build_tools
 
 log = logging.getLogger(__name__)
@@ -30,6 +35,27 @@ calls: they may ask the user to confirm, or answer outcome=confirmation_required
 show the user what would happen and call again with the token only if they agree."""
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class StartupError(Exception):
+    """The server must not start as configured; the message says why, in one line."""
+
+
+def token_verifier(settings: Settings) -> StaticTokens | None:
+    """The configured bearer tokens (LIVEKIT_MCP_AUTH_TOKENS and LIVEKIT_MCP_AUTH_FILE), or None for no auth."""
+    try:
+        entries = parse_tokens(settings.auth_tokens.get_secret_value()) if settings.auth_tokens else []
+        if settings.auth_file is not None:
+            entries += read_token_file(settings.auth_file)
+        tokens = StaticTokens(entries)
+    except AuthConfigError as exc:
+        raise StartupError(f"auth tokens: {exc}") from exc
+    return tokens or None
+
+
+def public_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 - compared, not bound
+    return settings.public_url or f"http://{host}:{settings.port}/mcp"
 
 
 def build_server(settings: Settings) -> MCPServer[AppContext]:
@@ -69,6 +95,12 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
     tools = build_tools(
         toolsets=settings.toolsets, read_only=settings.read_only, output_schemas=settings.output_schemas
     )
+    verifier = token_verifier(settings) if settings.transport != "stdio" else None
+    auth = None
+    if verifier is not None:
+        url = public_url(settings)
+        # Static tokens have no authorization server of their own: the issuer named is this server.
+        auth = AuthSettings(issuer_url=url.removesuffix("/mcp"), resource_server_url=url, required_scopes=[READ_SCOPE])
     server: MCPServer[AppContext] = MCPServer(
         "livekit-mcp",
         title="LiveKit operations",
@@ -76,8 +108,12 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
         version=__version__,
         lifespan=lifespan,
         tools=tools,
+        token_verifier=verifier,
+        auth=auth,
+        middleware=[CallerMiddleware({t.name for t in tools if not (t.annotations and t.annotations.read_only_hint)})],
     )
     register_resources(server, lambda: opened[-1])
+    server.custom_route("/healthz", methods=["GET"])(Health(lambda: opened[-1] if opened else None).endpoint)
     return server
 
 
@@ -95,26 +131,38 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
+def http_app(server: MCPServer[AppContext], settings: Settings) -> Starlette:
+    """The ASGI app of the HTTP transports: MCP at /mcp (or /sse), plus /healthz."""
+    security = transport_security(settings)
+    if settings.transport == "sse":
+        return server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
+    return server.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=settings.stateless, transport_security=security
+    )
+
+
+def check_exposure(settings: Settings, authenticated: bool) -> None:
+    """Refuse to serve LiveKit admin rights to a network without tokens, unless told to, loudly."""
+    if settings.transport == "stdio" or settings.host in LOOPBACK or authenticated:
+        return
+    if not settings.allow_unauthenticated:
+        raise StartupError(
+            f"refusing to serve HTTP on {settings.host} without authentication: set LIVEKIT_MCP_AUTH_TOKENS "
+            "or LIVEKIT_MCP_AUTH_FILE, or pass --allow-unauthenticated if something in front of it checks callers"
+        )
+    log.warning("serving on %s WITHOUT authentication: anyone who reaches this port can operate LiveKit", settings.host)
+
+
 def run(settings: Settings) -> None:
-    """Serve MCP on the configured transport until interrupted."""
+    """Serve MCP on the configured transport until interrupted (or SIGTERM, over HTTP)."""
     server = build_server(settings)
-    match settings.transport:
-        case "stdio":
-            server.run()
-        case "http":
-            server.run(
-                "streamable-http",
-                host=settings.host,
-                port=settings.port,
-                streamable_http_path="/mcp",
-                transport_security=transport_security(settings),
-            )
-        case "sse":
-            server.run(
-                "sse",
-                host=settings.host,
-                port=settings.port,
-                sse_path="/sse",
-                message_path="/messages/",
-                transport_security=transport_security(settings),
-            )
+    check_exposure(settings, authenticated=settings.transport != "stdio" and token_verifier(settings) is not None)
+    if settings.transport == "stdio":
+        server.run()
+        return
+    app = http_app(server, settings)
+    anyio.run(
+        lambda: serve_http(
+            app, settings.host, settings.port, grace=settings.shutdown_grace, log_level=settings.log_level
+        )
+    )

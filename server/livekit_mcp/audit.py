@@ -1,6 +1,7 @@
 """The audit log: one JSON line per attempted change, written and flushed before the tool answers.
 
-Every tool that can change something is wrapped by `audited` when it is registered. The log is checked for
+Every tool that can change something is wrapped by `audited` when it is registered: it refuses callers with a
+read-only token, and records every attempt. The log is checked for
 writability before the tool runs: if it cannot be written, nothing is changed (fail closed). Secrets never
 enter it: the confirm token is recorded only as given or not.
 """
@@ -8,7 +9,6 @@ enter it: the confirm token is recorded only as given or not.
 from __future__ import annotations
 
 import functools
-import getpass
 import json
 import logging
 import os
@@ -20,17 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel
 
 from livekit_mcp.errors import InvalidInput, LiveKitMCPError, PolicyRefusal
+from livekit_mcp.service import caller_of
 
 log = logging.getLogger(__name__)
 
-ON_BEHALF_OF = "x-on-behalf-of"
-"""Header a bot sets to name the person it acts for (recorded, never trusted as identity)."""
 HIDDEN_ARGUMENTS = ("ctx", "answer")
 LONGEST_VALUE = 1000
 
@@ -92,17 +90,6 @@ class AuditLog:
             raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__, after=str(line["outcome"])) from exc
 
 
-def _principal(ctx: Context) -> tuple[str, str | None]:
-    token = get_access_token()
-    headers = ctx.headers
-    on_behalf_of = headers.get(ON_BEHALF_OF) if headers is not None else None
-    if token is not None:
-        return token.client_id, on_behalf_of
-    if headers is not None:
-        return "anonymous (HTTP)", on_behalf_of
-    return f"{getpass.getuser()} (stdio)", None
-
-
 def _shown(name: str, value: Any) -> Any:
     if name == "confirm_token":
         return "(given)" if value else None
@@ -121,19 +108,24 @@ def _outcome(result: CallToolResult) -> str:
 def audited(
     fn: Callable[..., Awaitable[CallToolResult]], audit_log: Callable[[Context], AuditLog]
 ) -> Callable[..., Awaitable[CallToolResult]]:
-    """`fn` (a change tool) with an audit line for every call; `audit_log` finds the log from the context."""
+    """`fn` (a change tool), refusing callers whose token is read-only and writing an audit line for every call;
+    `audit_log` finds the log from the context."""
 
     @functools.wraps(fn)
     async def wrapper(**kwargs: Any) -> CallToolResult:
         ctx: Context = kwargs["ctx"]
         log_file = audit_log(ctx)
         log_file.check_writable()
-        principal, on_behalf_of = _principal(ctx)
+        caller = caller_of(ctx.request_context.request, ctx.headers)
         arguments = {k: _shown(k, v) for k, v in kwargs.items() if k not in HIDDEN_ARGUMENTS}
-        record = _Record(fn.__name__, {k: v for k, v in arguments.items() if v is not None}, principal, on_behalf_of)
+        record = _Record(
+            fn.__name__, {k: v for k, v in arguments.items() if v is not None}, caller.principal, caller.on_behalf_of
+        )
         outcome, reason = "failed", ""
         reset = _current.set(record)
         try:
+            if not caller.can_write:
+                raise PolicyRefusal("role", f"'{caller.principal}' has a read-only token; {fn.__name__} changes things")
             result = await fn(**kwargs)
             outcome = _outcome(result)
             return result

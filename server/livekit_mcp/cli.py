@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
     serve.add_argument("--toolsets", help="toolsets to offer, comma-separated: rooms,participants,agents,data (all)")
     serve.add_argument("--read-only", action="store_const", const=True, help="offer only the tools that change nothing")
+    serve.add_argument(
+        "--stateless", action="store_const", const=True, help="HTTP without sessions, for replicas behind a balancer"
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_const",
+        const=True,
+        help="serve HTTP on a non-loopback address without tokens (something in front must check callers)",
+    )
     serve.add_argument("--config", type=Path, help="TOML file of settings (policy, confirmation, audit log, ...)")
     serve.add_argument("--audit-log", type=Path, help="file that gets one JSON line per attempted change")
     serve.add_argument(
@@ -72,6 +81,7 @@ def _add_livekit_flags(parser: argparse.ArgumentParser, *, sandbox: bool) -> Non
     )
     parser.add_argument("--timeout", type=float, help="seconds a LiveKit call may take (default 10)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    parser.add_argument("--log-format", choices=["text", "json"], help="stderr log lines as text (default) or JSON")
 
 
 def _fail(message: str) -> NoReturn:
@@ -94,6 +104,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         "read_only",
         "output_schemas",
         "audit_log",
+        "stateless",
+        "allow_unauthenticated",
+        "log_format",
     )
     overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     try:
@@ -132,9 +145,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         raise SystemExit(run_check(_settings(args)))
     else:
-        from livekit_mcp.app import run
+        from livekit_mcp.app import StartupError, run
+        from livekit_mcp.service import configure_logging
 
         settings = _settings(args)
-        logging.getLogger().setLevel(settings.log_level)
-        with contextlib.suppress(KeyboardInterrupt):
-            run(settings)
+        configure_logging(settings.log_level, settings.log_format)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run(settings)
+        except StartupError as exc:
+            _fail(str(exc))

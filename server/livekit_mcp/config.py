@@ -82,6 +82,22 @@ class Settings(BaseSettings):
     """Publish each tool's output schema in tools/list (twice the bytes; for clients that validate results)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_format: Literal["text", "json"] = "text"
+    """Log lines on stderr as text or as JSON objects; both carry the request id and the caller."""
+
+    # Serving over HTTP.
+    auth_tokens: SecretStr | None = None
+    """`principal:role:token` entries, comma-separated; role is read or write."""
+    auth_file: Path | None = None
+    """TOML file of [[tokens]] tables with principal, role and token (or token_sha256)."""
+    allow_unauthenticated: bool = False
+    """Serve HTTP without tokens on a non-loopback address (refused otherwise)."""
+    stateless: bool = False
+    """Streamable HTTP without sessions: any replica behind a load balancer can answer any request."""
+    public_url: str | None = None
+    """The URL clients use to reach /mcp (behind a proxy); the OAuth resource metadata names it."""
+    shutdown_grace: int = Field(default=30, ge=0, le=3600)
+    """Seconds calls in flight get to finish after SIGTERM."""
 
     # Guardrails: what an assistant may see and change, and how a change is confirmed and recorded.
     allowed_rooms: CommaList = Field(default_factory=lambda: ["*"])

@@ -1,0 +1,107 @@
+"""Who may use the HTTP server, and for what.
+
+Static bearer tokens, each with a principal (a name for logs and the audit log) and a role: `read` (the read
+tools only) or `write` (everything). Roles travel as OAuth scopes on the SDK's `AccessToken`, so a real OAuth
+resource-server setup (a `TokenVerifier` that checks an authorization server's tokens carrying these scopes)
+can replace the static tokens without touching the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mcp.server.auth.provider import AccessToken
+
+READ_SCOPE = "livekit:read"
+WRITE_SCOPE = "livekit:write"
+SCOPES = {"read": [READ_SCOPE], "write": [READ_SCOPE, WRITE_SCOPE]}
+Role = Literal["read", "write"]
+
+
+class AuthConfigError(Exception):
+    """The token settings cannot be used; the message names the entry, never a token."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    principal: str
+    role: Role
+    digest: bytes  # sha256 of the token: the tokens themselves are not kept
+
+
+def _entry(principal: str, role: str, *, token: str | None = None, digest_hex: str | None = None) -> _Entry:
+    if not principal:
+        raise AuthConfigError("a token has no principal name")
+    if role not in SCOPES:
+        raise AuthConfigError(f"token of '{principal}': role must be read or write, not '{role}'")
+    checked: Role = "read" if role == "read" else "write"
+    if token is not None:
+        if len(token) < 16:
+            raise AuthConfigError(f"token of '{principal}' is shorter than 16 characters")
+        return _Entry(principal, checked, hashlib.sha256(token.encode()).digest())
+    try:
+        digest = bytes.fromhex(digest_hex or "")
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise AuthConfigError(f"token of '{principal}': token_sha256 must be 64 hex digits")
+    return _Entry(principal, checked, digest)
+
+
+def parse_tokens(spec: str) -> list[_Entry]:
+    """`principal:role:token` entries, comma-separated (LIVEKIT_MCP_AUTH_TOKENS)."""
+    entries = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        principal, _, rest = item.partition(":")
+        role, _, token = rest.partition(":")
+        if not token:
+            raise AuthConfigError(f"entry of '{principal}' is not principal:role:token")
+        entries.append(_entry(principal, role, token=token))
+    return entries
+
+
+def read_token_file(path: Path) -> list[_Entry]:
+    """A TOML file of `[[tokens]]` tables with principal, role and token (or token_sha256, to keep none in clear)."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AuthConfigError(f"cannot read {path}: {exc}") from exc
+    tables = data.get("tokens")
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise AuthConfigError(f"{path}: expected [[tokens]] tables")
+    return [
+        _entry(
+            str(t.get("principal", "")), str(t.get("role", "")), token=t.get("token"), digest_hex=t.get("token_sha256")
+        )
+        for t in tables
+    ]
+
+
+class StaticTokens:
+    """The SDK's `TokenVerifier` over configured tokens; comparisons take the same time whatever matches."""
+
+    def __init__(self, entries: Iterable[_Entry]) -> None:
+        self._entries = list(entries)
+        principals = [e.principal for e in self._entries]
+        duplicates = sorted({p for p in principals if principals.count(p) > 1})
+        if duplicates:
+            raise AuthConfigError(f"principal {', '.join(duplicates)} has more than one token")
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        found: _Entry | None = None
+        for entry in self._entries:  # no early exit: the time taken does not say which entry matched
+            if hmac.compare_digest(digest, entry.digest):
+                found = entry
+        if found is None:
+            return None
+        return AccessToken(token=token, client_id=found.principal, scopes=SCOPES[found.role])
