@@ -280,16 +280,25 @@ async def test_a_wrong_livekit_url_is_explained(
     no_secret(server.stderr())
 
 
+HUGE = "(100 MiB)"
+
+
 async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Callable[..., Served]) -> None:
     answer = [(200, "text/html", "")]  # status, content type, body: what the impostor answers now
 
-    async def impostor(request: web.Request) -> web.Response:
+    async def impostor(request: web.Request) -> web.StreamResponse:
         status, content_type, body = answer[0]
-        return web.Response(status=status, content_type=content_type, text=body)
+        if body != HUGE:
+            return web.Response(status=status, content_type=content_type, text=body)
+        # Announces 100 MiB and sends the first bytes: the client must not start reading it.
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(100 * 2**20)})
+        await response.prepare(request)
+        await response.write(b"\x0a" * 1024)
+        return response
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", impostor)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -304,6 +313,7 @@ async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Ca
                 ("proxy error", 502, "text/html", "<html>Bad Gateway</html>"),
                 ("not found", 404, "text/plain", "404 page not found"),
                 ("too large", 413, "text/plain", "request body too large"),
+                ("huge answer", 200, "application/protobuf", HUGE),
             ]:
                 answer[0] = (status, content_type, body)
                 messages[case] = await guarded(client, "list_rooms")
@@ -318,3 +328,4 @@ async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Ca
     )
     assert "(HTTP 404, no Twirp error in the body)" in messages["not found"]
     assert "LiveKit refused ListRooms (request_too_large, HTTP 413)" in messages["too large"]
+    assert "(HTTP 200, 104,857,600 bytes announced, over the 67,108,864 read)" in messages["huge answer"]

@@ -107,7 +107,7 @@ async def _check_answer(response: aiohttp.ClientResponse) -> None:
     if response.status == 200 and response.content_type != "application/protobuf":
         raise _NotLiveKit(200, f"{response.content_type} instead of protobuf")
     if (response.content_length or 0) > MAX_ANSWER:
-        raise _NotLiveKit(response.status, f"{response.content_length:,} bytes, more than the {MAX_ANSWER:,} read")
+        raise _NotLiveKit(response.status, f"{response.content_length:,} bytes announced, over the {MAX_ANSWER:,} read")
 
 
 def _transient(exc: Exception) -> bool:
