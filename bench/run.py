@@ -312,7 +312,15 @@ async def context_cost(b: Bench) -> list[Row]:
         result = await ok(client, "list_participants", room=ROOM)
     people = (await b.direct_list(ROOM)).participants
     n = len(people)
-    raw = sum(_compact(MessageToDict(p)) for p in people) / n
+    # LiveKit's JSON API emits every field with snake_case names (LIVEKIT_BEHAVIOR.md, section 1): that is what
+    # a model would read if handed LiveKit's own answer.
+    raw = (
+        sum(
+            _compact(MessageToDict(p, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+            for p in people
+        )
+        / n
+    )
     text = len(_text(result).encode()) / n
     structured = _compact(result.structured_content) / n
     listing = len(tools.model_dump_json(by_alias=True, exclude_none=True).encode())

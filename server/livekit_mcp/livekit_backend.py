@@ -7,13 +7,14 @@ models, and maps every foreign failure to the exception tree of `errors.py` in o
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import logging
 import random
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -33,7 +34,7 @@ from livekit_mcp.errors import (
     Unreachable,
     unsure,
 )
-from livekit_mcp.models import Dispatch, Job, Participant, Permission, Room, Track
+from livekit_mcp.models import Dispatch, Job, Participant, Permission, Room, Track, effective_kind
 from livekit_mcp.policy import Policy
 
 
@@ -207,6 +208,15 @@ def _dispatch(d: api.AgentDispatch) -> Dispatch:
     )
 
 
+class ParticipantPage(NamedTuple):
+    participants: list[Participant]
+    total: int
+    """How many match, across all pages."""
+    more: bool
+    anyone: bool
+    """Whether the room has anyone at all: LiveKit lists a missing room as an empty one."""
+
+
 def display_url(url: str) -> str:
     """The URL without any user, password, path or query: safe to show in messages and logs."""
     parts = urlsplit(url)
@@ -334,6 +344,33 @@ class LiveKit:
             room=room,
         )
         return [_participant(p) for p in response.participants]
+
+    async def participant_page(
+        self, room: str, *, kind: str | None, limit: int, after: tuple[float, str] | None
+    ) -> ParticipantPage:
+        """One page of a room's participants (of `kind`), by join time then identity, after the key `after`.
+
+        Sorting and filtering work on the protobuf messages and only the page is converted: in a 5,000-person
+        webinar, converting everyone cost ten times the LiveKit call itself."""
+        response = await self._call(
+            "ListParticipants",
+            lambda: self._lk.room.list_participants(api.ListParticipantsRequest(room=room)),
+            room=room,
+        )
+
+        def key(p: api.ParticipantInfo) -> tuple[float, str]:
+            return (p.joined_at_ms / 1000 if p.joined_at_ms else float(p.joined_at), p.identity)
+
+        everyone = response.participants
+        if kind is None:
+            chosen = list(everyone)
+        else:
+            names = api.ParticipantInfo.Kind
+            chosen = [p for p in everyone if effective_kind(_enum_name(names, p.kind), p.permission.agent) == kind]
+        chosen.sort(key=key)
+        start = 0 if after is None else bisect.bisect_right(chosen, after, key=key)
+        page = [_participant(p) for p in chosen[start : start + limit]]
+        return ParticipantPage(page, total=len(chosen), more=start + limit < len(chosen), anyone=bool(everyone))
 
     async def get_participant(self, room: str, identity: str) -> Participant:
         info = await self._call(

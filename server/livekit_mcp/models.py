@@ -35,6 +35,11 @@ def preview(text: str, limit: int = METADATA_PREVIEW) -> tuple[str | None, bool 
     return text[:limit] + "…", True
 
 
+def effective_kind(kind: str, agent_permission: bool) -> str:
+    """AGENT for older agents too (STANDARD with permission.agent set), so counts and filters see them as agents."""
+    return "AGENT" if agent_permission else kind
+
+
 # --- What the LiveKit seam returns -------------------------------------------------------------------
 
 
@@ -77,8 +82,7 @@ class Participant(BaseModel):
 
     @property
     def is_agent(self) -> bool:
-        # Agents built before participant kinds existed are STANDARD with permission.agent set.
-        return self.kind == "AGENT" or (self.permission is not None and self.permission.agent)
+        return effective_kind(self.kind, self.permission is not None and self.permission.agent) == "AGENT"
 
     @property
     def agent_name(self) -> str | None:
@@ -90,8 +94,7 @@ class Participant(BaseModel):
 
     @property
     def effective_kind(self) -> str:
-        """AGENT for older agents too, so counts and filters by kind see them as agents."""
-        return "AGENT" if self.is_agent else self.kind
+        return effective_kind(self.kind, self.permission is not None and self.permission.agent)
 
 
 class Room(BaseModel):

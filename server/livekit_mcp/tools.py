@@ -238,25 +238,34 @@ def reply(result: BaseModel, text: str) -> CallToolResult:
     )
 
 
+def _after(cursor: str) -> list[Any] | None:
+    """The sort key a cursor carries (that of the last item shown), or None for the first page."""
+    if not cursor:
+        return None
+    try:
+        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top") from exc
+    if not isinstance(after, list):
+        raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top")
+    return after
+
+
+def _cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
 def _page(items: Sequence[T], key: Callable[[T], list[Any]], limit: int, cursor: str) -> tuple[list[T], str | None]:
     """One page of `items` (already sorted by `key`) after the cursor, and the cursor of the next page.
 
-    The cursor is the sort key of the last item shown, so a page stays right when people join or leave.
+    The cursor is the sort key of the last item shown, so a page stays right when items come and go.
     """
+    after = _after(cursor)
     start = 0
-    if cursor:
-        try:
-            after = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        except (ValueError, binascii.Error) as exc:
-            raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top") from exc
-        if not isinstance(after, list):
-            raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top")
-        while start < len(items) and key(items[start]) <= after:
-            start += 1
+    while after is not None and start < len(items) and key(items[start]) <= after:
+        start += 1
     page = list(items[start : start + limit])
-    more = start + limit < len(items)
-    next_cursor = base64.urlsafe_b64encode(json.dumps(key(page[-1])).encode()).decode() if more and page else None
-    return page, next_cursor
+    return page, _cursor(key(page[-1])) if start + limit < len(items) and page else None
 
 
 def _participant_line(p: ParticipantSummary) -> str:
@@ -471,17 +480,26 @@ async def list_participants(
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, ParticipantList]:
     """List who is in a room (identity, kind, state, tracks; agents with their name and state)."""
-    everyone = await _participants_of_existing_room(_livekit(ctx), room)
-    chosen = sorted(
-        (p for p in everyone if kind is None or p.effective_kind == kind), key=lambda p: (p.joined_at, p.identity)
-    )
-    page, next_cursor = _page(chosen, lambda p: [p.joined_at, p.identity], limit, cursor)
+    lk = _livekit(ctx)
+    after = _after(cursor)
+    try:
+        key = None if after is None else (float(after[0]), str(after[1]))
+    except (IndexError, TypeError, ValueError) as exc:
+        raise InvalidInput("cursor", "not a cursor of list_participants; omit it to start from the top") from exc
+    page = await lk.participant_page(room, kind=kind, limit=limit, after=key)
+    if not page.anyone:
+        await lk.get_room(room)  # LiveKit lists a missing room as an empty one: tell them apart
+    last = page.participants[-1] if page.participants else None
+    next_cursor = _cursor([last.joined_at, last.identity]) if page.more and last else None
     result = ParticipantList(
-        room=room, participants=[ParticipantSummary.of(p) for p in page], total=len(chosen), next_cursor=next_cursor
+        room=room,
+        participants=[ParticipantSummary.of(p) for p in page.participants],
+        total=page.total,
+        next_cursor=next_cursor,
     )
     of_kind = f" of kind {kind}" if kind else ""
-    head = f"Room '{room}' has {len(chosen)} participant(s){of_kind}; showing {len(page)}."
-    if not everyone:
+    head = f"Room '{room}' has {page.total} participant(s){of_kind}; showing {len(page.participants)}."
+    if not page.anyone:
         head = f"Room '{room}' exists and is empty."
     return reply(result, "\n".join([head, *map(_participant_line, result.participants)]) + _more(next_cursor))
 
