@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 from livekit import api
+from mcp import Client
 from mcp.client.stdio import get_default_environment
 
-from tests.conftest import LIVEKIT_MCP, SECRET, LiveKitTarget, free_port, no_secret, spawn, stop
+from tests.conftest import LIVEKIT_MCP, SECRET, LiveKitTarget, free_port, no_secret, spawn, stdio, stop
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -106,3 +108,25 @@ def test_demo_finds_the_agent_removes_it_and_deletes_a_room() -> None:
     assert "deleted dispatch" in done.stdout
     assert "Deleted room 'town-hall'" in done.stdout
     assert SECRET not in done.stdout
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the public dev secret is short
+async def test_dev_flag_uses_the_lk_dev_defaults_like_a_local_livekit_server(tmp_path: Path) -> None:
+    # `livekit-mcp sandbox` on :7880 with devkey/secret stands in for `livekit-server --dev`.
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 7880)) == 0:
+            pytest.skip("port 7880 is taken on this machine")
+    process = spawn(["sandbox", "--port", "7880"], get_default_environment(), tmp_path / "log", 7880)
+    try:
+        checked = run("check", "--dev")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "http://localhost:7880: answers" in checked.stdout
+        assert "API key 'devkey' and secret: accepted" in checked.stdout
+        async with Client(stdio(get_default_environment(), "--dev")) as client:
+            rooms = await client.call_tool("list_rooms", {})
+        assert not rooms.is_error
+        assert isinstance(rooms.structured_content, dict)
+        assert rooms.structured_content["total"] > 0
+    finally:
+        stop(process)
