@@ -84,7 +84,15 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
             else:
                 url, key, secret = settings.livekit_credentials()
             livekit = await stack.enter_async_context(
-                LiveKit(url, key, secret, timeout=settings.timeout, concurrency=settings.concurrency, policy=policy)
+                LiveKit(
+                    url,
+                    key,
+                    secret,
+                    timeout=settings.timeout,
+                    concurrency=settings.concurrency,
+                    retries=settings.retries,
+                    policy=policy,
+                )
             )
             opened.append(livekit)
             try:

@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     """Seconds any one LiveKit call may take; `livekit-api` ignores its own timeout, so we enforce this."""
 
     concurrency: int = Field(default=16, ge=1, le=256)
-    """LiveKit requests in flight at once when a tool fans out over many rooms."""
+    """LiveKit requests in flight at once, across the whole server, for tools that fan out over many rooms."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """Times a read is sent again after LiveKit failed in passing (never a change that may have reached it)."""
 
     allowed_hosts: CommaList = Field(default_factory=list)
     """Extra `Host` values accepted over HTTP (e.g. `mcp.example.com`, `10.0.0.5:*`); loopback is always allowed."""

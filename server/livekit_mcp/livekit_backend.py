@@ -507,8 +507,10 @@ class LiveKit:
             except Exception as exc:
                 delay = _backoff(attempt)
                 # Out of retries, or no time left for one: the failure itself says more than a timeout would.
+                # A change is retried only when its connection could not even be opened: nothing was sent then.
+                unsent = type(exc) is aiohttp.ClientConnectorError
                 if (
-                    not read
+                    not (read or unsent)
                     or not _transient(exc)
                     or attempt == self.retries
                     or anyio.current_time() + delay > deadline
