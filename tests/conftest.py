@@ -137,6 +137,18 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`livekit-mcp ARGS` to completion, with the nearly empty environment a host gives (unless `env`)."""
+    return subprocess.run(
+        [LIVEKIT_MCP, *args],
+        env=get_default_environment() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
     with log.open("wb") as err:
         process = subprocess.Popen([LIVEKIT_MCP, *args], env=env, stdout=subprocess.DEVNULL, stderr=err)

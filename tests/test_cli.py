@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,11 @@ from livekit import api
 from mcp import Client
 from mcp.client.stdio import get_default_environment
 
-from tests.conftest import LIVEKIT_MCP, SECRET, LiveKitTarget, free_port, no_secret, spawn, stdio, stop
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LIVEKIT_MCP, *args],
-        env=get_default_environment() if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.conftest import SECRET, LiveKitTarget, free_port, no_secret, run_cli, spawn, stdio, stop
 
 
 def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2() -> None:
-    done = run()
+    done = run_cli()
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -37,7 +25,7 @@ def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2
 
 def test_only_the_missing_variables_are_named() -> None:
     env = get_default_environment() | {"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "k"}
-    done = run("serve", "--transport", "http", env=env)
+    done = run_cli("serve", "--transport", "http", env=env)
     assert done.returncode == 2
     assert "LIVEKIT_API_SECRET" in done.stderr
     assert "LIVEKIT_URL" not in done.stderr
@@ -45,19 +33,19 @@ def test_only_the_missing_variables_are_named() -> None:
 
 def test_an_invalid_setting_names_the_setting() -> None:
     env = get_default_environment() | {"LIVEKIT_MCP_TIMEOUT": "soon"}
-    done = run("--sandbox", env=env)
+    done = run_cli("--sandbox", env=env)
     assert done.returncode == 2
     assert "timeout" in done.stderr
 
 
 def test_version_is_printed() -> None:
-    done = run("--version")
+    done = run_cli("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("livekit-mcp ")
 
 
 def test_check_says_the_url_answers_and_the_key_is_accepted(livekit: LiveKitTarget) -> None:
-    done = run("check", env=livekit.env())
+    done = run_cli("check", env=livekit.env())
     assert done.returncode == 0, done.stderr
     assert "answers" in done.stdout
     assert "accepted" in done.stdout
@@ -65,7 +53,7 @@ def test_check_says_the_url_answers_and_the_key_is_accepted(livekit: LiveKitTarg
 
 
 def test_check_says_the_key_is_rejected(livekit: LiveKitTarget) -> None:
-    done = run("check", env=livekit.env(LIVEKIT_API_SECRET="wrong-secret-xyz"))
+    done = run_cli("check", env=livekit.env(LIVEKIT_API_SECRET="wrong-secret-xyz"))
     assert done.returncode == 1
     assert "answers" in done.stdout
     assert "rejected" in done.stdout
@@ -73,7 +61,7 @@ def test_check_says_the_key_is_rejected(livekit: LiveKitTarget) -> None:
 
 
 def test_check_says_the_url_does_not_answer(livekit: LiveKitTarget) -> None:
-    done = run("check", env=livekit.env(LIVEKIT_URL=f"http://127.0.0.1:{free_port()}"))
+    done = run_cli("check", env=livekit.env(LIVEKIT_URL=f"http://127.0.0.1:{free_port()}"))
     assert done.returncode == 1
     assert "no answer" in done.stdout
     no_secret(done.stdout, done.stderr)
@@ -98,7 +86,7 @@ async def test_sandbox_command_serves_livekit_to_the_official_client(
 
 
 def test_demo_finds_the_agent_removes_it_and_deletes_a_room() -> None:
-    done = run("demo", timeout=90)
+    done = run_cli("demo", timeout=90)
     assert done.returncode == 0, done.stderr
     for step in (">>> list_rooms", ">>> find_agent", ">>> remove_agent", ">>> delete_room"):
         assert step in done.stdout
@@ -119,7 +107,7 @@ async def test_dev_flag_uses_the_lk_dev_defaults_like_a_local_livekit_server(tmp
             pytest.skip("port 7880 is taken on this machine")
     process = spawn(["sandbox", "--port", "7880"], get_default_environment(), tmp_path / "log", 7880)
     try:
-        checked = run("check", "--dev")
+        checked = run_cli("check", "--dev")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "http://localhost:7880: answers" in checked.stdout
         assert "API key 'devkey' and secret: accepted" in checked.stdout

@@ -6,7 +6,6 @@ Every destructive path is checked by looking at the sandbox afterwards with the 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from mcp.types import ElicitRequestParams, ElicitResult
 from livekit_mcp.confirm import Plan, Tokens
 from livekit_mcp.errors import InvalidInput
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LIVEKIT_MCP, LiveKitTarget, Served, call, fails, identities, ok, room_names, stdio, text
+from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, room_names, run_cli, stdio, text
 
 pytestmark = pytest.mark.anyio
 
@@ -150,14 +149,7 @@ def test_a_bad_config_file_stops_the_server_with_one_clear_line(
 ) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(content)
-    done = subprocess.run(
-        [LIVEKIT_MCP, "--config", str(config)],
-        env=livekit.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("--config", str(config), env=livekit.env())
     assert done.returncode == 2
     assert expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

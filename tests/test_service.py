@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from hashlib import sha256
@@ -25,7 +24,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LIVEKIT_MCP, LiveKitTarget, Served, fails, free_port, identities, no_secret, ok, spawn
+from tests.conftest import LiveKitTarget, Served, fails, free_port, identities, no_secret, ok, run_cli, spawn
 
 pytestmark = pytest.mark.anyio
 
@@ -175,14 +174,7 @@ async def test_sse_requires_the_token_too(
 def test_bad_token_settings_stop_the_server_without_showing_a_token(
     livekit: LiveKitTarget, tokens: str, expected: str
 ) -> None:
-    done = subprocess.run(
-        [LIVEKIT_MCP, "--transport", "http", "--port", str(free_port())],
-        env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS=tokens),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("--transport", "http", "--port", str(free_port()), env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS=tokens))
     assert done.returncode == 2
     assert expected in done.stderr
     assert "0123456789abcdef0123" not in done.stderr
@@ -192,14 +184,7 @@ def test_bad_token_settings_stop_the_server_without_showing_a_token(
 
 
 def test_a_non_loopback_bind_without_tokens_is_refused_at_start(livekit: LiveKitTarget) -> None:
-    done = subprocess.run(
-        [LIVEKIT_MCP, "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
-        env=livekit.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()), env=livekit.env())
     assert done.returncode == 2
     assert "refusing to serve HTTP on 0.0.0.0 without authentication" in done.stderr
 

@@ -336,14 +336,17 @@ class LiveKit:
 
     # --- Participants --------------------------------------------------------------------------------
 
-    async def list_participants(self, room: str) -> list[Participant]:
-        """Everyone in the room; LiveKit answers a missing room with an empty list, as it does an empty room."""
+    async def _participants(self, room: str) -> Sequence[api.ParticipantInfo]:
         response = await self._call(
             "ListParticipants",
             lambda: self._lk.room.list_participants(api.ListParticipantsRequest(room=room)),
             room=room,
         )
-        return [_participant(p) for p in response.participants]
+        return response.participants
+
+    async def list_participants(self, room: str) -> list[Participant]:
+        """Everyone in the room; LiveKit answers a missing room with an empty list, as it does an empty room."""
+        return [_participant(p) for p in await self._participants(room)]
 
     async def participant_page(
         self, room: str, *, kind: str | None, limit: int, after: tuple[float, str] | None
@@ -352,16 +355,11 @@ class LiveKit:
 
         Sorting and filtering work on the protobuf messages and only the page is converted: in a 5,000-person
         webinar, converting everyone cost ten times the LiveKit call itself."""
-        response = await self._call(
-            "ListParticipants",
-            lambda: self._lk.room.list_participants(api.ListParticipantsRequest(room=room)),
-            room=room,
-        )
+        everyone = await self._participants(room)
 
         def key(p: api.ParticipantInfo) -> tuple[float, str]:
             return (p.joined_at_ms / 1000 if p.joined_at_ms else float(p.joined_at), p.identity)
 
-        everyone = response.participants
         if kind is None:
             chosen = list(everyone)
         else:
