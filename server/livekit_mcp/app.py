@@ -6,12 +6,15 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import SecretStr
+from mcp.types import CallToolResult, InputRequiredResult
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 
 from livekit_mcp import __version__
@@ -23,7 +26,7 @@ from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.policy import Policy
 from livekit_mcp.resources import register_resources
 from livekit_mcp.service import CallerMiddleware, Health, serve_http
-from livekit_mcp.tools import AppContext, build_tools
+from livekit_mcp.tools import AppContext, build_tools, invalid_arguments
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,22 @@ def token_verifier(settings: Settings) -> StaticTokens | None:
 def public_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 - compared, not bound
     return settings.public_url or f"http://{host}:{settings.port}/mcp"
+
+
+class _Server(MCPServer[AppContext]):
+    """The SDK's server, with argument errors a model can read at a glance (see tools.invalid_arguments)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(invalid_arguments(name, exc.__cause__)) from exc.__cause__
+            raise
 
 
 def build_server(settings: Settings) -> MCPServer[AppContext]:
@@ -109,7 +128,7 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
         url = public_url(settings)
         # Static tokens have no authorization server of their own: the issuer named is this server.
         auth = AuthSettings(issuer_url=url.removesuffix("/mcp"), resource_server_url=url, required_scopes=[READ_SCOPE])
-    server: MCPServer[AppContext] = MCPServer(
+    server = _Server(
         "livekit-mcp",
         title="LiveKit operations",
         instructions=INSTRUCTIONS,

@@ -20,7 +20,7 @@ import anyio
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from livekit_mcp.audit import AuditLog, audited
 from livekit_mcp.config import TOOLSETS
@@ -92,10 +92,19 @@ def _plain_name(value: str) -> str:
     return _no_control_characters(value)
 
 
+def _utf8(value: str) -> str:
+    """JSON can carry lone surrogates ("\\ud800"); protobuf, and so LiveKit, cannot."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it has a lone surrogate)") from None
+    return value
+
+
 def _no_control_characters(value: str) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValueError("must not contain control characters")
-    return value
+    return _utf8(value)
 
 
 def _optional_name(value: str) -> str:
@@ -104,7 +113,7 @@ def _optional_name(value: str) -> str:
 
 def _max_bytes(limit: int, what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
-        if len(value.encode()) > limit:
+        if len(_utf8(value).encode()) > limit:
             raise ValueError(f"{what} is limited to {limit:,} bytes (UTF-8)")
         return value
 
@@ -114,7 +123,7 @@ def _max_bytes(limit: int, what: str) -> Callable[[str], str]:
 def _attributes_size(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:  # the validator sees the optional argument whole: an explicit null comes here too
         return value
-    if sum(len(k.encode()) + len(v.encode()) for k, v in value.items()) > 64 * 1024:
+    if sum(len(_utf8(k).encode()) + len(_utf8(v).encode()) for k, v in value.items()) > 64 * 1024:
         raise ValueError("attributes are limited to 64 KiB in all")
     if any(not k.strip() for k in value):
         raise ValueError("attribute names must not be empty")
@@ -225,6 +234,20 @@ def _output_schema(node: Any) -> Any:
     if isinstance(node, list):
         return [_output_schema(v) for v in node]
     return node
+
+
+def invalid_arguments(tool: str, error: ValidationError) -> str:
+    """Pydantic's report on a tool's arguments as one line per field, without its type codes and links."""
+    problems = []
+    for e in error.errors():
+        field = ".".join(str(part) for part in e["loc"]) or "arguments"
+        if e["type"] == "missing":
+            problems.append(f"{field}: required")
+            continue
+        shown = repr(e["input"])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        problems.append(f"{field}: {str(e['msg']).removeprefix('Value error, ')} (got {shown})")
+    return f"invalid arguments for {tool}, nothing was sent to LiveKit: " + "; ".join(problems)
 
 
 # --- Output helpers ----------------------------------------------------------------------------------
@@ -835,7 +858,11 @@ LOSSY_LIMIT = 1300
 async def send_data(
     ctx: Context,
     room: RoomName,
-    data: Annotated[str, Field(min_length=1, description="Text payload (UTF-8); 15 KiB reliable, 1,300 bytes lossy.")],
+    data: Annotated[
+        str,
+        Field(min_length=1, description="Text payload (UTF-8); 15 KiB reliable, 1,300 bytes lossy."),
+        AfterValidator(_utf8),
+    ],
     topic: Annotated[str, Field(max_length=256), AfterValidator(_no_control_characters)] = "",
     destination_identities: Annotated[
         list[Identity] | None, Field(max_length=256, description="Only these participants; everyone when omitted.")
