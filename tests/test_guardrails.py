@@ -332,6 +332,7 @@ async def test_the_audit_log_has_one_line_per_attempt_in_every_outcome(
         await fails(bot, "remove_participant", room="support", identity="caller")
         await fails(bot, "remove_participant", room="support", identity="ghost")
         await fails(bot, "update_participant", room="support", identity="caller")
+        await fails(bot, "delete_room", room="  ")  # refused by argument validation, before the tool runs
         await ok(bot, "update_room_metadata", room="support", metadata="m")
         await ok(bot, "list_participants", room="support")  # reads are not audited
     lines = audit_lines(audit)
@@ -341,6 +342,7 @@ async def test_the_audit_log_has_one_line_per_attempt_in_every_outcome(
         ("remove_participant", "refused by policy"),
         ("remove_participant", "failed"),
         ("update_participant", "invalid"),
+        ("delete_room", "invalid"),
         ("update_room_metadata", "done"),
     ]
     for line in lines:
@@ -352,6 +354,8 @@ async def test_the_audit_log_has_one_line_per_attempt_in_every_outcome(
     assert lines[1]["before"]["targets"][0].startswith("PA_")
     assert "protected_kinds" in lines[2]["reason"]
     assert "ghost" in lines[3]["reason"]
+    assert lines[5]["arguments"] == {"room": "  "}
+    assert "room: must not be empty" in lines[5]["reason"]
     raw = audit.read_text()
     assert token not in raw
     assert livekit.api_secret not in raw

@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 
 from livekit_mcp import __version__
-from livekit_mcp.audit import AuditLog
+from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
 from livekit_mcp.config import Settings
 from livekit_mcp.confirm import Guard, Tokens
@@ -62,7 +62,12 @@ def public_url(settings: Settings) -> str:
 
 
 class _Server(MCPServer[AppContext]):
-    """The SDK's server, with argument errors a model can read at a glance (see tools.invalid_arguments)."""
+    """The SDK's server, with argument errors a model can read at a glance (see tools.invalid_arguments), and
+    recorded in the audit log for the change tools, whose own audit wrapper never runs then."""
+
+    def __init__(self, *args: Any, change_tools: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._change_tools = change_tools
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
@@ -72,9 +77,13 @@ class _Server(MCPServer[AppContext]):
         except UnexpectedToolError:
             raise
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(invalid_arguments(name, exc.__cause__)) from exc.__cause__
-            raise
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            message = invalid_arguments(name, exc.__cause__)
+            if name in self._change_tools and context is not None:
+                app: AppContext = context.request_context.lifespan_context
+                record_invalid(context, app.audit, name, arguments, message)
+            raise ToolError(message) from exc.__cause__
 
 
 def build_server(settings: Settings) -> MCPServer[AppContext]:
@@ -128,6 +137,7 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
         url = public_url(settings)
         # Static tokens have no authorization server of their own: the issuer named is this server.
         auth = AuthSettings(issuer_url=url.removesuffix("/mcp"), resource_server_url=url, required_scopes=[READ_SCOPE])
+    change_tools = frozenset(t.name for t in tools if not (t.annotations and t.annotations.read_only_hint))
     server = _Server(
         "livekit-mcp",
         title="LiveKit operations",
@@ -137,7 +147,8 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
         tools=tools,
         token_verifier=verifier,
         auth=auth,
-        middleware=[CallerMiddleware({t.name for t in tools if not (t.annotations and t.annotations.read_only_hint)})],
+        middleware=[CallerMiddleware(change_tools)],
+        change_tools=change_tools,
     )
     register_resources(server, lambda: opened[-1])
     server.custom_route("/healthz", methods=["GET"])(Health(lambda: opened[-1] if opened else None).endpoint)

@@ -77,6 +77,21 @@ class AuditLog:
         except OSError as exc:
             raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__) from exc
 
+    def record(self, record: _Record, outcome: str, reason: str = "") -> None:
+        """Write the line of one attempt, leaving out what is empty."""
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "principal": record.principal,
+            "on_behalf_of": record.on_behalf_of,
+            "tool": record.tool,
+            "arguments": record.arguments,
+            "before": record.before,
+            "outcome": outcome,
+            "reason": reason or None,
+            "duration_ms": round((time.monotonic() - record.started) * 1000, 1),
+        }
+        self.write({k: v for k, v in line.items() if v is not None})
+
     def write(self, line: Mapping[str, Any]) -> None:
         if self.path is None:
             return
@@ -140,17 +155,15 @@ def audited(
             raise
         finally:
             _current.reset(reset)
-            line = {
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "principal": record.principal,
-                "on_behalf_of": record.on_behalf_of,
-                "tool": record.tool,
-                "arguments": record.arguments,
-                "before": record.before,
-                "outcome": outcome,
-                "reason": reason or None,
-                "duration_ms": round((time.monotonic() - record.started) * 1000, 1),
-            }
-            log_file.write({k: v for k, v in line.items() if v is not None})
+            log_file.record(record, outcome, reason)
 
     return wrapper
+
+
+def record_invalid(
+    ctx: Context[Any, Any], log_file: AuditLog, tool: str, arguments: Mapping[str, Any], reason: str
+) -> None:
+    """The line of a change call refused for its arguments, before the tool (and its wrapper) could run."""
+    caller = caller_of(ctx.request_context.request, ctx.headers)
+    shown = {k: _shown(k, v if isinstance(v, str) else repr(v)) for k, v in arguments.items()}
+    log_file.record(_Record(tool, shown, caller.principal, caller.on_behalf_of), "invalid", reason)
