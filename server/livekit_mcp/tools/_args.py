@@ -1,0 +1,92 @@
+"""Argument types of the tools.
+
+LiveKit accepts any string and simply matches nothing, so the checks a name needs are ours; they run
+before anything is sent to LiveKit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+# --- Argument types: LiveKit accepts any string and simply matches nothing, so the checks are ours --------
+
+
+def plain_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return no_control_characters(value)
+
+
+def utf8(value: str) -> str:
+    """JSON can carry lone surrogates ("\\ud800"); protobuf, and so LiveKit, cannot."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it has a lone surrogate)") from None
+    return value
+
+
+def no_control_characters(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return utf8(value)
+
+
+def optional_name(value: str) -> str:
+    return plain_name(value) if value else value
+
+
+def max_bytes(limit: int, what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if len(utf8(value).encode()) > limit:
+            raise ValueError(f"{what} is limited to {limit:,} bytes (UTF-8)")
+        return value
+
+    return check
+
+
+def attributes_size(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:  # the validator sees the optional argument whole: an explicit null comes here too
+        return value
+    if sum(len(utf8(k).encode()) + len(utf8(v).encode()) for k, v in value.items()) > 64 * 1024:
+        raise ValueError("attributes are limited to 64 KiB in all")
+    if any(not k.strip() for k in value):
+        raise ValueError("attribute names must not be empty")
+    return value
+
+
+RoomName = Annotated[str, Field(min_length=1, max_length=256, description="Room name."), AfterValidator(plain_name)]
+Identity = Annotated[
+    str, Field(min_length=1, max_length=256, description="Participant identity."), AfterValidator(plain_name)
+]
+AgentName = Annotated[
+    str, Field(min_length=1, max_length=256, description="Agent name (lk.agent_name)."), AfterValidator(plain_name)
+]
+DispatchId = Annotated[
+    str, Field(min_length=1, max_length=64, description="AD_… id from list_dispatches."), AfterValidator(plain_name)
+]
+TrackSid = Annotated[
+    str, Field(min_length=1, max_length=64, description="TR_… sid from get_participant."), AfterValidator(plain_name)
+]
+Metadata = Annotated[str, AfterValidator(max_bytes(512 * 1024, "metadata"))]
+# Optional strings are typed `str` with "" for "not given": the SDK would JSON-decode any other string-typed
+# argument, turning metadata like '{"a": 1}' into an object.
+Cursor = Annotated[str, Field(max_length=1024, description="next_cursor from the previous page.")]
+AnyRoom = Annotated[
+    str,
+    Field(max_length=256, description="Search only this room; every room when omitted."),
+    AfterValidator(optional_name),
+]
+AnyAgentName = Annotated[
+    str, Field(max_length=256, description="Only agents of this name (lk.agent_name)."), AfterValidator(optional_name)
+]
+AnyIdentity = Annotated[
+    str, Field(max_length=256, description="Only the participant with this identity."), AfterValidator(optional_name)
+]
+ConfirmToken = Annotated[
+    str, Field(max_length=200, description="The confirm_token of the previous answer, to go ahead.")
+]
+Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]

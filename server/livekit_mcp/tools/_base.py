@@ -1,0 +1,234 @@
+"""What every tool module shares: the app context, registration by toolset, and the output helpers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast, get_args
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ValidationError
+
+from livekit_mcp.audit import AuditLog, audited
+from livekit_mcp.config import TOOLSETS
+from livekit_mcp.confirm import Decision, Guard, Plan, stopped_text
+from livekit_mcp.errors import InvalidInput
+from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.models import (
+    AgentInfo,
+    Confirmable,
+    Participant,
+    ParticipantSummary,
+)
+
+T = TypeVar("T")
+Toolset = Literal["rooms", "participants", "agents", "data"]
+assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
+
+
+@dataclass
+class AppContext:
+    """What the lifespan hands every tool."""
+
+    livekit: LiveKit
+    guard: Guard
+    audit: AuditLog
+
+
+def app_of(ctx: Context) -> AppContext:
+    # The SDK types the lifespan context loosely; ours is always the AppContext that app.lifespan yields.
+    return cast(AppContext, ctx.request_context.lifespan_context)
+
+
+def livekit_of(ctx: Context) -> LiveKit:
+    return app_of(ctx).livekit
+
+
+READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+
+
+# --- Registration ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Tool:
+    fn: Callable[..., Any]
+    toolset: Toolset
+    annotations: ToolAnnotations
+
+
+_TOOLS: list[_Tool] = []
+
+
+def tool(toolset: Toolset, annotations: ToolAnnotations) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def add(fn: Callable[..., T]) -> Callable[..., T]:
+        _TOOLS.append(_Tool(fn, toolset, annotations))
+        return fn
+
+    return add
+
+
+def build_tools(
+    *, toolsets: Collection[str] = TOOLSETS, read_only: bool = False, output_schemas: bool = False
+) -> list[Tool]:
+    """The tools of the enabled toolsets (in read-only mode, only those that change nothing), with compact schemas.
+
+    Every byte of tools/list is read into the model's context, so schema titles go, and output schemas (which
+    clients use to validate, models rarely read) are published only when asked for: that halves tools/list.
+    """
+    tools: list[Tool] = []
+    for entry in _TOOLS:
+        if entry.toolset not in toolsets or (read_only and not entry.annotations.read_only_hint):
+            continue
+        fn = entry.fn if entry.annotations.read_only_hint else audited(entry.fn, lambda ctx: app_of(ctx).audit)
+        tool = Tool.from_function(fn, annotations=entry.annotations)
+        tool.parameters = _without_titles(tool.parameters)
+        schema = tool.fn_metadata.output_schema
+        tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
+        tools.append(tool)
+    return tools
+
+
+def _without_titles(node: Any) -> Any:
+    """A JSON schema without pydantic's `title`s, which repeat the property and model names."""
+    if isinstance(node, dict):
+        return {k: _without_titles(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_without_titles(v) for v in node]
+    return node
+
+
+def _output_schema(node: Any) -> Any:
+    """An output schema without titles, defaults and `| null`: tools leave empty fields out instead of sending null."""
+    if isinstance(node, dict):
+        alternatives = node.get("anyOf")
+        if isinstance(alternatives, list) and len(alternatives) == 2 and {"type": "null"} in alternatives:
+            (kept,) = (a for a in alternatives if a != {"type": "null"})
+            return _output_schema({**kept, **{k: v for k, v in node.items() if k not in ("anyOf", "default")}})
+        return {
+            k: _output_schema(v)
+            for k, v in node.items()
+            if k != "default" and not (k == "title" and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_output_schema(v) for v in node]
+    return node
+
+
+def invalid_arguments(tool: str, error: ValidationError) -> str:
+    """Pydantic's report on a tool's arguments as one line per field, without its type codes and links."""
+    problems = []
+    for e in error.errors():
+        field = ".".join(str(part) for part in e["loc"]) or "arguments"
+        if e["type"] == "missing":
+            problems.append(f"{field}: required")
+            continue
+        shown = repr(e["input"])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        problems.append(f"{field}: {str(e['msg']).removeprefix('Value error, ')} (got {shown})")
+    return f"invalid arguments for {tool}, nothing was sent to LiveKit: " + "; ".join(problems)
+
+
+# --- Output helpers ----------------------------------------------------------------------------------
+
+
+def reply(result: BaseModel, text: str) -> CallToolResult:
+    """Structured content without empty fields, plus the readable text."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=result.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def cursor_key(cursor: str) -> list[Any] | None:
+    """The sort key a cursor carries (that of the last item shown), or None for the first page."""
+    if not cursor:
+        return None
+    try:
+        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top") from exc
+    if not isinstance(after, list):
+        raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top")
+    return after
+
+
+def cursor_for(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def page_of(items: Sequence[T], key: Callable[[T], list[Any]], limit: int, cursor: str) -> tuple[list[T], str | None]:
+    """One page of `items` (already sorted by `key`) after the cursor, and the cursor of the next page.
+
+    The cursor is the sort key of the last item shown, so a page stays right when items come and go.
+    """
+    after = cursor_key(cursor)
+    start = 0
+    while after is not None and start < len(items) and key(items[start]) <= after:
+        start += 1
+    page = list(items[start : start + limit])
+    return page, cursor_for(key(page[-1])) if start + limit < len(items) and page else None
+
+
+def participant_line(p: ParticipantSummary) -> str:
+    name = f' "{p.name}"' if p.name else ""
+    agent = f" agent={p.agent_name or '?'} state={p.agent_state or '?'}" if p.agent_name or p.agent_state else ""
+    tracks = ""
+    if p.tracks:
+        tracks = f", tracks audio={p.tracks.audio} video={p.tracks.video} muted={p.tracks.muted}"
+    return f"- {p.identity}{name} {p.kind} {p.state}{agent}, joined {p.joined_at or '?'}{tracks}"
+
+
+def agent_line(a: AgentInfo) -> str:
+    return f"- {a.identity} in '{a.room}': agent={a.agent_name or '?'} state={a.state or '?'}"
+
+
+def more_text(next_cursor: str | None) -> str:
+    return f"\nMore: call again with cursor='{next_cursor}'." if next_cursor else ""
+
+
+def by_kind(participants: Sequence[Participant]) -> dict[str, int]:
+    return dict(Counter(p.effective_kind for p in participants))
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nobody"
+
+
+def duration_text(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
+
+
+async def participants_of_existing_room(lk: LiveKit, room: str) -> list[Participant]:
+    """Participants of a room that must exist: LiveKit lists a missing room as empty, so an empty answer is checked."""
+    participants = await lk.list_participants(room)
+    if not participants:
+        await lk.get_room(room)
+    return participants
+
+
+def matches(p: Participant, agent_name: str, identity: str) -> bool:
+    """An agent, of this name and identity where they are given ("" = any)."""
+    return p.is_agent and agent_name in ("", p.agent_name) and identity in ("", p.identity)
+
+
+def not_done(result: Confirmable, plan: Plan, decision: Decision) -> CallToolResult:
+    """The answer of a destructive call that changed nothing: the plan, and how to go ahead if it can."""
+    update = {"outcome": decision.outcome, "confirm_token": decision.confirm_token, "expires_at": decision.expires_at}
+    return reply(result.model_copy(update=update), stopped_text(plan, decision))
+
+
+def names_text(participants: Sequence[Participant], limit: int = 5) -> str:
+    shown = [f"'{p.identity}'" + (f" ({p.agent_name})" if p.agent_name else "") for p in participants[:limit]]
+    more = f" and {len(participants) - limit} more" if len(participants) > limit else ""
+    return ", ".join(shown) + more

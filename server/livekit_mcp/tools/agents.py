@@ -1,0 +1,239 @@
+"""The `agents` toolset: find agents, manage their dispatches, remove them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.errors import (
+    DispatchNotFound,
+    NotFound,
+    ParticipantNotFound,
+    RoomNotFound,
+)
+from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.models import (
+    AgentInfo,
+    AgentList,
+    Dispatch,
+    DispatchInfo,
+    DispatchList,
+    DispatchResult,
+    Participant,
+    RemovedAgents,
+)
+from livekit_mcp.tools._args import (
+    AgentName,
+    AnyAgentName,
+    AnyIdentity,
+    AnyRoom,
+    ConfirmToken,
+    DispatchId,
+    Metadata,
+    RoomName,
+)
+from livekit_mcp.tools._base import (
+    DESTRUCTIVE,
+    READ,
+    SEND,
+    agent_line,
+    app_of,
+    livekit_of,
+    matches,
+    names_text,
+    not_done,
+    participants_of_existing_room,
+    reply,
+    tool,
+)
+
+# --- agents ------------------------------------------------------------------------------------------
+
+
+@tool("agents", READ)
+async def find_agent(
+    ctx: Context,
+    room: AnyRoom = "",
+    agent_name: AnyAgentName = "",
+) -> Annotated[CallToolResult, AgentList]:
+    """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
+    lk = livekit_of(ctx)
+    if room:
+        rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
+    else:
+        # Empty rooms hold no agent: skipping them saves a call per idle room on large deployments.
+        rooms = sorted(r.name for r in await lk.list_rooms() if r.num_participants)
+        per_room = await lk.gather(lk.list_participants, rooms)
+    agents = [
+        AgentInfo.of(name, p)
+        for name, participants in zip(rooms, per_room, strict=True)
+        for p in participants
+        if matches(p, agent_name, "")
+    ]
+    result = AgentList(agents=agents, rooms_searched=len(rooms))
+    where = f"room '{room}'" if room else f"{len(rooms)} room(s) with participants"
+    named = f" named '{agent_name}'" if agent_name else ""
+    return reply(result, "\n".join([f"{len(agents)} agent(s){named} in {where}.", *map(agent_line, agents)]))
+
+
+@tool("agents", READ)
+async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
+    """List a room's agent dispatches and their jobs."""
+    lk = livekit_of(ctx)
+    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+    dispatches = [DispatchInfo.of(d) for d in await lk.list_dispatches(room)]
+    lines = [f"{len(dispatches)} dispatch(es) in '{room}'."]
+    lines += [f"- {d.id} agent_name='{d.agent_name}' jobs={len(d.jobs or [])}" for d in dispatches]
+    return reply(DispatchList(room=room, dispatches=dispatches), "\n".join(lines))
+
+
+@tool("agents", SEND)
+async def dispatch_agent(
+    ctx: Context,
+    room: RoomName,
+    agent_name: AgentName,
+    metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
+) -> Annotated[CallToolResult, DispatchResult]:
+    """Send an agent into a room (the room is created if needed); a worker serving agent_name must be running."""
+    lk = livekit_of(ctx)
+    existed = bool(await lk.list_rooms([room]))
+    dispatch = await lk.create_dispatch(room, agent_name, metadata)
+    notes = [
+        "LiveKit accepts a dispatch even when no worker serves this agent name: "
+        "find_agent shows whether the agent actually joined."
+    ]
+    if not existed:
+        notes.append(f"Room '{room}' did not exist and was created.")
+    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch), notes=notes)
+    return reply(result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join(notes))
+
+
+async def _cancel_dispatch_plan(lk: LiveKit, room: str, dispatch_id: str) -> tuple[Plan, Dispatch]:
+    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+    dispatch = next((d for d in await lk.list_dispatches(room) if d.id == dispatch_id), None)
+    if dispatch is None:
+        raise DispatchNotFound(room, dispatch_id)
+    running = [j for j in dispatch.jobs if j.status in ("JS_RUNNING", "JS_PENDING")]
+    question = (
+        f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; "
+        f"its {len(running)} running job(s) end and their agents leave."
+    )
+    targets = [dispatch_id, *(j.id for j in dispatch.jobs)]
+    plan = Plan(
+        "cancel_dispatch", room, {"room": room, "dispatch_id": dispatch_id}, targets, question, {"AGENT": len(running)}
+    )
+    return plan, dispatch
+
+
+async def _ask_cancel_dispatch(ctx: Context, room: str, dispatch_id: str, confirm_token: str) -> Elicit[Consent] | str:
+    lk = livekit_of(ctx)
+    return await app_of(ctx).guard.ask(
+        ctx, confirm_token, lambda: _cancel_dispatch_plan(lk, room, dispatch_id), Consent
+    )
+
+
+@tool("agents", DESTRUCTIVE)
+async def cancel_dispatch(
+    ctx: Context,
+    room: RoomName,
+    dispatch_id: DispatchId,
+    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_cancel_dispatch)],
+    confirm_token: ConfirmToken = "",
+) -> Annotated[CallToolResult, DispatchResult]:
+    """Delete an agent dispatch; its running jobs end, so its agents leave the room."""
+    lk = livekit_of(ctx)
+    plan, dispatch = await _cancel_dispatch_plan(lk, room, dispatch_id)
+    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch))
+    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return not_done(result, plan, decision)
+    deleted = await lk.delete_dispatch(room, dispatch_id)
+    return reply(
+        result.model_copy(update={"dispatch": DispatchInfo.of(deleted)}),
+        f"Cancelled dispatch {dispatch_id} of '{deleted.agent_name}' in '{room}'.",
+    )
+
+
+async def _remove_agent_plan(
+    lk: LiveKit, room: str, agent_name: str, identity: str, keep_out: bool
+) -> tuple[Plan, tuple[list[Participant], list[Dispatch]]]:
+    participants = await participants_of_existing_room(lk, room)
+    agents = [p for p in participants if matches(p, agent_name, identity)]
+    if not agents:
+        present = ", ".join(f"{p.identity} ({p.agent_name or '?'})" for p in participants if p.is_agent) or "none"
+        raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
+    dispatches: list[Dispatch] = []
+    if keep_out:
+        names = {p.agent_name for p in agents if p.agent_name}
+        identities = {p.identity for p in agents}
+        dispatches = [
+            d
+            for d in await lk.list_dispatches(room)
+            if d.agent_name in names or any(j.participant_identity in identities for j in d.jobs)
+        ]
+    also = (
+        f" and deletes dispatch(es) {', '.join(d.id for d in dispatches)} so they are not sent back"
+        if dispatches
+        else ""
+    )
+    question = f"This removes agent(s) {names_text(agents)} from room '{room}'{also}."
+    args = {"room": room, "agent_name": agent_name, "identity": identity, "keep_out": keep_out}
+    targets = [p.sid for p in agents] + [d.id for d in dispatches]
+    return Plan("remove_agent", room, args, targets, question, {"AGENT": len(agents)}), (agents, dispatches)
+
+
+async def _ask_remove_agent(
+    ctx: Context, room: str, agent_name: str, identity: str, keep_out: bool, confirm_token: str
+) -> Elicit[Consent] | str:
+    lk = livekit_of(ctx)
+    return await app_of(ctx).guard.ask(
+        ctx, confirm_token, lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out), Consent
+    )
+
+
+@tool("agents", DESTRUCTIVE)
+async def remove_agent(
+    ctx: Context,
+    room: RoomName,
+    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_agent)],
+    agent_name: AnyAgentName = "",
+    identity: AnyIdentity = "",
+    keep_out: Annotated[bool, Field(description="Also delete their dispatches, so they are not sent back.")] = True,
+    confirm_token: ConfirmToken = "",
+) -> Annotated[CallToolResult, RemovedAgents]:
+    """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
+    lk = livekit_of(ctx)
+    plan, (agents, dispatches) = await _remove_agent_plan(lk, room, agent_name, identity, keep_out)
+    planned = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches] + [
+        f"remove {p.identity}" for p in agents
+    ]
+    result = RemovedAgents(
+        room=room,
+        removed=[AgentInfo.of(room, p) for p in agents],
+        cancelled_dispatches=[d.id for d in dispatches],
+        steps=planned,
+    )
+    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return not_done(result, plan, decision)
+    steps: list[str] = []
+    # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
+    for d in dispatches:
+        await lk.delete_dispatch(room, d.id)
+        steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+    if keep_out and not dispatches:
+        steps.append("no dispatch of these agents to delete")
+    for p in agents:
+        try:
+            await lk.remove_participant(room, p.identity)
+            steps.append(f"removed {p.identity}")
+        except (ParticipantNotFound, RoomNotFound):
+            steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
+    if not keep_out:
+        steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
+    result = result.model_copy(update={"steps": steps})
+    return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")

@@ -1,0 +1,225 @@
+"""The `participants` toolset: list, inspect, update, mute and remove participants."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.types import CallToolResult
+from pydantic import AfterValidator, Field
+
+from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.errors import (
+    InvalidInput,
+    NotFound,
+    ServerFailure,
+)
+from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.models import (
+    MutedTrack,
+    Participant,
+    ParticipantDetail,
+    ParticipantList,
+    ParticipantSummary,
+    Permission,
+    RemovedParticipant,
+    TrackDetail,
+    UpdatedParticipant,
+)
+from livekit_mcp.tools._args import (
+    ConfirmToken,
+    Cursor,
+    Identity,
+    Kind,
+    Metadata,
+    RoomName,
+    TrackSid,
+    attributes_size,
+    no_control_characters,
+)
+from livekit_mcp.tools._base import (
+    CHANGE,
+    DESTRUCTIVE,
+    READ,
+    app_of,
+    cursor_for,
+    cursor_key,
+    livekit_of,
+    more_text,
+    not_done,
+    participant_line,
+    reply,
+    tool,
+)
+
+# --- participants ------------------------------------------------------------------------------------
+
+
+@tool("participants", READ)
+async def list_participants(
+    ctx: Context,
+    room: RoomName,
+    kind: Annotated[Kind | None, Field(description="Only participants of this kind.")] = None,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+    cursor: Cursor = "",
+) -> Annotated[CallToolResult, ParticipantList]:
+    """List who is in a room (identity, kind, state, tracks; agents with their name and state)."""
+    lk = livekit_of(ctx)
+    after = cursor_key(cursor)
+    try:
+        key = None if after is None else (float(after[0]), str(after[1]))
+    except (IndexError, TypeError, ValueError) as exc:
+        raise InvalidInput("cursor", "not a cursor of list_participants; omit it to start from the top") from exc
+    page = await lk.participant_page(room, kind=kind, limit=limit, after=key)
+    if not page.anyone:
+        await lk.get_room(room)  # LiveKit lists a missing room as an empty one: tell them apart
+    last = page.participants[-1] if page.participants else None
+    next_cursor = cursor_for([last.joined_at, last.identity]) if page.more and last else None
+    result = ParticipantList(
+        room=room,
+        participants=[ParticipantSummary.of(p) for p in page.participants],
+        total=page.total,
+        next_cursor=next_cursor,
+    )
+    of_kind = f" of kind {kind}" if kind else ""
+    head = f"Room '{room}' has {page.total} participant(s){of_kind}; showing {len(page.participants)}."
+    if not page.anyone:
+        head = f"Room '{room}' exists and is empty."
+    return reply(result, "\n".join([head, *map(participant_line, result.participants)]) + more_text(next_cursor))
+
+
+@tool("participants", READ)
+async def get_participant(
+    ctx: Context, room: RoomName, identity: Identity
+) -> Annotated[CallToolResult, ParticipantDetail]:
+    """Everything about one participant: tracks, permission, attributes, metadata, kind details."""
+    detail = ParticipantDetail.of(room, await livekit_of(ctx).get_participant(room, identity))
+    tracks = ", ".join(f"{t.sid} {t.type}/{t.source}{' muted' if t.muted else ''}" for t in detail.tracks) or "none"
+    agent = f", agent={detail.agent_name} state={detail.agent_state}" if detail.agent_name else ""
+    return reply(detail, f"'{identity}' in '{room}': {detail.kind} {detail.state}{agent}; tracks: {tracks}.")
+
+
+@tool("participants", CHANGE)
+async def update_participant(
+    ctx: Context,
+    room: RoomName,
+    identity: Identity,
+    name: Annotated[
+        str, Field(max_length=256, description="New display name."), AfterValidator(no_control_characters)
+    ] = "",
+    metadata: Annotated[Metadata, Field(description='New metadata (LiveKit reads "" as no change).')] = "",
+    attributes: Annotated[
+        dict[str, str] | None,
+        Field(description='Merged into the attributes; a "" value deletes that key.'),
+        AfterValidator(attributes_size),
+    ] = None,
+    permission: Annotated[
+        Permission | None, Field(description="Replaces the whole permission: give every field you want set.")
+    ] = None,
+) -> Annotated[CallToolResult, UpdatedParticipant]:
+    """Change a participant's name, metadata, attributes or permission."""
+    if not name and not metadata and attributes is None and permission is None:
+        raise InvalidInput("name", "give at least one of name, metadata, attributes, permission")
+    lk = livekit_of(ctx)
+    before = await lk.get_participant(room, identity)
+    after = await lk.update_participant(
+        room, identity, name=name, metadata=metadata, attributes=attributes, permission=permission
+    )
+    changed = [field for field, value in (("name", name), ("metadata", metadata), ("attributes", attributes)) if value]
+    text = f"Updated '{identity}' in '{room}': {', '.join(changed) or 'nothing'}."
+    if permission is not None:
+        changed.append("permission")
+        text = (
+            f"Updated '{identity}' in '{room}': {', '.join(changed)}. The permission was replaced as a whole: "
+            f"before {before.permission.model_dump() if before.permission else None}, "
+            f"after {after.permission.model_dump() if after.permission else None}."
+        )
+    result = UpdatedParticipant(
+        participant=ParticipantDetail.of(room, after),
+        changed=changed,
+        permission_before=before.permission if permission is not None else None,
+    )
+    return reply(result, text)
+
+
+@tool("participants", CHANGE)
+async def mute_track(
+    ctx: Context,
+    room: RoomName,
+    identity: Identity,
+    track_sid: TrackSid,
+    muted: bool,
+) -> Annotated[CallToolResult, MutedTrack]:
+    """Mute (or unmute) a track a participant publishes."""
+    lk = livekit_of(ctx)
+    # Checked first: for a missing room or participant LiveKit itself only answers after a ~15 s timeout.
+    target = await lk.get_participant(room, identity)
+    if track_sid not in {t.sid for t in target.tracks}:
+        published = ", ".join(t.sid for t in target.tracks) or "none"
+        raise NotFound(f"'{identity}' publishes no track '{track_sid}' in room '{room}'; their tracks: {published}")
+    try:
+        track = await lk.mute_track(room, identity, track_sid, muted)
+    except ServerFailure as exc:
+        if exc.code == "failed_precondition":
+            raise ServerFailure(
+                "MutePublishedTrack",
+                exc.code,
+                exc.status,
+                "LiveKit does not unmute remotely unless the server enables it (room.enable_remote_unmute); "
+                "ask the participant to unmute themselves",
+            ) from exc
+        raise
+    if track is None:
+        raise NotFound(f"LiveKit no longer knows track '{track_sid}' of '{identity}'; get_participant shows theirs")
+    result = MutedTrack(room=room, identity=identity, track=TrackDetail.of(track))
+    return reply(
+        result, f"Track {track_sid} ({track.type}) of '{identity}' is now {'muted' if track.muted else 'unmuted'}."
+    )
+
+
+async def _remove_participant_plan(lk: LiveKit, room: str, identity: str) -> tuple[Plan, Participant]:
+    target = await lk.get_participant(room, identity)
+    name = f' ("{target.name}")' if target.name else ""
+    question = f"This disconnects {target.effective_kind} participant '{identity}'{name} from room '{room}'."
+    args = {"room": room, "identity": identity}
+    return Plan("remove_participant", room, args, [target.sid], question, {target.effective_kind: 1}), target
+
+
+async def _ask_remove_participant(ctx: Context, room: str, identity: str, confirm_token: str) -> Elicit[Consent] | str:
+    lk = livekit_of(ctx)
+    return await app_of(ctx).guard.ask(
+        ctx, confirm_token, lambda: _remove_participant_plan(lk, room, identity), Consent
+    )
+
+
+@tool("participants", DESTRUCTIVE)
+async def remove_participant(
+    ctx: Context,
+    room: RoomName,
+    identity: Identity,
+    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_participant)],
+    confirm_token: ConfirmToken = "",
+) -> Annotated[CallToolResult, RemovedParticipant]:
+    """Disconnect a participant from a room (their token stays valid, so they can rejoin)."""
+    lk = livekit_of(ctx)
+    plan, target = await _remove_participant_plan(lk, room, identity)
+    notes = ["Their join token is not revoked: they can rejoin with it until it expires."]
+    if target.is_agent:
+        notes.append(
+            "This is an agent: its dispatch is still there. The open-source server does not relaunch it, "
+            "but LiveKit Cloud may; remove_agent with keep_out=true or cancel_dispatch keeps it out."
+        )
+    result = RemovedParticipant(
+        room=room,
+        identity=identity,
+        sid=target.sid,
+        kind=target.effective_kind,
+        name=target.name or None,
+        agent_name=target.agent_name,
+        notes=notes,
+    )
+    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return not_done(result, plan, decision)
+    await lk.remove_participant(room, identity)
+    return reply(result, f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(notes))

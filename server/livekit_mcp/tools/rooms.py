@@ -1,0 +1,194 @@
+"""The `rooms` toolset: list, inspect, create, update and delete rooms."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from livekit_mcp.confirm import Plan, TypedName
+from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.models import (
+    AgentInfo,
+    CreatedRoom,
+    DeletedRoom,
+    DispatchInfo,
+    Participant,
+    RoomDetail,
+    RoomList,
+    RoomSummary,
+)
+from livekit_mcp.tools._args import (
+    ConfirmToken,
+    Cursor,
+    Metadata,
+    RoomName,
+)
+from livekit_mcp.tools._base import (
+    CHANGE,
+    DESTRUCTIVE,
+    READ,
+    agent_line,
+    app_of,
+    by_kind,
+    counts_text,
+    duration_text,
+    livekit_of,
+    more_text,
+    names_text,
+    not_done,
+    page_of,
+    reply,
+    tool,
+)
+
+# --- rooms -------------------------------------------------------------------------------------------
+
+
+@tool("rooms", READ)
+async def list_rooms(
+    ctx: Context,
+    names: Annotated[list[RoomName] | None, Field(max_length=100, description="Only these rooms.")] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    cursor: Cursor = "",
+) -> Annotated[CallToolResult, RoomList]:
+    """List the rooms on the LiveKit server with participant counts, sorted by name."""
+    rooms = sorted(await livekit_of(ctx).list_rooms(names or ()), key=lambda r: r.name)
+    page, next_cursor = page_of(rooms, lambda r: [r.name], limit, cursor)
+    found = {r.name for r in rooms}
+    not_found = [n for n in dict.fromkeys(names or ()) if n not in found] or None
+    result = RoomList(
+        rooms=[RoomSummary.of(r) for r in page], total=len(rooms), next_cursor=next_cursor, not_found=not_found
+    )
+    lines = [f"{len(rooms)} room(s); showing {len(page)}."]
+    lines += [f"- {r.name} ({r.participants} participants, created {r.created_at or '?'})" for r in result.rooms]
+    if not_found:
+        lines.append(f"Not rooms: {', '.join(not_found)}.")
+    return reply(result, "\n".join(lines) + more_text(next_cursor))
+
+
+async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
+    """Everything about one room in two round trips (shared by get_room and the room resource)."""
+    info = await lk.get_room(room)
+    async with anyio.create_task_group() as tg:
+        results: dict[str, Any] = {}
+
+        async def fetch(key: str, call: Callable[[str], Any]) -> None:
+            results[key] = await call(room)
+
+        tg.start_soon(fetch, "participants", lk.list_participants)
+        tg.start_soon(fetch, "dispatches", lk.list_dispatches)
+    participants: list[Participant] = results["participants"]
+    return RoomDetail(
+        room=RoomSummary.of(info),
+        running_for=duration_text(time.time() - info.creation_time) if info.creation_time else None,
+        empty_timeout=info.empty_timeout,
+        departure_timeout=info.departure_timeout,
+        max_participants=info.max_participants or None,
+        participants_by_kind=by_kind(participants),
+        publishers=[p.identity for p in participants if p.is_publisher],
+        agents=[AgentInfo.of(room, p) for p in participants if p.is_agent],
+        dispatches=[DispatchInfo.of(d) for d in results["dispatches"]],
+    )
+
+
+@tool("rooms", READ)
+async def get_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, RoomDetail]:
+    """What is going on in a room: who by kind, the agents and their state, dispatches, publishers, uptime."""
+    detail = await room_detail(livekit_of(ctx), room)
+    lines = [
+        f"Room '{room}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
+        f"{counts_text(detail.participants_by_kind)}; {len(detail.publishers)} publishing.",
+        *map(agent_line, detail.agents),
+        *(f"- dispatch {d.id} agent_name='{d.agent_name}' jobs={len(d.jobs or [])}" for d in detail.dispatches),
+    ]
+    return reply(detail, "\n".join(lines))
+
+
+@tool("rooms", CHANGE)
+async def create_room(
+    ctx: Context,
+    room: RoomName,
+    empty_timeout: Annotated[int | None, Field(ge=0, le=2**32 - 1, description="Seconds kept open empty.")] = None,
+    departure_timeout: Annotated[
+        int | None, Field(ge=0, le=2**32 - 1, description="Seconds kept open after the last one leaves.")
+    ] = None,
+    max_participants: Annotated[int | None, Field(ge=0, le=2**32 - 1)] = None,
+    metadata: Metadata = "",
+) -> Annotated[CallToolResult, CreatedRoom]:
+    """Create a room, or return it if it exists (LiveKit applies the non-zero settings given to it)."""
+    lk = livekit_of(ctx)
+    existed = bool(await lk.list_rooms([room]))
+    made = await lk.create_room(
+        room,
+        empty_timeout=empty_timeout or 0,
+        departure_timeout=departure_timeout or 0,
+        max_participants=max_participants or 0,
+        metadata=metadata,
+    )
+    result = CreatedRoom(
+        room=RoomSummary.of(made),
+        created=not existed,
+        empty_timeout=made.empty_timeout,
+        departure_timeout=made.departure_timeout,
+        max_participants=made.max_participants or None,
+    )
+    if existed:
+        return reply(result, f"Room '{room}' already existed ({made.sid}); the settings given were applied to it.")
+    return reply(result, f"Created room '{room}' ({made.sid}), empty timeout {made.empty_timeout} s.")
+
+
+@tool("rooms", CHANGE)
+async def update_room_metadata(
+    ctx: Context, room: RoomName, metadata: Metadata
+) -> Annotated[CallToolResult, RoomSummary]:
+    """Replace a room's metadata (every participant is notified)."""
+    updated = await livekit_of(ctx).update_room_metadata(room, metadata)
+    return reply(RoomSummary.of(updated), f"Updated the metadata of room '{room}' ({len(metadata.encode())} bytes).")
+
+
+async def _delete_room_plan(lk: LiveKit, room: str) -> tuple[Plan, list[Participant]]:
+    info = await lk.get_room(room)
+    participants = await lk.list_participants(room)
+    counts = by_kind(participants)
+    # Who besides ordinary participants would be cut off: agents and phone callers, by name.
+    notable: dict[str, list[Participant]] = {}
+    for p in participants:
+        if p.effective_kind != "STANDARD":
+            notable.setdefault(p.effective_kind, []).append(p)
+    who = "; ".join(f"{kind}: {names_text(group)}" for kind, group in sorted(notable.items()))
+    who = f" ({who})" if who else ""
+    question = (
+        f"This deletes room '{room}' and disconnects {len(participants)} participant(s): {counts_text(counts)}{who}."
+    )
+    plan = Plan("delete_room", room, {"room": room}, [info.sid], question, counts, type_to_confirm=room)
+    return plan, participants
+
+
+async def _ask_delete_room(ctx: Context, room: str, confirm_token: str) -> Elicit[TypedName] | str:
+    return await app_of(ctx).guard.ask(ctx, confirm_token, lambda: _delete_room_plan(livekit_of(ctx), room), TypedName)
+
+
+@tool("rooms", DESTRUCTIVE)
+async def delete_room(
+    ctx: Context,
+    room: RoomName,
+    answer: Annotated[ElicitationResult[TypedName], Resolve(_ask_delete_room)],
+    confirm_token: ConfirmToken = "",
+) -> Annotated[CallToolResult, DeletedRoom]:
+    """Delete a room, disconnecting everyone in it (asks for confirmation first)."""
+    lk = livekit_of(ctx)
+    plan, participants = await _delete_room_plan(lk, room)
+    result = DeletedRoom(
+        room=room, sid=plan.targets[0], disconnected=plan.disconnects, total_disconnected=len(participants)
+    )
+    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
+    if not decision.proceed:
+        return not_done(result, plan, decision)
+    await lk.delete_room(room)
+    return reply(result, f"Deleted room '{room}'; disconnected {counts_text(plan.disconnects)}.")
