@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import getpass
 import json
 import logging
@@ -62,7 +63,15 @@ def caller_of(request: object, headers: Mapping[str, str] | None) -> Caller:
         return Caller(token.client_id, on_behalf_of, WRITE_SCOPE in token.scopes)
     if headers is not None:
         return Caller("anonymous (HTTP)", on_behalf_of)
-    return Caller(f"{getpass.getuser()} (stdio)")
+    return Caller(f"{_local_user()} (stdio)")
+
+
+@functools.cache
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry and no LOGNAME/USER
+        return "local user"
 
 
 # --- Logs that say which request and who -------------------------------------------------------------
