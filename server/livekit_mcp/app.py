@@ -86,8 +86,9 @@ class _Server(MCPServer[AppContext]):
             raise ToolError(message) from exc.__cause__
 
 
-def build_server(settings: Settings) -> MCPServer[AppContext]:
-    """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan)."""
+def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MCPServer[AppContext]:
+    """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan); HTTP callers must
+    present a token `verifier` accepts, when there is one."""
 
     policy = Policy(
         allowed_rooms=settings.allowed_rooms,
@@ -131,7 +132,6 @@ def build_server(settings: Settings) -> MCPServer[AppContext]:
     tools = build_tools(
         toolsets=settings.toolsets, read_only=settings.read_only, output_schemas=settings.output_schemas
     )
-    verifier = token_verifier(settings) if settings.transport != "stdio" else None
     auth = None
     if verifier is not None:
         url = public_url(settings)
@@ -193,8 +193,9 @@ def check_exposure(settings: Settings, authenticated: bool) -> None:
 
 def run(settings: Settings) -> None:
     """Serve MCP on the configured transport until interrupted (or SIGTERM, over HTTP)."""
-    server = build_server(settings)
-    check_exposure(settings, authenticated=settings.transport != "stdio" and token_verifier(settings) is not None)
+    verifier = token_verifier(settings) if settings.transport != "stdio" else None
+    check_exposure(settings, authenticated=verifier is not None)
+    server = build_server(settings, verifier)
     if settings.transport == "stdio":
         server.run()
         return

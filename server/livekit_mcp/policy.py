@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -71,6 +71,3 @@ class Policy:
 
     def record_destructive(self, now: float | None = None) -> None:
         self._recent.append(time.monotonic() if now is None else now)
-
-    def filter_rooms(self, names: Iterable[str]) -> list[str]:
-        return [name for name in names if self.visible(name)]
