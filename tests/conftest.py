@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from mcp.client.stdio import get_default_environment
 from mcp.types import CallToolResult, TextContent
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
+
+from .real_livekit import AgentWorker, LiveKitServer, People, people, running_server, start_agent_worker, tail
 
 BIN = Path(sys.executable).parent
 LIVEKIT_MCP = str(BIN / "livekit-mcp")
@@ -231,3 +233,54 @@ def mode(request: pytest.FixtureRequest) -> str:
 def no_secret(*outputs: str) -> None:
     for output in outputs:
         assert SECRET not in output
+
+
+# -- the real LiveKit server and its counterparts (tests/real_livekit.py) -------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitServer]:
+    """One real `livekit-server --dev` with its Redis for the session, on free loopback ports."""
+    with running_server(tmp_path_factory.mktemp("livekit-server")) as server:
+        yield server
+
+
+@pytest.fixture
+async def real_people(real_livekit: LiveKitServer) -> AsyncIterator[People]:
+    """Real participants (WebRTC through the `livekit` SDK), all gone at the end of the test."""
+    real_livekit.check_alive()
+    async with people(real_livekit) as crowd:
+        yield crowd
+
+
+@pytest.fixture(scope="session")
+def agent_worker(
+    real_livekit: LiveKitServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], AgentWorker]]:
+    """A registered `livekit-agents` worker for an agent name, started once per name for the session."""
+    workers: dict[str, AgentWorker] = {}
+    logs = tmp_path_factory.mktemp("agent-workers")
+
+    def get(agent_name: str) -> AgentWorker:
+        if agent_name not in workers:
+            workers[agent_name] = start_agent_worker(real_livekit, agent_name, logs)
+        return workers[agent_name]
+
+    yield get
+    for worker in workers.values():
+        worker.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that used the real server shows the last lines of its log (and of its workers')."""
+    report = yield
+    if report.failed and "real_livekit" in getattr(item, "fixturenames", ()):
+        server = item.funcargs.get("real_livekit") if hasattr(item, "funcargs") else None
+        if isinstance(server, LiveKitServer):
+            report.sections.append(("livekit-server log (last lines)", tail(server.log, 40)))
+            for log in sorted(server.logs.parent.glob("agent-workers*/*.log")):
+                report.sections.append((f"{log.name} (last lines)", tail(log, 20)))
+    return report
