@@ -1,9 +1,10 @@
-"""Fixtures for the sandbox's contract tests.
+"""Fixtures for the contract tests: each test runs against the sandbox AND the real livekit-server.
 
-By default every test gets a fresh, empty sandbox on a loopback port. With LIVEKIT_CONTRACT_URL,
-LIVEKIT_CONTRACT_API_KEY and LIVEKIT_CONTRACT_API_SECRET set, the same tests run against that LiveKit
-server instead; the steps only the sandbox can do (participants joining, faults) go through the `admin`
-fixture, which skips the test there.
+`target` is parametrized over both backends: "sandbox" (a fresh, empty sandbox on a loopback port) and
+"real" (the session's `livekit-server --dev`, tests/real_livekit.py). Tests share rooms with nobody:
+they use unique room names. Participants and agents join through `crowd`, the same steps on both
+backends. Tests of what only the sandbox has (its admin API, faults, its state) are marked
+`@sandbox_only` and run against the sandbox alone.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,13 +22,30 @@ import pytest
 from livekit import api
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
+from tests.real_livekit import AgentWorker, LiveKitServer, People
 
-from .support import KEY, SECRET, Reply, Target, token
+from .support import KEY, SECRET, Crowd, RealCrowd, Reply, SandboxCrowd, Target, token
+
+BACKENDS = ["sandbox", "real"]
+# Marks a test (or, as `pytestmark`, a module) of a sandbox-only feature: it runs against the sandbox
+# alone. A fixture rather than a custom mark, so that no marker registration outside this directory is needed.
+sandbox_only = pytest.mark.usefixtures("sandbox_only")
+
+
+@pytest.fixture(name="sandbox_only")
+def _sandbox_only() -> None:
+    """Requested through @sandbox_only: the test's `target` is the sandbox only."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" in metafunc.fixturenames:
+        backends = BACKENDS[:1] if "sandbox_only" in metafunc.fixturenames else BACKENDS
+        metafunc.parametrize("target", backends, indirect=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # LiveKit's dev secret ("secret", also usable for LIVEKIT_CONTRACT_API_SECRET) is shorter than PyJWT
-    # recommends; livekit-api warns when it signs with it, and filterwarnings=error would fail the test.
+    # LiveKit's dev secret ("secret") is shorter than PyJWT recommends; livekit-api warns when it signs
+    # with it, and filterwarnings=error would fail the test.
     here = Path(__file__).parent
     for item in items:
         if item.path.is_relative_to(here):
@@ -41,30 +58,49 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def target() -> AsyncIterator[Target]:
-    url = os.environ.get("LIVEKIT_CONTRACT_URL")
-    if url:
-        yield Target(url, os.environ["LIVEKIT_CONTRACT_API_KEY"], os.environ["LIVEKIT_CONTRACT_API_SECRET"], None)
-        return
-    async with Sandbox(keys={KEY: SECRET}, seed=False) as sandbox:
-        yield Target(sandbox.url, KEY, SECRET, sandbox)
+def target(request: pytest.FixtureRequest) -> Target:
+    if request.param == "real":
+        server: LiveKitServer = request.getfixturevalue("real_livekit")
+        server.check_alive()
+        return Target(server.url, server.api_key, server.api_secret, None)
+    sandbox: Sandbox = request.getfixturevalue("_sandbox")
+    return Target(sandbox.url, KEY, SECRET, sandbox)
 
 
 @pytest.fixture
-def sandbox(target: Target) -> Sandbox:
-    """The in-process sandbox; skips the test against a real server."""
+async def _sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(keys={KEY: SECRET}, seed=False) as sandbox:
+        yield sandbox
+
+
+def _only_on_the_sandbox(target: Target, fixture: str) -> Sandbox:
     if target.sandbox is None:
-        pytest.skip("needs the sandbox (in-process state)")
+        pytest.fail(f"`{fixture}` is the sandbox's own: mark the test @sandbox_only or use `crowd`", pytrace=False)
     return target.sandbox
 
 
 @pytest.fixture
+def sandbox(target: Target) -> Sandbox:
+    """The in-process sandbox (its state), for @sandbox_only tests."""
+    return _only_on_the_sandbox(target, "sandbox")
+
+
+@pytest.fixture
 async def admin(target: Target) -> AsyncIterator[SandboxAdmin]:
-    """The sandbox admin API (participants joining, faults); skips the test against a real server."""
-    if target.sandbox is None:
-        pytest.skip("needs the sandbox admin API")
+    """The sandbox admin API (participants, faults, state), for @sandbox_only tests."""
+    _only_on_the_sandbox(target, "admin")
     async with SandboxAdmin(target.url, target.api_key, target.api_secret) as client:
         yield client
+
+
+@pytest.fixture
+def crowd(request: pytest.FixtureRequest, target: Target, lk: api.LiveKitAPI) -> Crowd:
+    """Participants and agents joining rooms, on either backend (the same steps and waits)."""
+    if target.sandbox is not None:
+        return SandboxCrowd(lk, target.sandbox)
+    people: People = request.getfixturevalue("real_people")
+    workers: Callable[[str], AgentWorker] = request.getfixturevalue("agent_worker")
+    return RealCrowd(lk, people, workers)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The sandbox itself: its Python API, its admin API (not part of LiveKit) and its demo data."""
+"""The sandbox itself (sandbox-only): its Python API, its admin API (not part of LiveKit) and its demo data."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from livekit.protocol import models as proto_models
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin, SandboxError
 
+from .conftest import sandbox_only
 from .support import KEY, SECRET, Target, token
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, sandbox_only]
 
 AGENT = proto_models.ParticipantInfo.Kind.AGENT
 
@@ -42,11 +43,6 @@ async def test_a_stopped_sandbox_refuses_connections() -> None:
             await lk.room.list_rooms(api.ListRoomsRequest())
 
 
-async def test_the_health_check_answers_ok(target: Target, http: aiohttp.ClientSession) -> None:
-    async with http.get(target.url + "/") as resp:
-        assert (resp.status, await resp.text()) == (200, "OK")
-
-
 async def test_the_demo_data_tells_the_operator_story() -> None:
     async with Sandbox(keys={KEY: SECRET}) as sandbox, api.LiveKitAPI(sandbox.url, KEY, SECRET) as lk:
         rooms = {r.name: r for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms}
@@ -57,7 +53,11 @@ async def test_the_demo_data_tells_the_operator_story() -> None:
         support = (await lk.room.list_participants(api.ListParticipantsRequest(room="support-call-1042"))).participants
         (agent,) = [p for p in support if p.kind == AGENT]
         assert agent.identity.startswith("agent-AJ_")
-        assert dict(agent.attributes) == {"lk.agent_name": "support-agent", "lk.agent.state": "listening"}
+        assert dict(agent.attributes) == {
+            "lk.agent_name": "support-agent",
+            "lk.agent.name": "support-agent",
+            "lk.agent.state": "listening",
+        }
         assert any(p.kind == proto_models.ParticipantInfo.Kind.STANDARD and p.tracks for p in support)
 
         phone = (await lk.room.list_participants(api.ListParticipantsRequest(room="phone-intake-7"))).participants
@@ -131,8 +131,6 @@ async def test_a_full_room_refuses_a_join(admin: SandboxAdmin, lk: api.LiveKitAP
 async def test_a_bad_join_is_refused_with_400(
     target: Target, http: aiohttp.ClientSession, body: dict[str, object]
 ) -> None:
-    if target.sandbox is None:
-        pytest.skip("needs the sandbox admin API")
     headers = {"Authorization": f"Bearer {token(target)}"}
     async with http.post(f"{target.url}/_sandbox/participants", json=body, headers=headers) as resp:
         assert resp.status == 400
@@ -143,16 +141,12 @@ async def test_a_bad_join_is_refused_with_400(
 async def test_the_admin_api_needs_a_valid_token(
     target: Target, http: aiohttp.ClientSession, authorization: str | None
 ) -> None:
-    if target.sandbox is None:
-        pytest.skip("needs the sandbox admin API")
     headers = {"Authorization": authorization} if authorization else {}
     async with http.get(f"{target.url}/_sandbox/state", headers=headers) as resp:
         assert resp.status == 401
 
 
 async def test_an_admin_client_with_a_wrong_secret_is_refused(target: Target) -> None:
-    if target.sandbox is None:
-        pytest.skip("needs the sandbox admin API")
     async with SandboxAdmin(target.url, KEY, "a-wrong-secret-0123456789abcdef0123456") as admin:
         with pytest.raises(SandboxError) as caught:
             await admin.state()
@@ -175,7 +169,10 @@ async def test_the_state_dump_shows_rooms_participants_and_dispatches(admin: San
     assert [p["identity"] for p in room["participants"]] == [agent["identity"]]
     assert room["participants"][0]["kind"] == "AGENT"
     (dispatch,) = [d for d in room["dispatches"] if d["agent_name"] == "helper"]
-    assert dispatch["state"]["jobs"][0]["state"]["participant_identity"] == agent["identity"]
+    assert dispatch["state"]["jobs"] == []  # as ListDispatch shows it; the jobs are listed beside
+    (job,) = room["jobs"]
+    assert (job["dispatch_id"], job["state"]["participant_identity"]) == (dispatch["id"], agent["identity"])
+    assert agent["identity"] == f"agent-{job['id']}"
 
 
 async def test_the_state_object_offers_the_admin_operations_in_process(sandbox: Sandbox) -> None:

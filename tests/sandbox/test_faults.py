@@ -12,9 +12,11 @@ from livekit import api
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin, SandboxError
 
+from .conftest import sandbox_only
 from .support import KEY, SECRET, code_of
 
-pytestmark = pytest.mark.anyio
+# Sandbox-only: fault injection and bulk data are the sandbox's own admin API.
+pytestmark = [pytest.mark.anyio, sandbox_only]
 
 
 async def list_rooms(lk: api.LiveKitAPI) -> int:

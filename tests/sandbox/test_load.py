@@ -8,7 +8,10 @@ from livekit import api
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 
-pytestmark = pytest.mark.anyio
+# Sandbox-only: fault injection and bulk data are the sandbox's own admin API.
+from .conftest import sandbox_only
+
+pytestmark = [pytest.mark.anyio, sandbox_only]
 
 
 async def test_200_concurrent_creates_and_removes_leave_consistent_counts(

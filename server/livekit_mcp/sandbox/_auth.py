@@ -1,7 +1,7 @@
-"""Token checks as LiveKit's auth middleware does them (LIVEKIT_BEHAVIOR.md section 2).
+"""Token checks as livekit-server 1.13.5's auth middleware does them.
 
-Verification itself is `livekit.api.TokenVerifier` (HS256 only, `exp` required, 60 s leeway); this module
-only adds the middleware's steps around it and its exact plain-text rejections.
+HS256 only, `exp` optional, 60 s leeway on `exp` and `nbf`, with livekit-server's exact plain-text rejections;
+`livekit.api.TokenVerifier` reads the grants once the token is verified.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from livekit.api import TokenVerifier
 from livekit.api.access_token import Claims
 
 BEARER = "Bearer "
+LEEWAY_S = 60  # on exp and nbf, as livekit-server allows
 
 
 class AuthRejected(Exception):
@@ -47,22 +48,53 @@ def read_token(request: web.Request) -> str:
 
 
 def verify(token: str, keys: Mapping[str, str]) -> Claims:
-    """Claims of a token signed with one of `keys` (api key -> secret), or AuthRejected."""
+    """Claims of a token signed with one of `keys` (api key -> secret), or AuthRejected with the text
+    livekit-server 1.13.5 answers (its reasons are golang-jwt's: signature first, then exp and nbf)."""
     try:
-        if jwt.get_unverified_header(token).get("alg") != "HS256":
-            raise AuthRejected("invalid authorization token")
-        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss", "")
+        alg = jwt.get_unverified_header(token).get("alg")
+        payload = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise AuthRejected("invalid authorization token") from exc
+    issuer = payload.get("iss", "")
     secret = keys.get(issuer) if isinstance(issuer, str) else None
     if not secret:
-        raise AuthRejected("invalid API key")
+        raise AuthRejected(f"invalid API key: {issuer}")
+
+    def invalid(reason: str) -> AuthRejected:
+        return AuthRejected(f"invalid token: {token}, error: {reason}")
+
+    if alg != "HS256":
+        raise invalid(f"token signature is invalid: signing method {alg} is invalid")
     try:
         with _short_secrets_allowed():
-            return TokenVerifier(issuer, secret).verify(token)
-    except (jwt.PyJWTError, TypeError, ValueError, AttributeError) as exc:
-        # TypeError/AttributeError: a signed token whose `video` claim is not an object.
-        raise AuthRejected(f"invalid authorization token: {exc}") from exc
+            jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_iss": False,
+                    "verify_aud": False,
+                },
+            )
+    except jwt.InvalidSignatureError as exc:
+        raise invalid("token signature is invalid: signature is invalid") from exc
+    except jwt.PyJWTError as exc:
+        raise invalid(f"token is malformed: {exc}") from exc
+    now = time.time()
+    try:
+        # `exp` is optional: livekit-server accepts a token without one.
+        if "exp" in payload and now > float(payload["exp"]) + LEEWAY_S:
+            raise invalid("token has invalid claims: token is expired")
+        if "nbf" in payload and now < float(payload["nbf"]) - LEEWAY_S:
+            raise invalid("token has invalid claims: token is not valid yet")
+        return TokenVerifier(issuer, secret).verify(token, verify_signature=False)
+    except (TypeError, ValueError, AttributeError) as exc:
+        # A claim of the wrong type (e.g. a `video` that is not an object).
+        raise invalid(f"token is malformed: could not JSON decode claim: {exc}") from exc
 
 
 def authenticate(request: web.Request, keys: Mapping[str, str]) -> Claims | None:

@@ -17,17 +17,23 @@ from ._services import METHODS
 from ._state import State
 from ._twirp import PROTOBUF, TwirpError, bad_route, content_kind, decode, encode, plain_text
 
-MAX_BODY = 10 * 1024 * 1024
+# livekit-server 1.13.5 sets no body limit on its Twirp routes; the sandbox keeps one, far above any
+# real request, only to protect itself.
+MAX_BODY = 64 * 1024 * 1024
 TWIRP_PREFIX = "/twirp/livekit."
+SERVICES = ("RoomService/", "AgentDispatchService/")
+# livekit-server waits ~3 s before answering a call nobody claims; the sandbox waits this long by default.
+NO_RESPONSE_S = 0.1
 # Field 31 with wire type 7, which does not exist: no protobuf message decodes this.
 GARBAGE = b"\xff\xff\xff\xff\xff\xff\xff\xff"
 DEFAULT_KEYS = {"devkey": "secret"}
 
 
 class _Twirp:
-    def __init__(self, state: State, keys: Mapping[str, str]) -> None:
+    def __init__(self, state: State, keys: Mapping[str, str], no_response_s: float) -> None:
         self.state = state
         self.keys = keys
+        self.no_response_s = no_response_s
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         # The auth middleware runs before Twirp sees the request: its rejections are plain text.
@@ -49,6 +55,8 @@ class _Twirp:
         if request.method != "POST":
             raise bad_route(f'unsupported method "{request.method}" (only POST is allowed)', request.method, path)
         key = path.removeprefix(TWIRP_PREFIX) if path.startswith(TWIRP_PREFIX) else ""
+        if not key.startswith(SERVICES):
+            return await _page_not_found(request)  # Twirp never sees a path outside its services
         method = METHODS.get(key)
         if method is None:
             raise bad_route(f'no handler for path "{path}"', request.method, path)
@@ -80,34 +88,49 @@ class _Twirp:
         method.precheck(message)
         if not method.grant(claims, message):
             raise TwirpError("unauthenticated", "permissions denied")
-        return encode(method.call(self.state, message), kind)
+        try:
+            return encode(method.call(self.state, message), kind)
+        except TwirpError as err:
+            if err.unanswered:
+                await asyncio.sleep(self.no_response_s)
+            raise
 
 
 async def _health(request: web.Request) -> web.Response:
     return web.Response(text="OK")  # livekit-server answers "/" the same way
 
 
-def build_app(state: State, keys: Mapping[str, str]) -> web.Application:
-    # One byte over the limit so that a body of exactly 10 MiB is still read.
+async def _page_not_found(request: web.Request) -> web.Response:
+    return plain_text(404, "404 page not found\n")  # Go's http.NotFound, as livekit-server answers
+
+
+def build_app(state: State, keys: Mapping[str, str], no_response_s: float = NO_RESPONSE_S) -> web.Application:
+    # One byte over the limit so that a body of exactly MAX_BODY is still read.
     app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_get("/", _health)
-    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys).handle)
+    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys, no_response_s).handle)
     add_admin_routes(app, state, keys)
+    app.router.add_route("*", "/{tail:.*}", _page_not_found)
     return app
 
 
 class Sandbox:
     """A LiveKit RoomService + AgentDispatchService emulator on a real HTTP port.
 
-    `keys` maps API keys to secrets (default devkey/secret); `seed` loads the demo rooms.
+    `keys` maps API keys to secrets (default devkey/secret); `seed` loads the demo rooms; `no_response_s`
+    is how long a call routed to a room or participant that is not live waits for its 503 (livekit-server:
+    about 3 s).
     """
 
-    def __init__(self, keys: Mapping[str, str] | None = None, seed: bool = True) -> None:
+    def __init__(
+        self, keys: Mapping[str, str] | None = None, seed: bool = True, *, no_response_s: float = NO_RESPONSE_S
+    ) -> None:
         self.keys = dict(keys if keys is not None else DEFAULT_KEYS)
         if not self.keys or not all(self.keys.values()):
             raise ValueError("the sandbox needs at least one API key, each with a non-empty secret")
         self.state = State()
         self.state.reset(seed=seed)
+        self.no_response_s = no_response_s
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -130,7 +153,9 @@ class Sandbox:
         if self._runner is not None:
             raise RuntimeError("the sandbox is already started")
         # A short shutdown timeout: stop() must not wait for requests stalled by an injected latency.
-        runner = web.AppRunner(build_app(self.state, self.keys), access_log=None, shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            build_app(self.state, self.keys, self.no_response_s), access_log=None, shutdown_timeout=0.5
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()

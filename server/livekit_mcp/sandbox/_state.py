@@ -1,4 +1,4 @@
-"""Rooms, participants and agent dispatches, and the rules LiveKit applies to them (LIVEKIT_BEHAVIOR.md 3-5).
+"""Rooms, participants and agent dispatches, and the rules livekit-server 1.13.5 applies to them.
 
 Every method is synchronous: the sandbox runs on one asyncio loop, so a mutation can never be interleaved
 with another request. Lookups are dicts keyed by room name and identity, so a call costs what its answer
@@ -27,7 +27,7 @@ from ._errors import SandboxError
 from ._faults import Fault, Faults
 from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
-from ._twirp import TwirpError, timed_out, to_dict
+from ._twirp import TwirpError, no_response, routed, to_dict
 
 ParticipantInfo = proto_models.ParticipantInfo
 AgentDispatch = proto_dispatch.AgentDispatch
@@ -37,6 +37,7 @@ DEFAULT_EMPTY_TIMEOUT = 300
 DEFAULT_DEPARTURE_TIMEOUT = 20
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
+AGENTS_NAME_ATTRIBUTE = "lk.agent.name"  # livekit-agents' own copy of the agent name
 
 _ALPHABET = string.ascii_letters + string.digits
 _RUNNING = proto_agent.JobStatus.JS_RUNNING
@@ -56,11 +57,11 @@ def _copy(message: M) -> M:
 
 
 def _no_participant() -> TwirpError:
-    return TwirpError("not_found", "participant does not exist")
+    return routed("not_found", "participant does not exist")
 
 
 def _no_room() -> TwirpError:
-    return TwirpError("not_found", "requested room does not exist")
+    return routed("not_found", "requested room does not exist")
 
 
 def _enum(enum: Any, name: str, what: str) -> str:
@@ -86,13 +87,15 @@ class Room:
     info: proto_models.Room
     participants: dict[str, ParticipantInfo] = field(default_factory=dict)
     dispatches: dict[str, AgentDispatch] = field(default_factory=dict)
+    jobs: dict[str, proto_agent.Job] = field(default_factory=dict)
+    """The agent jobs of the room's dispatches, by job id. livekit-server does not copy them into the
+    dispatches ListDispatch answers (their `state.jobs` stays empty): only the admin state shows them."""
     data: deque[proto_room.SendDataRequest] = field(default_factory=lambda: deque(maxlen=DATA_KEPT))
     """The latest SendData requests delivered to the room: what the admin state shows as `data`."""
 
     def count(self, p: ParticipantInfo, sign: int) -> None:
         """Keep num_participants / num_publishers right without rescanning a large room."""
-        if not p.permission.hidden:
-            self.info.num_participants += sign
+        self.info.num_participants += sign  # hidden participants too, as livekit-server counts them
         if p.is_publisher:
             self.info.num_publishers += sign
 
@@ -117,9 +120,11 @@ class State:
         if len(req.name) > MAX_NAME:
             raise too_big("room name length exceeds limits", MAX_NAME)
         check_metadata(req.metadata)
-        room = self.rooms.get(req.name) or self._new_room(req.name, req.agents)
-        # Get-or-create: an existing room keeps its settings except the non-zero fields given.
-        info = room.info
+        live = self.rooms.get(req.name)
+        if live is not None:
+            # Get-or-create: a live room is returned as it is, the request's settings ignored.
+            return _copy(live.info)
+        info = self._new_room(req.name, req.agents).info
         if req.empty_timeout:
             info.empty_timeout = req.empty_timeout
         if req.departure_timeout:
@@ -155,10 +160,10 @@ class State:
         return proto_room.RemoveParticipantResponse()
 
     def mute_published_track(self, req: proto_room.MuteRoomTrackRequest) -> proto_room.MuteRoomTrackResponse:
-        # The server refuses a remote unmute before it even looks for the room.
+        # The participant's node answers (so a missing one is no answer), then refuses a remote unmute.
+        _, p = self._find(req.room, req.identity, no_response)
         if not req.muted:
-            raise TwirpError("failed_precondition", "remote unmute not enabled")
-        _, p = self._find(req.room, req.identity, timed_out)
+            raise routed("failed_precondition", "remote unmute not enabled")
         for track in p.tracks:
             if track.sid == req.track_sid:
                 track.muted = req.muted
@@ -185,7 +190,7 @@ class State:
     def update_subscriptions(
         self, req: proto_room.UpdateSubscriptionsRequest
     ) -> proto_room.UpdateSubscriptionsResponse:
-        self._find(req.room, req.identity, timed_out)
+        self._find(req.room, req.identity, no_response)
         return proto_room.UpdateSubscriptionsResponse()
 
     def send_data(self, req: proto_room.SendDataRequest) -> proto_room.SendDataResponse:
@@ -193,7 +198,7 @@ class State:
             raise TwirpError(
                 "invalid_argument", f"nonce should be 16-bytes or not present, got: {len(req.nonce)} bytes"
             )
-        self._room_or_timeout(req.room).data.append(_copy(req))
+        self._live_room(req.room).data.append(_copy(req))
         return proto_room.SendDataResponse()
 
     def update_room_metadata(self, req: proto_room.UpdateRoomMetadataRequest) -> proto_models.Room:
@@ -219,26 +224,25 @@ class State:
         return _copy(self._dispatch(room, spec))
 
     def list_dispatch(self, req: proto_dispatch.ListAgentDispatchRequest) -> proto_dispatch.ListAgentDispatchResponse:
-        room = self._room_or_timeout(req.room)
+        room = self._live_room(req.room)
         if req.dispatch_id:
             found = room.dispatches.get(req.dispatch_id)
             return proto_dispatch.ListAgentDispatchResponse(agent_dispatches=[found] if found else [])
         return proto_dispatch.ListAgentDispatchResponse(agent_dispatches=room.dispatches.values())
 
     def delete_dispatch(self, req: proto_dispatch.DeleteAgentDispatchRequest) -> AgentDispatch:
-        room = self._room_or_timeout(req.room)
+        room = self._live_room(req.room)
         dispatch = room.dispatches.pop(req.dispatch_id, None)
         if dispatch is None:
-            raise TwirpError("not_found", "dispatch ID not found")
+            raise routed("not_found", "dispatch ID not found")
         now = time.time_ns()
-        dispatch.state.deleted_at = now
-        for job in dispatch.state.jobs:
-            if job.state.status == _RUNNING:
+        for job in room.jobs.values():
+            if job.dispatch_id == dispatch.id and job.state.status == _RUNNING:
                 _end(job, now, proto_agent.JobStateReason.JSR_DISPATCH_DELETED)
-                # A terminated job's agent leaves the room.
+                # A terminated job's agent leaves the room (on livekit-server, moments later).
                 if job.state.participant_identity in room.participants:
                     self._drop(room, job.state.participant_identity)
-        return dispatch
+        return dispatch  # as it stood: livekit-server sets no deleted_at in its answer
 
     # -- sandbox-only admin operations ---------------------------------------------------------------
 
@@ -388,6 +392,7 @@ class State:
                     **to_dict(r.info),
                     "participants": [to_dict(p) for p in r.participants.values()],
                     "dispatches": [to_dict(d) for d in r.dispatches.values()],
+                    "jobs": [to_dict(j) for j in r.jobs.values()],
                     "data": [to_dict(d) for d in r.data],
                 }
                 for r in self.rooms.values()
@@ -406,10 +411,10 @@ class State:
             raise missing()
         return room, p
 
-    def _room_or_timeout(self, name: str) -> Room:
+    def _live_room(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            raise timed_out()
+            raise no_response()
         return room
 
     def _room_or_create(self, name: str) -> Room:
@@ -463,27 +468,30 @@ class State:
             room.info.name,
             identity,
             kind="AGENT",
-            attributes={AGENT_NAME_ATTRIBUTE: dispatch.agent_name, AGENT_STATE_ATTRIBUTE: state},
+            # lk.agent_name is set by the server; lk.agent.name and lk.agent.state by livekit-agents.
+            attributes={
+                AGENT_NAME_ATTRIBUTE: dispatch.agent_name,
+                AGENTS_NAME_ATTRIBUTE: dispatch.agent_name,
+                AGENT_STATE_ATTRIBUTE: state,
+            },
             permission={"can_subscribe": True, "can_publish": True, "can_publish_data": True, "agent": True},
             tracks=tracks,
         )
         now = time.time_ns()
-        dispatch.state.jobs.append(
-            proto_agent.Job(
-                id=job_id,
-                dispatch_id=dispatch.id,
-                type=proto_agent.JobType.JT_ROOM,
-                room=proto_models.Room(sid=room.info.sid, name=room.info.name),
-                agent_name=dispatch.agent_name,
-                metadata=dispatch.metadata,
-                state=proto_agent.JobState(
-                    status=_RUNNING,
-                    started_at=now,
-                    updated_at=now,
-                    participant_identity=identity,
-                    worker_id=guid("AW_"),
-                ),
-            )
+        room.jobs[job_id] = proto_agent.Job(
+            id=job_id,
+            dispatch_id=dispatch.id,
+            type=proto_agent.JobType.JT_ROOM,
+            room=proto_models.Room(sid=room.info.sid, name=room.info.name),
+            agent_name=dispatch.agent_name,
+            metadata=dispatch.metadata,
+            state=proto_agent.JobState(
+                status=_RUNNING,
+                started_at=now,
+                updated_at=now,
+                participant_identity=identity,
+                worker_id=guid("AW_"),
+            ),
         )
         return p
 
@@ -494,10 +502,9 @@ class State:
         if p.kind != ParticipantInfo.Kind.AGENT and not p.permission.agent:
             return
         now = time.time_ns()
-        for dispatch in room.dispatches.values():
-            for job in dispatch.state.jobs:
-                if job.state.participant_identity == identity and job.state.status == _RUNNING:
-                    _end(job, now, proto_agent.JobStateReason.JSR_UNSPECIFIED)
+        for job in room.jobs.values():
+            if job.state.participant_identity == identity and job.state.status == _RUNNING:
+                _end(job, now, proto_agent.JobStateReason.JSR_UNSPECIFIED)
 
 
 def _end(job: proto_agent.Job, now: int, reason: proto_agent.JobStateReason) -> None:

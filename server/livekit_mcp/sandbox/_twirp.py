@@ -1,6 +1,6 @@
 """Twirp transport as LiveKit serves it: content types, protobuf/protojson codec and errors.
 
-Everything here follows LIVEKIT_BEHAVIOR.md section 1; the method table lives in `_services.py`.
+Everything here follows livekit-server 1.13.5 (tests/sandbox/ checks it); the method table lives in `_services.py`.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ M = TypeVar("M", bound=Message)
 class TwirpError(Exception):
     """A Twirp error: answered as JSON `{"code", "msg", "meta"?}` with the code's HTTP status."""
 
-    def __init__(self, code: str, msg: str, meta: dict[str, str] | None = None) -> None:
+    def __init__(self, code: str, msg: str, meta: dict[str, str] | None = None, *, unanswered: bool = False) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
         self.meta = meta or {}
+        # A call nobody answered: the server sends this error only after waiting (`Sandbox.no_response_s`).
+        self.unanswered = unanswered
 
     def response(self) -> web.Response:
         body: dict[str, Any] = {"code": self.code, "msg": self.msg}
@@ -60,16 +62,27 @@ def bad_route(msg: str, method: str, path: str) -> TwirpError:
     return TwirpError("bad_route", msg, {"twirp_invalid_route": f"{method} {path}"})
 
 
-def timed_out() -> TwirpError:
-    """What the real server answers after ~15 s of retrying a room or participant that is not there."""
-    return TwirpError("deadline_exceeded", "request timed out")
+# Errors raised in the room's node reach the client through psrpc, which livekit-server wraps again
+# (utils/xtwirp): their message gains this prefix while the code and status stay.
+ROUTED = "twirp error unknown: "
+
+
+def routed(code: str, msg: str) -> TwirpError:
+    """An error of the room's node, as the client receives it."""
+    return TwirpError(code, ROUTED + msg)
+
+
+def no_response() -> TwirpError:
+    """A call routed to a room or participant that is not live: no node claims it, and after its retries
+    (about 3 s on livekit-server 1.13.5) the server gives up."""
+    return TwirpError("unavailable", ROUTED + "no response from servers", unanswered=True)
 
 
 def plain_text(status: int, text: str) -> web.Response:
-    """A plain-text answer as Go's http.Error writes it (outside Twirp: auth middleware, body limit)."""
+    """A plain-text answer from outside Twirp (auth middleware, unknown path, body limit), `text` as is."""
     return web.Response(
         status=status,
-        body=(text + "\n").encode(),
+        body=text.encode(),
         headers={"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"},
     )
 
