@@ -280,7 +280,35 @@ def pytest_runtest_makereport(
     if report.failed and "real_livekit" in getattr(item, "fixturenames", ()):
         server = item.funcargs.get("real_livekit") if hasattr(item, "funcargs") else None
         if isinstance(server, LiveKitServer):
+            if death := server.died():
+                report.sections.append(("livekit-server", death))
             report.sections.append(("livekit-server log (last lines)", tail(server.log, 40)))
             for log in sorted(server.logs.parent.glob("agent-workers*/*.log")):
                 report.sections.append((f"{log.name} (last lines)", tail(log, 20)))
     return report
+
+
+# -- the MCP server against the real LiveKit server (tests/test_real_tools.py) --------------------------
+
+
+@pytest.fixture(scope="session")
+def real_target(real_livekit: LiveKitServer) -> LiveKitTarget:
+    return LiveKitTarget(real_livekit.url, real_livekit.api_key, real_livekit.api_secret)
+
+
+@pytest.fixture(scope="session")
+def real_http(real_target: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One `livekit-mcp --transport http` process against the real server for the session."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("real-mcp") / "stderr.log"
+    process = spawn(["serve", "--transport", "http", "--port", str(port)], real_target.env(), log, port)
+    yield Served(f"http://127.0.0.1:{port}/mcp", process, log)
+    stop(process)
+
+
+@pytest.fixture
+async def real_lkapi(real_target: LiveKitTarget) -> AsyncIterator[api.LiveKitAPI]:
+    """`livekit-api` on the real server: how tests look at its state after a change."""
+    client = api.LiveKitAPI(real_target.url, real_target.api_key, real_target.api_secret)
+    yield client
+    await client.aclose()

@@ -108,3 +108,46 @@ async def test_each_livekit_failure_gets_a_clear_message_and_the_next_call_works
         assert "Traceback" not in text(result)
         await admin.clear_faults()
         assert (await ok(client, "list_rooms"))["total"] == 1
+
+
+async def test_no_response_from_servers_is_read_as_not_live_and_not_retried(
+    http_server: Served, admin: SandboxAdmin
+) -> None:
+    """livekit-server answers a call routed to a room that is not live with 503 "no response from servers"
+    after ~3 s: not a failure in passing (another attempt waits 3 s more), and not a server error either."""
+    await admin.join("r", "dana")
+    await admin.fault(
+        "AgentDispatchService/ListDispatch",
+        error=("unavailable", "twirp error unknown: no response from servers"),
+        times=1,
+    )
+    async with Client(http_server.url) as client:
+        listed = await fails(client, "list_dispatches", room="r")  # once only: a retry would have succeeded
+        again = await ok(client, "list_dispatches", room="r")
+    # The room is listed, so it is not missing: it is not live (closing, or its node is down).
+    assert "LiveKit lists room 'r' but no LiveKit node answered ListDispatch" in listed
+    assert "nothing was changed" in listed
+    assert again["room"] == "r"
+
+
+async def test_not_found_messages_are_recognised_with_livekits_prefix(http_server: Served, admin: SandboxAdmin) -> None:
+    """livekit-server v1.13.5 prefixes the messages of its room layer ("twirp error unknown: ...")."""
+    await admin.join("r", "dana")
+    await admin.fault(
+        "RoomService/UpdateRoomMetadata",
+        error=("not_found", "twirp error unknown: requested room does not exist"),
+        times=1,
+    )
+    async with Client(http_server.url) as client:
+        message = await fails(client, "update_room_metadata", room="r", metadata="m")
+    assert "room 'r' does not exist" in message
+
+
+async def test_a_failure_in_a_fan_out_is_reported_as_itself(http_server: Served, admin: SandboxAdmin) -> None:
+    """find_agent over every room: a failing call is named, not hidden as "Error executing tool"."""
+    await admin.join("a", "x")
+    await admin.join("b", "y")
+    await admin.fault("RoomService/ListParticipants", error=("permission_denied", "nope"))
+    async with Client(http_server.url) as client:
+        message = await fails(client, "find_agent")
+    assert "LiveKit refused ListParticipants (permission_denied, HTTP 403): nope" in message

@@ -100,11 +100,15 @@ async def test_create_room_creates_it_and_says_when_it_already_existed(
     assert not again.is_error
     assert again.structured_content is not None
     assert again.structured_content["created"] is False
+    # CreateRoom leaves an existing room as it is (as livekit-server does): the answer says so.
+    assert again.structured_content["not_applied"] == {"metadata": "v2"}
+    assert (again.structured_content["empty_timeout"], again.structured_content["max_participants"]) == (600, 50)
     assert "already existed" in text(again)
+    assert "left unchanged" in text(again)
     rooms = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["webinar"]))).rooms
     assert len(rooms) == 1
     assert rooms[0].sid == first["room"]["sid"]
-    assert rooms[0].max_participants == 50
+    assert (rooms[0].max_participants, rooms[0].metadata) == (50, "")
 
 
 async def test_update_room_metadata_changes_the_room(

@@ -13,6 +13,7 @@
           ├── Unreachable           no connection to the LiveKit URL (refused, DNS, TLS), or it broke mid-call
           ├── Timeout               no answer within our limit (the change may still have happened)
           └── ServerFailure         any other error: Twirp code, HTTP status, message
+               ├── RoomNotLive      a listed room whose node did not answer a routed call (closing, node down)
                └── BadAnswer        an answer that is not LiveKit's (not protobuf, undecodable, too large)
 
 Foreign errors (`livekit.api.ServerError`, aiohttp errors, protobuf decode errors, timeouts) are mapped to
@@ -120,6 +121,20 @@ class ServerFailure(LiveKitError):
         self.code, self.status = code, status
         detail = f": {message}" if message else ""
         super().__init__(f"LiveKit refused {method} ({code}, HTTP {status}){detail}")
+
+
+class RoomNotLive(ServerFailure):
+    """LiveKit lists the room, but no node answered a call routed to it: it is closing, or its node is down."""
+
+    def __init__(self, method: str, room: str) -> None:
+        self.room = room
+        self.code, self.status = "unavailable", 503
+        LiveKitError.__init__(
+            self,
+            f"LiveKit lists room '{room}' but no LiveKit node answered {method} for it (the room is not live: it may "
+            "be closing, or the node hosting it is down); nothing was changed. Try again in a few seconds; "
+            "get_room shows whether it is still there.",
+        )
 
 
 class BadAnswer(ServerFailure):

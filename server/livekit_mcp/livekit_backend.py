@@ -29,6 +29,7 @@ from livekit_mcp.errors import (
     ParticipantNotFound,
     PermissionDenied,
     RoomNotFound,
+    RoomNotLive,
     ServerFailure,
     Timeout,
     Unreachable,
@@ -65,10 +66,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 U = TypeVar("U")
 
-# LiveKit's not_found messages (LIVEKIT_BEHAVIOR.md, section 3): the message is what tells them apart.
+# LiveKit's not_found messages (docs/livekit-behavior.md): the message is what tells them apart. They are
+# matched by their end: livekit-server v1.13.5 wraps the errors of its room layer (utils/xtwirp), so the
+# message reads "twirp error unknown: requested room does not exist"; other servers send it bare.
 _ROOM_MISSING = "requested room does not exist"
 _PARTICIPANT_MISSING = "participant does not exist"
 _DISPATCH_MISSING = "dispatch ID not found"
+# A call routed (psrpc) to the node of a room or participant that is not live is claimed by nobody: after
+# about 3 s livekit-server v1.13.5 answers 503 unavailable "twirp error unknown: no response from servers"
+# (MutePublishedTrack, SendData, UpdateSubscriptions, ListDispatch, DeleteDispatch). Nothing was done, and
+# asking again brings the same answer 3 s later: it is "not there", not a failure in passing.
+_NO_RESPONSE = "no response from servers"
 
 # Every LiveKit method this module calls, read or change: the one place that decides what may be sent twice.
 # A read changes nothing, so one that failed in passing (connection, 5xx, 408, 429) is simply sent again.
@@ -111,8 +119,15 @@ async def _check_answer(response: aiohttp.ClientResponse) -> None:
         raise _NotLiveKit(response.status, f"{response.content_length:,} bytes announced, over the {MAX_ANSWER:,} read")
 
 
+def _not_live(exc: Exception) -> bool:
+    """LiveKit's answer to a call routed to a room or participant that is not live (see `_NO_RESPONSE`)."""
+    return isinstance(exc, api.ServerError) and exc.status == 503 and exc.message.endswith(_NO_RESPONSE)
+
+
 def _transient(exc: Exception) -> bool:
     """A failure that another attempt may not meet: the only kind a read is retried on."""
+    if _not_live(exc):
+        return False
     if isinstance(exc, api.ServerError):
         # 501 (unimplemented) is a 5xx that will never change.
         return exc.status in (408, 429) or (exc.status >= 500 and exc.status != 501)
@@ -456,16 +471,26 @@ class LiveKit:
         limiter = self._fan_out
         results: list[U | None] = [None] * len(items)
         pending = iter(range(len(items)))  # shared by the workers: each takes the next item
+        failures: list[Exception] = []
 
         async def worker() -> None:
             for i in pending:
                 async with limiter:
-                    results[i] = await fn(items[i])
+                    try:
+                        results[i] = await fn(items[i])
+                    except Exception as exc:
+                        # The first failure stops the rest, and is raised as itself below: inside an
+                        # ExceptionGroup the SDK would report a bare "Error executing tool".
+                        failures.append(exc)
+                        tg.cancel_scope.cancel()
+                        return
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.concurrency, len(items))):
                 tg.start_soon(worker)
-        return results  # type: ignore[return-value]  # every slot was filled, or the group raised
+        if failures:
+            raise failures[0]
+        return results  # type: ignore[return-value]  # every slot was filled, or a failure was raised
 
     # --- The one place foreign errors are mapped -----------------------------------------------------
 
@@ -489,9 +514,12 @@ class LiveKit:
             error = self._mapped(exc, method, room=room, identity=identity, dispatch_id=dispatch_id)
             if error is None:
                 raise  # not a LiveKit or transport failure: a bug of ours, for the SDK to log with its traceback
-            if isinstance(error, ParticipantNotFound) and not await self._room_exists(room):
+            if isinstance(error, ParticipantNotFound) and await self._room_exists(room) is False:
                 # LiveKit says "participant does not exist" for a missing room too; the room is the real news.
                 error = RoomNotFound(room)
+            elif isinstance(error, RoomNotFound) and _not_live(exc) and await self._room_exists(room):
+                # Listed, yet no node answered for it: closing, or its node is down. Not "does not exist".
+                error = RoomNotLive(method, room)
             log.info("LiveKit %s failed: %s (%s: %s)", method, error, type(exc).__name__, _reason(exc))
             log.debug("LiveKit %s failure in detail", method, exc_info=exc)
             raise error from exc
@@ -518,11 +546,12 @@ class LiveKit:
                 await anyio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _room_exists(self, room: str) -> bool:
+    async def _room_exists(self, room: str) -> bool | None:
+        """Whether LiveKit lists the room; None when it cannot tell (the original answer is kept then)."""
         try:
             return bool(await self.list_rooms([room]))
         except LiveKitError:
-            return True  # cannot tell: keep the original answer
+            return None
 
     def _mapped(
         self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str
@@ -570,12 +599,15 @@ class LiveKit:
             # The plain-text 401 of a bad key, secret or token.
             return AuthenticationFailed(self.url, self.api_key)
         if exc.code == "not_found":
-            if exc.message == _ROOM_MISSING:
+            if exc.message.endswith(_ROOM_MISSING):
                 return RoomNotFound(room)
-            if exc.message == _PARTICIPANT_MISSING:
+            if exc.message.endswith(_PARTICIPANT_MISSING):
                 return ParticipantNotFound(room, identity)
-            if exc.message == _DISPATCH_MISSING:
+            if exc.message.endswith(_DISPATCH_MISSING):
                 return DispatchNotFound(room, dispatch_id)
+        if _not_live(exc) and room:
+            # Routed to whoever hosts the participant (mute) or the room (data, dispatches): nobody does.
+            return ParticipantNotFound(room, identity) if identity else RoomNotFound(room)
         if plain and exc.status == 413:
             return ServerFailure(method, "request_too_large", 413, "the request is larger than LiveKit accepts")
         if plain:

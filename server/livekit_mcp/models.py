@@ -6,12 +6,15 @@ Output is written for a model's context: enum names, ISO 8601 UTC times, no empt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
+AGENT_NAME_ATTRIBUTES = (AGENT_NAME_ATTRIBUTE, "lk.agent.name")
+"""Where an agent's name is found: the server sets both (v1.13.5); older servers only the first."""
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
 METADATA_PREVIEW = 200
 """Characters of room/participant metadata shown in lists; the full text is one get_* call away."""
@@ -86,7 +89,10 @@ class Participant(BaseModel):
 
     @property
     def agent_name(self) -> str | None:
-        return self.attributes.get(AGENT_NAME_ATTRIBUTE) if self.is_agent else None
+        """The agent name it was dispatched under ("" for automatic dispatch); None for a non-agent."""
+        if not self.is_agent:
+            return None
+        return next((self.attributes[a] for a in AGENT_NAME_ATTRIBUTES if a in self.attributes), None)
 
     @property
     def agent_state(self) -> str | None:
@@ -111,8 +117,11 @@ class Room(BaseModel):
 
 class Job(BaseModel):
     id: str
-    status: str
+    status: str = Field(description="As LiveKit's dispatch reports it, which can lag: see in_room.")
     participant_identity: str | None = None
+    in_room: bool | None = Field(
+        default=None, description="Whether its participant is in the room now (a job can be listed after it ended)."
+    )
 
 
 class Dispatch(BaseModel):
@@ -316,20 +325,61 @@ class ParticipantDetail(BaseModel):
 
 class DispatchInfo(BaseModel):
     id: str
-    agent_name: str = Field(description='"" is the default dispatch LiveKit gives every new room.')
+    agent_name: str = Field(description='"" is the default dispatch LiveKit gives every new room (automatic agents).')
     metadata: str | None = None
     created_at: str | None = None
-    jobs: list[Job] | None = None
+    agents_in_room: list[str] | None = Field(
+        default=None,
+        description="Identities of the agents in the room now under this agent name: the sign that its job runs.",
+    )
+    jobs: list[Job] | None = Field(
+        default=None,
+        description="As LiveKit lists them; its list can be empty while the agent is in the room, or show a job "
+        "running after its agent left: agents_in_room and in_room say what is true now.",
+    )
 
     @classmethod
-    def of(cls, d: Dispatch) -> DispatchInfo:
+    def of(cls, d: Dispatch, participants: Sequence[Participant] | None = None) -> DispatchInfo:
+        """The dispatch, cross-checked with the room's participants when they are given.
+
+        LiveKit's own job list is not reliable (livekit-server v1.13.5: a dispatch made in a live room lists no
+        job while its agent is there, and a job can stay JS_RUNNING after its agent was removed), so which
+        agents run is read from the participants: agents whose agent name is this dispatch's, or who are named
+        by one of its jobs."""
+        if participants is None:
+            return cls(
+                id=d.id,
+                agent_name=d.agent_name,
+                metadata=preview(d.metadata)[0],
+                created_at=iso(d.created_at),
+                jobs=d.jobs or None,
+            )
+        present = {p.identity for p in participants}
+        named = {j.participant_identity for j in d.jobs if j.participant_identity}
+        agents = [
+            p.identity for p in participants if p.is_agent and (p.agent_name == d.agent_name or p.identity in named)
+        ]
+        jobs = [j.model_copy(update={"in_room": j.participant_identity in present}) for j in d.jobs]
         return cls(
             id=d.id,
             agent_name=d.agent_name,
             metadata=preview(d.metadata)[0],
             created_at=iso(d.created_at),
-            jobs=d.jobs or None,
+            agents_in_room=agents,
+            jobs=jobs or None,
         )
+
+    @property
+    def line(self) -> str:
+        """One line for a tool's text."""
+        name = f"'{self.agent_name}'" if self.agent_name else "'' (the room's default dispatch, automatic agents)"
+        if self.agents_in_room is None:
+            where = f"{len(self.jobs or [])} job(s) listed"
+        elif self.agents_in_room:
+            where = f"agent(s) in the room: {', '.join(self.agents_in_room)}"
+        else:
+            where = "no agent of it in the room"
+        return f"- dispatch {self.id} agent_name={name}: {where}"
 
 
 class RoomDetail(BaseModel):
@@ -347,9 +397,13 @@ class RoomDetail(BaseModel):
 class CreatedRoom(BaseModel):
     room: RoomSummary
     created: bool = Field(description="False when the room already existed (CreateRoom is get-or-create).")
-    empty_timeout: int
+    empty_timeout: int = Field(description="The room's actual settings, whatever was asked.")
     departure_timeout: int
     max_participants: int | None = None
+    not_applied: dict[str, int | str] | None = Field(
+        default=None,
+        description="Settings given that the room does not have: LiveKit leaves an existing room as it is.",
+    )
 
 
 class UpdatedParticipant(BaseModel):

@@ -6,10 +6,11 @@ import base64
 import binascii
 import json
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -28,6 +29,7 @@ from livekit_mcp.models import (
 )
 
 T = TypeVar("T")
+U = TypeVar("U")
 Toolset = Literal["rooms", "participants", "agents", "data"]
 assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
@@ -189,7 +191,8 @@ def participant_line(p: ParticipantSummary) -> str:
 
 
 def agent_line(a: AgentInfo) -> str:
-    return f"- {a.identity} in '{a.room}': agent={a.agent_name or '?'} state={a.state or '?'}"
+    name = "'' (automatic dispatch)" if a.agent_name == "" else (a.agent_name or "?")
+    return f"- {a.identity} in '{a.room}': agent={name} state={a.state or '?'}"
 
 
 def more_text(next_cursor: str | None) -> str:
@@ -207,6 +210,26 @@ def counts_text(counts: Mapping[str, int]) -> str:
 def duration_text(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
+
+
+async def both(first: Callable[[], Awaitable[T]], second: Callable[[], Awaitable[U]]) -> tuple[T, U]:
+    """Two LiveKit calls at once. A failure is raised as itself, not inside an ExceptionGroup (which the SDK
+    would report as a bare "Error executing tool", hiding our message); the other call is let finish."""
+    results: dict[int, Any] = {}
+    errors: list[Exception] = []
+
+    async def run(i: int, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            results[i] = await call()
+        except Exception as exc:  # raised below, after the other call
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, first)
+        tg.start_soon(run, 1, second)
+    if errors:
+        raise errors[0]
+    return results[0], results[1]
 
 
 async def participants_of_existing_room(lk: LiveKit, room: str) -> list[Participant]:

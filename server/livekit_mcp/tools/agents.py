@@ -42,6 +42,7 @@ from livekit_mcp.tools._base import (
     SEND,
     agent_line,
     app_of,
+    both,
     livekit_of,
     matches,
     names_text,
@@ -65,8 +66,9 @@ async def find_agent(
     if room:
         rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
     else:
-        # Empty rooms hold no agent: skipping them saves a call per idle room on large deployments.
-        rooms = sorted(r.name for r in await lk.list_rooms() if r.num_participants)
+        # Every room is searched, the seemingly empty too: ListRooms' participant counts lag (livekit-server
+        # v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
+        rooms = sorted(r.name for r in await lk.list_rooms())
         per_room = await lk.gather(lk.list_participants, rooms)
     agents = [
         AgentInfo.of(name, p)
@@ -75,19 +77,20 @@ async def find_agent(
         if matches(p, agent_name, "")
     ]
     result = AgentList(agents=agents, rooms_searched=len(rooms))
-    where = f"room '{room}'" if room else f"{len(rooms)} room(s) with participants"
+    where = f"room '{room}'" if room else f"{len(rooms)} room(s)"
     named = f" named '{agent_name}'" if agent_name else ""
     return reply(result, "\n".join([f"{len(agents)} agent(s){named} in {where}.", *map(agent_line, agents)]))
 
 
 @tool("agents", READ)
 async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
-    """List a room's agent dispatches and their jobs."""
+    """List a room's agent dispatches, each with the agents of it in the room now, and their jobs."""
     lk = livekit_of(ctx)
-    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
-    dispatches = [DispatchInfo.of(d) for d in await lk.list_dispatches(room)]
-    lines = [f"{len(dispatches)} dispatch(es) in '{room}'."]
-    lines += [f"- {d.id} agent_name='{d.agent_name}' jobs={len(d.jobs or [])}" for d in dispatches]
+    # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
+    await lk.get_room(room)
+    found, participants = await both(lambda: lk.list_dispatches(room), lambda: lk.list_participants(room))
+    dispatches = [DispatchInfo.of(d, participants) for d in found]
+    lines = [f"{len(dispatches)} dispatch(es) in '{room}'.", *(d.line for d in dispatches)]
     return reply(DispatchList(room=room, dispatches=dispatches), "\n".join(lines))
 
 
@@ -103,8 +106,8 @@ async def dispatch_agent(
     existed = bool(await lk.list_rooms([room]))
     dispatch = await lk.create_dispatch(room, agent_name, metadata)
     notes = [
-        "LiveKit accepts a dispatch even when no worker serves this agent name: "
-        "find_agent shows whether the agent actually joined."
+        "The agent joins within seconds if a worker serving this agent name is free: LiveKit accepts a "
+        "dispatch even when none is, and does not retry it later. find_agent shows whether it joined."
     ]
     if not existed:
         notes.append(f"Room '{room}' did not exist and was created.")
@@ -112,21 +115,21 @@ async def dispatch_agent(
     return reply(result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join(notes))
 
 
-async def _cancel_dispatch_plan(lk: LiveKit, room: str, dispatch_id: str) -> tuple[Plan, Dispatch]:
-    await lk.get_room(room)  # LiveKit only times out (~15 s) on a missing room
+async def _cancel_dispatch_plan(lk: LiveKit, room: str, dispatch_id: str) -> tuple[Plan, DispatchInfo]:
+    # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
+    participants = await participants_of_existing_room(lk, room)
     dispatch = next((d for d in await lk.list_dispatches(room) if d.id == dispatch_id), None)
     if dispatch is None:
         raise DispatchNotFound(room, dispatch_id)
-    running = [j for j in dispatch.jobs if j.status in ("JS_RUNNING", "JS_PENDING")]
-    question = (
-        f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; "
-        f"its {len(running)} running job(s) end and their agents leave."
-    )
-    targets = [dispatch_id, *(j.id for j in dispatch.jobs)]
+    info = DispatchInfo.of(dispatch, participants)
+    agents = info.agents_in_room or []
+    leaving = f"its agent(s) {', '.join(agents)} leave" if agents else "no agent of it is in the room"
+    question = f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; {leaving}."
+    targets = [dispatch_id, *agents]
     plan = Plan(
-        "cancel_dispatch", room, {"room": room, "dispatch_id": dispatch_id}, targets, question, {"AGENT": len(running)}
+        "cancel_dispatch", room, {"room": room, "dispatch_id": dispatch_id}, targets, question, {"AGENT": len(agents)}
     )
-    return plan, dispatch
+    return plan, info
 
 
 async def _ask_cancel_dispatch(ctx: Context, room: str, dispatch_id: str, confirm_token: str) -> Elicit[Consent] | str:
@@ -146,16 +149,20 @@ async def cancel_dispatch(
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Delete an agent dispatch; its running jobs end, so its agents leave the room."""
     lk = livekit_of(ctx)
-    plan, dispatch = await _cancel_dispatch_plan(lk, room, dispatch_id)
-    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch))
+    plan, info = await _cancel_dispatch_plan(lk, room, dispatch_id)
+    agents = info.agents_in_room or []
+    result = DispatchResult(room=room, dispatch=info)
     decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
     if not decision.proceed:
         return not_done(result, plan, decision)
-    deleted = await lk.delete_dispatch(room, dispatch_id)
-    return reply(
-        result.model_copy(update={"dispatch": DispatchInfo.of(deleted)}),
-        f"Cancelled dispatch {dispatch_id} of '{deleted.agent_name}' in '{room}'.",
+    await lk.delete_dispatch(room, dispatch_id)
+    # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
+    leaving = (
+        f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; find_agent shows it)."
+        if agents
+        else ""
     )
+    return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving}")
 
 
 async def _remove_agent_plan(
@@ -168,7 +175,8 @@ async def _remove_agent_plan(
         raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
     dispatches: list[Dispatch] = []
     if keep_out:
-        names = {p.agent_name for p in agents if p.agent_name}
+        # "" included: an automatically dispatched agent belongs to the room's default dispatch.
+        names = {p.agent_name for p in agents if p.agent_name is not None}
         identities = {p.identity for p in agents}
         dispatches = [
             d

@@ -134,6 +134,9 @@ async def update_participant(
             f"before {before.permission.model_dump() if before.permission else None}, "
             f"after {after.permission.model_dump() if after.permission else None}."
         )
+        if before.tracks and not permission.can_publish:
+            # livekit-server v1.13.5 unpublishes them at once; the participant must republish once allowed again.
+            text += f" Without can_publish, LiveKit unpublished their {len(before.tracks)} track(s)."
     result = UpdatedParticipant(
         participant=ParticipantDetail.of(room, after),
         changed=changed,
@@ -152,7 +155,8 @@ async def mute_track(
 ) -> Annotated[CallToolResult, MutedTrack]:
     """Mute (or unmute) a track a participant publishes."""
     lk = livekit_of(ctx)
-    # Checked first: for a missing room or participant LiveKit itself only answers after a ~15 s timeout.
+    # Checked first: for a missing room or participant LiveKit answers only after ~3 s (503 "no response from
+    # servers"), and an unknown track sid is a success with no track.
     target = await lk.get_participant(room, identity)
     if track_sid not in {t.sid for t in target.tracks}:
         published = ", ".join(t.sid for t in target.tracks) or "none"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
@@ -35,6 +33,7 @@ from livekit_mcp.tools._base import (
     READ,
     agent_line,
     app_of,
+    both,
     by_kind,
     counts_text,
     duration_text,
@@ -57,7 +56,7 @@ async def list_rooms(
     limit: Annotated[int, Field(ge=1, le=500)] = 50,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomList]:
-    """List the rooms on the LiveKit server with participant counts, sorted by name."""
+    """List the rooms on the LiveKit server with participant counts (LiveKit's, a few seconds behind), by name."""
     rooms = sorted(await livekit_of(ctx).list_rooms(names or ()), key=lambda r: r.name)
     page, next_cursor = page_of(rooms, lambda r: [r.name], limit, cursor)
     found = {r.name for r in rooms}
@@ -75,17 +74,13 @@ async def list_rooms(
 async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
     """Everything about one room in two round trips (shared by get_room and the room resource)."""
     info = await lk.get_room(room)
-    async with anyio.create_task_group() as tg:
-        results: dict[str, Any] = {}
-
-        async def fetch(key: str, call: Callable[[str], Any]) -> None:
-            results[key] = await call(room)
-
-        tg.start_soon(fetch, "participants", lk.list_participants)
-        tg.start_soon(fetch, "dispatches", lk.list_dispatches)
-    participants: list[Participant] = results["participants"]
+    participants, dispatches = await both(lambda: lk.list_participants(room), lambda: lk.list_dispatches(room))
+    # The counts from the participants themselves: ListRooms' lag a few seconds behind (livekit-server v1.13.5).
+    summary = RoomSummary.of(info).model_copy(
+        update={"participants": len(participants), "publishers": sum(p.is_publisher for p in participants)}
+    )
     return RoomDetail(
-        room=RoomSummary.of(info),
+        room=summary,
         running_for=duration_text(time.time() - info.creation_time) if info.creation_time else None,
         empty_timeout=info.empty_timeout,
         departure_timeout=info.departure_timeout,
@@ -93,7 +88,7 @@ async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
         participants_by_kind=by_kind(participants),
         publishers=[p.identity for p in participants if p.is_publisher],
         agents=[AgentInfo.of(room, p) for p in participants if p.is_agent],
-        dispatches=[DispatchInfo.of(d) for d in results["dispatches"]],
+        dispatches=[DispatchInfo.of(d, participants) for d in dispatches],
     )
 
 
@@ -105,7 +100,7 @@ async def get_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, Ro
         f"Room '{room}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
         f"{counts_text(detail.participants_by_kind)}; {len(detail.publishers)} publishing.",
         *map(agent_line, detail.agents),
-        *(f"- dispatch {d.id} agent_name='{d.agent_name}' jobs={len(d.jobs or [])}" for d in detail.dispatches),
+        *(d.line for d in detail.dispatches),
     ]
     return reply(detail, "\n".join(lines))
 
@@ -121,7 +116,7 @@ async def create_room(
     max_participants: Annotated[int | None, Field(ge=0, le=2**32 - 1)] = None,
     metadata: Metadata = "",
 ) -> Annotated[CallToolResult, CreatedRoom]:
-    """Create a room, or return it if it exists (LiveKit applies the non-zero settings given to it)."""
+    """Create a room; if it exists, return it unchanged (LiveKit does not apply settings to an existing room)."""
     lk = livekit_of(ctx)
     existed = bool(await lk.list_rooms([room]))
     made = await lk.create_room(
@@ -131,16 +126,40 @@ async def create_room(
         max_participants=max_participants or 0,
         metadata=metadata,
     )
+    # CreateRoom is get-or-create: livekit-server v1.13.5 returns a live room as it is and ignores the
+    # settings of the request, so the report compares what was asked with what the room has.
+    asked = {
+        "empty_timeout": (empty_timeout, made.empty_timeout),
+        "departure_timeout": (departure_timeout, made.departure_timeout),
+        "max_participants": (max_participants, made.max_participants),
+        "metadata": (metadata or None, made.metadata),
+    }
+    not_applied = {k: wanted for k, (wanted, actual) in asked.items() if wanted is not None and wanted != actual}
     result = CreatedRoom(
         room=RoomSummary.of(made),
         created=not existed,
         empty_timeout=made.empty_timeout,
         departure_timeout=made.departure_timeout,
         max_participants=made.max_participants or None,
+        not_applied=not_applied or None,
+    )
+    actual = (
+        f"empty timeout {made.empty_timeout} s, departure timeout {made.departure_timeout} s, "
+        f"max participants {made.max_participants or 'unlimited'}, metadata {len(made.metadata.encode())} bytes"
     )
     if existed:
-        return reply(result, f"Room '{room}' already existed ({made.sid}); the settings given were applied to it.")
-    return reply(result, f"Created room '{room}' ({made.sid}), empty timeout {made.empty_timeout} s.")
+        text = f"Room '{room}' already existed ({made.sid}) and was left unchanged: {actual}."
+        if not_applied:
+            text += (
+                f" Not applied (LiveKit ignores settings for an existing room): {', '.join(not_applied)}. "
+                "update_room_metadata changes the metadata; the other settings only apply to a new room "
+                "(delete_room, then create_room)."
+            )
+        return reply(result, text)
+    text = f"Created room '{room}' ({made.sid}): {actual}."
+    if not_applied:
+        text += f" LiveKit did not apply: {', '.join(not_applied)}."
+    return reply(result, text)
 
 
 @tool("rooms", CHANGE)
