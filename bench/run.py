@@ -26,6 +26,7 @@ from google.protobuf.json_format import MessageToDict
 from livekit import api
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
+from tests.real_livekit import LiveKitServer
 
 from bench._procs import (
     BARE,
@@ -43,6 +44,7 @@ from bench._procs import (
     stdio,
 )
 from bench._table import Row, percentile, table
+from bench.real import crowd, real_server
 from livekit_mcp.sandbox import SandboxAdmin
 
 ROOM = "bench-10"
@@ -61,11 +63,25 @@ class Sizes:
     concurrency: int = 16  # LIVEKIT_MCP_CONCURRENCY given to the server
     crowd: int = 5000
     crowd_calls: int = 10
+    # The real server's people join over WebRTC: ~0.1 s each here, and each join tells everyone in the room.
+    real_rooms: int = 50  # figure 3 on the real server: rooms with an agent each
+    real_crowd: int = 200  # figure 4 on the real server: ~30 s of joins here
     clients: int = 32
     load_seconds: float = 5.0
 
 
-QUICK = Sizes(runs=2, calls=20, cold_starts=2, rooms=20, crowd=200, crowd_calls=3, clients=4, load_seconds=1.0)
+QUICK = Sizes(
+    runs=2,
+    calls=20,
+    cold_starts=2,
+    rooms=20,
+    crowd=200,
+    crowd_calls=3,
+    real_rooms=5,
+    real_crowd=10,
+    clients=4,
+    load_seconds=1.0,
+)
 
 
 @dataclass(frozen=True)
@@ -141,12 +157,19 @@ async def _ten_people(admin: SandboxAdmin) -> None:
 async def overhead(b: Bench, transport: str) -> list[Row]:
     """A: list_participants through MCP; B: the same LiveKit call direct; C: a trivial tool on a bare server."""
     await _ten_people(b.admin)
+    return await _overhead(b.sizes, b.env, lambda: b.direct_list(ROOM), transport, transport)
+
+
+async def _overhead(
+    s: Sizes, env: dict[str, str], direct: Callable[[], Awaitable[object]], transport: str, label: str
+) -> list[Row]:
+    """Figure 1 on whichever LiveKit `env` names, ROOM populated; rows labelled `label: ...`."""
     async with AsyncExitStack() as stack:
-        ours = await _open(stack, transport, LIVEKIT_MCP, b.env)
-        bare = await _open(stack, transport, BARE, b.env)
+        ours = await _open(stack, transport, LIVEKIT_MCP, env)
+        bare = await _open(stack, transport, BARE, env)
         calls: dict[str, Callable[[], Awaitable[object]]] = {
             "A": lambda: ok(ours, "list_participants", room=ROOM),
-            "B": lambda: b.direct_list(ROOM),
+            "B": direct,
             "C": lambda: ok(bare, "ping", text="x"),
         }
         for call in calls.values():  # warm-up: connections, caches, first imports
@@ -154,9 +177,9 @@ async def overhead(b: Bench, transport: str) -> list[Row]:
                 await call()
         p50: dict[str, list[float]] = {k: [] for k in calls}
         p99: dict[str, list[float]] = {k: [] for k in calls}
-        for _ in range(b.sizes.runs):
+        for _ in range(s.runs):
             samples: dict[str, list[float]] = {k: [] for k in calls}
-            for _ in range(b.sizes.calls):  # interleaved, so that drift on the machine hits all three alike
+            for _ in range(s.calls):  # interleaved, so that drift on the machine hits all three alike
                 for key, call in calls.items():
                     samples[key].append(await _timed(call))
             for key, values in samples.items():
@@ -164,16 +187,14 @@ async def overhead(b: Bench, transport: str) -> list[Row]:
                 p99[key].append(percentile(values, 99))
     what = {"A": "A list_participants via MCP", "B": "B same call, livekit-api", "C": "C trivial tool, bare SDK"}
     rows = [
-        Row("1", f"{transport}: {what[k]}, {q}", "ms", runs[k])
-        for k in calls
-        for q, runs in (("p50", p50), ("p99", p99))
+        Row("1", f"{label}: {what[k]}, {q}", "ms", runs[k]) for k in calls for q, runs in (("p50", p50), ("p99", p99))
     ]
     ratio = [(a - b_) / c for a, b_, c in zip(p50["A"], p50["B"], p50["C"], strict=True)]
     ratio99 = [(a - b_) / c for a, b_, c in zip(p99["A"], p99["B"], p99["C"], strict=True)]
     return [
         *rows,
-        Row("1", f"{transport}: (A − B) / C, p50", "x", ratio, limit=1.25),
-        Row("1", f"{transport}: (A − B) / C, p99", "x", ratio99),
+        Row("1", f"{label}: (A − B) / C, p50", "x", ratio, limit=1.25),
+        Row("1", f"{label}: (A − B) / C, p99", "x", ratio99),
     ]
 
 
@@ -274,25 +295,32 @@ async def fan_out(b: Bench) -> list[Row]:
 
 async def large_room(b: Bench) -> list[Row]:
     """list_participants(limit=50) on a crowded room against the direct call (which returns everyone)."""
-    s = b.sizes
     await b.admin.reset(seed=False)
-    await b.admin.populate(room=CROWD, participants=s.crowd)
+    await b.admin.populate(room=CROWD, participants=b.sizes.crowd)
+    return await _large_room(b.sizes, b.env, lambda: b.direct_list(CROWD), b.sizes.crowd, "")
+
+
+async def _large_room(
+    s: Sizes, env: dict[str, str], direct: Callable[[], Awaitable[object]], people: int, label: str
+) -> list[Row]:
+    """Figure 4 on whichever LiveKit `env` names, CROWD populated with `people`."""
     ours: list[float] = []
-    direct: list[float] = []
+    straight: list[float] = []
     async with AsyncExitStack() as stack:
-        client = await _open(stack, "stdio", LIVEKIT_MCP, b.env)
+        client = await _open(stack, "stdio", LIVEKIT_MCP, env)
         tool: Callable[[], Awaitable[object]] = lambda: ok(client, "list_participants", room=CROWD, limit=50)  # noqa: E731
         await tool()
-        await b.direct_list(CROWD)
+        await direct()
         for _ in range(s.runs):
             a = [await _timed(tool) for _ in range(s.crowd_calls)]
-            d = [await _timed(lambda: b.direct_list(CROWD)) for _ in range(s.crowd_calls)]
+            d = [await _timed(direct) for _ in range(s.crowd_calls)]
             ours.append(statistics.median(a))
-            direct.append(statistics.median(d))
+            straight.append(statistics.median(d))
+    ratio = [o / d for o, d in zip(ours, straight, strict=True)]
     return [
-        Row("4", f"list_participants(limit=50), {s.crowd:,} people, via MCP", "ms", ours),
-        Row("4", f"ListParticipants, {s.crowd:,} people, livekit-api", "ms", direct),
-        Row("4", "large room ratio, ours / direct", "x", [o / d for o, d in zip(ours, direct, strict=True)], limit=1.5),
+        Row("4", f"{label}list_participants(limit=50), {people:,} people, via MCP", "ms", ours),
+        Row("4", f"{label}ListParticipants, {people:,} people, livekit-api", "ms", straight),
+        Row("4", f"{label}large room ratio, ours / direct", "x", ratio, limit=1.5),
     ]
 
 
@@ -401,6 +429,127 @@ async def http_load(b: Bench) -> list[Row]:
     return [*rows, Row("6", "calls/s ratio, ours / bare SDK trivial tool", "x", ratio)]
 
 
+# --- 1, 3 and 4 on a real livekit-server ------------------------------------------------------------
+#
+# Nothing is injected: every figure is the real server's own time on loopback (Go, Redis, no media flowing)
+# with its floor measured beside it in the same run. The people are WebRTC participants (bench/real.py).
+
+
+@dataclass(frozen=True)
+class Real:
+    sizes: Sizes
+    server: LiveKitServer
+    lk: api.LiveKitAPI
+
+    @property
+    def env(self) -> dict[str, str]:
+        return server_env(self.server.url, self.sizes.concurrency)
+
+    async def direct_list(self, room: str) -> api.ListParticipantsResponse:
+        return await self.lk.room.list_participants(api.ListParticipantsRequest(room=room))
+
+
+async def real_overhead(r: Real) -> list[Row]:
+    """Figure 1 on the real server: ROOM as in the sandbox's (the host without a camera), over both transports."""
+    async with crowd(r.server, r.lk) as people:
+        await asyncio.gather(
+            *(people.join(ROOM, f"guest-{n}", mic=True) for n in range(7)),
+            people.join(ROOM, "host", mic=True),
+            people.join(ROOM, "sip_+15550100001", kind="sip", attributes={"sip.phoneNumber": "+15550100001"}, mic=True),
+            people.agent(ROOM, "agent-support", "support-agent"),
+        )
+        rows = []
+        for transport in ("stdio", "http"):
+            rows += await _overhead(r.sizes, r.env, lambda: r.direct_list(ROOM), transport, f"real {transport}")
+        return rows
+
+
+async def _direct_find_agents(r: Real) -> int:
+    """The floor of find_agent: ListRooms, then every room's ListParticipants, as many in flight as ours."""
+    limit = asyncio.Semaphore(r.sizes.concurrency)
+
+    async def agents(room: str) -> int:
+        async with limit:
+            people = (await r.direct_list(room)).participants
+        return sum(p.kind == api.ParticipantInfo.Kind.AGENT for p in people)
+
+    rooms = (await r.lk.room.list_rooms(api.ListRoomsRequest())).rooms
+    return sum(await asyncio.gather(*(agents(room.name) for room in rooms)))
+
+
+async def _counted(r: Real, rooms: int) -> None:
+    """Until ListRooms counts someone in every room: the real server updates its counts every few seconds."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = (await r.lk.room.list_rooms(api.ListRoomsRequest())).rooms
+        if sum(room.num_participants > 0 for room in listed) >= rooms:
+            return
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"ListRooms did not count the participants of {rooms} rooms within 30 s")
+
+
+async def real_fan_out(r: Real) -> list[Row]:
+    """find_agent over `real_rooms` rooms (a caller and an agent each) against the same calls with livekit-api."""
+    s = r.sizes
+    ours: list[float] = []
+    direct: list[float] = []
+    async with crowd(r.server, r.lk) as people, AsyncExitStack() as stack:
+        rooms = [f"fan-{n:03d}" for n in range(s.real_rooms)]
+        # A caller in each room too: LiveKit's room counts leave agents out, and find_agent skips rooms counted empty.
+        await asyncio.gather(
+            *(people.join(room, "caller") for room in rooms),
+            *(people.agent(room, "agent", "support-agent") for room in rooms),
+        )
+        await _counted(r, s.real_rooms)
+        client = await _open(stack, "stdio", LIVEKIT_MCP, r.env)
+        await ok(client, "find_agent")  # warm-up
+        await _direct_find_agents(r)
+        for _ in range(s.runs):  # alternating, one of each per run
+            start = time.perf_counter()
+            result = await ok(client, "find_agent")
+            ours.append(_ms(start))
+            start = time.perf_counter()
+            found = await _direct_find_agents(r)
+            direct.append(_ms(start))
+            mine = len((result.structured_content or {}).get("agents", []))
+            if not mine == found == s.real_rooms:
+                raise RuntimeError(f"find_agent found {mine}, the direct calls {found}, in {s.real_rooms} rooms")
+    return [
+        Row("3", f"real: find_agent over {s.real_rooms} rooms", "ms", ours),
+        Row(
+            "3",
+            f"real: ListRooms + {s.real_rooms} ListParticipants, livekit-api, {s.concurrency} in flight",
+            "ms",
+            direct,
+        ),
+        Row("3", "real: fan-out ratio, ours / direct", "x", [o / d for o, d in zip(ours, direct, strict=True)]),
+    ]
+
+
+async def real_large_room(r: Real) -> list[Row]:
+    """Figure 4 on the real server, with `real_crowd` WebRTC participants in CROWD."""
+    async with crowd(r.server, r.lk) as people:
+        await asyncio.gather(*(people.join(CROWD, f"person-{n:04d}") for n in range(r.sizes.real_crowd)))
+        return await _large_room(r.sizes, r.env, lambda: r.direct_list(CROWD), r.sizes.real_crowd, "real: ")
+
+
+async def run_real(sizes: Sizes) -> list[Row]:
+    """Figures 1, 3 and 4 on a real livekit-server, or none if it cannot run here (said on stderr)."""
+    with real_server() as server:
+        if server is None:
+            return []
+        async with api.LiveKitAPI(server.url, KEY, SECRET) as lk:
+            r = Real(sizes, server, lk)
+            _say(f"real livekit-server {server.version}, 1: overhead over stdio and http")
+            rows = await real_overhead(r)
+            _say(f"real livekit-server, 3: fan-out over {sizes.real_rooms} rooms")
+            rows += await real_fan_out(r)
+            _say(f"real livekit-server, 4: large room of {sizes.real_crowd}")
+            rows += await real_large_room(r)
+            server.check_alive()
+            return rows
+
+
 # --- the run ------------------------------------------------------------------------------------------
 
 
@@ -414,7 +563,15 @@ def machine() -> str:
     )
 
 
-async def run(sizes: Sizes) -> list[Row]:
+async def run(sizes: Sizes, real: bool = True) -> list[Row]:
+    """Every figure on the sandbox, then 1, 3 and 4 on a real server; in the table, by figure."""
+    rows = await run_sandbox(sizes)
+    if real:
+        rows += await run_real(sizes)
+    return sorted(rows, key=lambda row: row.key)  # stable: each figure's rows keep their order
+
+
+async def run_sandbox(sizes: Sizes) -> list[Row]:
     with sandbox() as (url, pid):
         async with SandboxAdmin(url, KEY, SECRET) as admin:
             lk = api.LiveKitAPI(url, KEY, SECRET)
@@ -440,20 +597,21 @@ async def run(sizes: Sizes) -> list[Row]:
                 await lk.aclose()
 
 
-def _arguments(argv: Sequence[str] | None) -> Sizes:
+def _arguments(argv: Sequence[str] | None) -> tuple[Sizes, bool]:
     parser = argparse.ArgumentParser(prog="python -m bench", description="livekit-mcp against its floor, as ratios")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of under a minute")
+    parser.add_argument("--no-real", action="store_true", help="the sandbox only: no real livekit-server rows")
     for field in fields(Sizes):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), metavar="N")
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(Sizes) if getattr(args, f.name) is not None}
-    return replace(QUICK if args.quick else Sizes(), **given)
+    return replace(QUICK if args.quick else Sizes(), **given), not args.no_real
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sizes = _arguments(argv)
+    sizes, real = _arguments(argv)
     started = time.perf_counter()
-    rows = asyncio.run(run(sizes))
+    rows = asyncio.run(run(sizes, real))
     print(f"Machine: {machine()}")
     print(f"Sizes: {', '.join(f'{f.name}={getattr(sizes, f.name)}' for f in fields(Sizes))}")
     print()

@@ -1,5 +1,6 @@
 """The real counterparts the tests run against: a real `livekit-server` with its Redis, real participants
-joining over loopback WebRTC (the `livekit` real-time SDK) and real agent workers (`livekit-agents`).
+joining over loopback WebRTC (the `livekit` real-time SDK) and real agent workers (`livekit-agents`:
+the demo's agent, `livekit_mcp.demo_agent`).
 
 `scripts/livekit-server` builds the server; `LIVEKIT_SERVER_BIN` names it (scripts/check sets it). With
 `LIVEKIT_MCP_TEST_REAL=required` (scripts/check, CI) a missing binary or Redis fails the run; otherwise
@@ -159,11 +160,18 @@ class LiveKitServer:
         with log.open("wb") as out:
             self._processes.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT))
 
-    def check_alive(self) -> None:
-        """Fails with the server's last log lines if it died during the run."""
+    def died(self) -> str | None:
+        """Which process of the server died during the run, if one did."""
         for process in self._processes:
             if process.poll() is not None:
-                raise AssertionError(f"{process.args!r} died (status {process.returncode}); its log:\n{tail(self.log)}")
+                name = Path(str(process.args[0] if isinstance(process.args, list) else process.args)).name
+                return f"{name} (livekit-server port {self.port}) died with status {process.returncode}"
+        return None
+
+    def check_alive(self) -> None:
+        """Fails with the server's last log lines if it died during the run."""
+        if death := self.died():
+            raise AssertionError(f"{death}; its log:\n{tail(self.log)}")
 
     def stop(self) -> None:
         for process in reversed(self._processes):
@@ -180,8 +188,9 @@ class LiveKitServer:
         attributes: dict[str, str] | None = None,
         agent: bool = False,
         can_publish: bool = True,
+        hidden: bool = False,
     ) -> str:
-        grants = api.VideoGrants(room_join=True, room=room, can_publish=can_publish, agent=agent)
+        grants = api.VideoGrants(room_join=True, room=room, can_publish=can_publish, agent=agent, hidden=hidden)
         token = api.AccessToken(self.api_key, self.api_secret).with_identity(identity).with_grants(grants)
         if kind:
             token = token.with_kind(kind)  # type: ignore[arg-type]
@@ -196,12 +205,18 @@ class LiveKitServer:
 
 @contextlib.contextmanager
 def running_server(logs: Path) -> Iterator[LiveKitServer]:
-    server = LiveKitServer(server_binary(), logs)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server.stop()
-        pytest.fail(str(exc), pytrace=False)
+    binary = server_binary()
+    for attempt in range(3):
+        server = LiveKitServer(binary, logs)
+        try:
+            server.start()
+            break
+        except RuntimeError as exc:
+            server.stop()
+            # A free port found by binding and releasing it can be taken by another process before the server
+            # binds it: new ports, up to three times. Anything else fails the run at once.
+            if "address already in use" not in str(exc) or attempt == 2:
+                pytest.fail(str(exc), pytrace=False)
     try:
         yield server
     finally:
@@ -267,6 +282,7 @@ class People:
         agent: bool = False,
         audio: bool = False,
         can_publish: bool = True,
+        hidden: bool = False,
     ) -> Joined:
         """Joins `identity` to `room` (created by joining if needed); with `audio`, publishes a microphone tone."""
         token = self._server.token(
@@ -278,6 +294,7 @@ class People:
             attributes=attributes,
             agent=agent,
             can_publish=can_publish,
+            hidden=hidden,
         )
         joined = Joined(identity, rtc.Room())
         joined.room.on("data_received", joined.data.append)
@@ -327,7 +344,7 @@ async def people(server: LiveKitServer) -> AsyncIterator[People]:
 
 @dataclass
 class AgentWorker:
-    """A `livekit-agents` worker process (tests/agent_worker.py) registered with the server."""
+    """A `livekit-agents` worker process (livekit_mcp.demo_agent) registered with the server."""
 
     agent_name: str
     process: subprocess.Popen[bytes]
@@ -345,10 +362,10 @@ def start_agent_worker(server: LiveKitServer, agent_name: str, logs: Path) -> Ag
         "LIVEKIT_API_KEY": server.api_key,
         "LIVEKIT_API_SECRET": server.api_secret,
     }
-    script = Path(__file__).with_name("agent_worker.py")
+    # The demo's agent is the agent users see in the tour; the tests run the same one.
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, str(script), agent_name], stdout=out, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "livekit_mcp.demo_agent", agent_name], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     worker = AgentWorker(agent_name, process, log)
     deadline = time.monotonic() + START_SECONDS

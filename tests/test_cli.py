@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from mcp import Client
 from mcp.client.stdio import get_default_environment
 
 from tests.conftest import SECRET, LiveKitTarget, free_port, no_secret, run_cli, spawn, stdio, stop
+from tests.real_livekit import LiveKitServer
 
 
 def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2() -> None:
@@ -118,3 +121,77 @@ async def test_dev_flag_uses_the_lk_dev_defaults_like_a_local_livekit_server(tmp
         assert rooms.structured_content["total"] > 0
     finally:
         stop(process)
+
+
+# -- `demo --dev` / `demo --env`: the tour on a real livekit-server --------------------------------------
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (the demo's agent worker carries its unique name)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+    return found
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(180)
+async def test_demo_on_a_real_livekit_server_tours_it_and_leaves_nothing_behind(real_livekit: LiveKitServer) -> None:
+    # `demo --dev` is this with http://localhost:7880 and devkey/secret; the fixture's server is on a free port.
+    env = get_default_environment() | {
+        "LIVEKIT_URL": real_livekit.url,
+        "LIVEKIT_API_KEY": real_livekit.api_key,
+        "LIVEKIT_API_SECRET": real_livekit.api_secret,
+    }
+    done = run_cli("demo", "--env", env=env, timeout=150)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    suffix = re.search(r"support-call-([0-9a-f]{6})", done.stdout)
+    assert suffix, done.stdout
+    support, town_hall, standup = (f"{room}-{suffix[1]}" for room in ("support-call", "town-hall", "standup"))
+    out = done.stdout
+    assert 'sip_+15550100001 "Caller" SIP ACTIVE' in out  # the caller, joined over WebRTC with the SIP kind
+    assert f"1 agent(s) in room '{support}'" in out  # found by the real worker's kind AGENT
+    assert f"agent=demo-agent-{suffix[1]} state=listening" in out
+    assert "[the server asks the user] This removes agent(s)" in out
+    assert re.search(rf"Removed 1 agent\(s\) from '{support}': deleted dispatch AD_\w+", out)
+    assert f"Deleted room '{town_hall}'; disconnected 3 STANDARD" in out
+    assert "confirm_token=" in out
+    assert f"Deleted room '{standup}'; disconnected 1 STANDARD" in out
+    no_secret(out, done.stderr)
+    assert real_livekit.api_secret not in out + done.stderr
+    # Nothing is left: no room of the demo's (the support call went at the end, with its people), no worker.
+    async with api.LiveKitAPI(real_livekit.url, real_livekit.api_key, real_livekit.api_secret) as lk:
+        rooms = (await lk.room.list_rooms(api.ListRoomsRequest())).rooms
+    assert not [r.name for r in rooms if r.name.endswith(suffix[1])]
+    assert not _processes_mentioning(f"demo-agent-{suffix[1]}")
+    real_livekit.check_alive()
+
+
+def test_demo_dev_without_a_livekit_server_says_so_in_one_line() -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 7880)) == 0:
+            pytest.skip("port 7880 is taken on this machine")
+    done = run_cli("demo", "--dev", timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "livekit-mcp demo: no LiveKit server answers at http://localhost:7880; start one with `livekit-server --dev`"
+    ]
+
+
+def test_demo_dev_without_the_demo_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    # The extra's modules made unfindable, as in an install without `livekit-mcp[demo]`.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Missing:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in ('livekit.rtc', 'livekit.agents'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Missing())\n"
+    )
+    done = run_cli("demo", "--dev", env=get_default_environment() | {"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "livekit-mcp: demo --dev needs the LiveKit real-time SDK and livekit-agents: pip install 'livekit-mcp[demo]'"
+    ]

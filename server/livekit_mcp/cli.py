@@ -59,7 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=7880)
     sandbox.add_argument("--empty", action="store_true", help="start without the demo rooms")
 
-    commands.add_parser("demo", help="a guided tour: the server on the sandbox, driven by a real MCP client")
+    demo = commands.add_parser("demo", help="a guided tour: the server on the sandbox, driven by a real MCP client")
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dev",
+        action="store_const",
+        const="dev",
+        dest="credentials",
+        help="tour a local `livekit-server --dev` (http://localhost:7880, devkey/secret) instead of the sandbox; "
+        "needs livekit-mcp[demo]",
+    )
+    where.add_argument(
+        "--env",
+        action="store_const",
+        const="env",
+        dest="credentials",
+        help="tour the LiveKit of LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET (only rooms it creates are changed)",
+    )
 
     check = commands.add_parser("check", help="check that LiveKit answers and accepts the key and secret")
     _add_livekit_flags(check, sandbox=False)
@@ -139,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "demo":
         from livekit_mcp.demo import run_demo
 
-        run_demo()
+        run_demo(args.credentials or "sandbox")
     elif args.command == "check":
         from livekit_mcp.check import run_check
 

@@ -1,0 +1,112 @@
+"""The real `livekit-server` of a bench run, and its participants.
+
+The server is started exactly as the tests start it (tests/real_livekit.py: `livekit-server --dev` with its
+own Redis on free loopback ports); the binary is the one `scripts/livekit-server` builds (or
+LIVEKIT_SERVER_BIN). A real server has no admin API, so the people of figures 1, 3 and 4 join over WebRTC
+with the `livekit` real-time SDK, as an application's users would: no subscriptions and no media flowing,
+which keeps each connection cheap while the server counts it as a participant like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from livekit import api, rtc
+from tests.real_livekit import LiveKitServer
+
+from bench._procs import KEY, SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+JOINS_AT_ONCE = 10  # WebRTC joins in flight: more only makes the server (and two cores) thrash
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def binary() -> Path | None:
+    """LIVEKIT_SERVER_BIN, or the one scripts/livekit-server builds (cached after the first time); None if neither."""
+    named = os.environ.get("LIVEKIT_SERVER_BIN")
+    if named:
+        return Path(named) if os.access(named, os.X_OK) else None
+    env = os.environ | {"LIVEKIT_MCP_SKIP_LK": "1"}  # the bench needs no `lk`
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "livekit-server")], env=env, capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        _say(built.stderr.strip().splitlines()[-1] if built.stderr.strip() else "scripts/livekit-server failed")
+        return None
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def real_server() -> Iterator[LiveKitServer | None]:
+    """A running real server with the bench's key and secret, or None (said why on stderr) if none can run."""
+    path = binary()
+    if path is None or shutil.which("redis-server") is None:
+        _say("real livekit-server: not available (no binary or no redis-server); its rows are left out")
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-livekit-") as logs:  # its config holds the secret: 0700
+        server = LiveKitServer(path, Path(logs), api_key=KEY, api_secret=SECRET)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+class Crowd:
+    """Participants of a real server, joined over WebRTC; `leave` disconnects them and deletes their rooms."""
+
+    def __init__(self, server: LiveKitServer, lk: api.LiveKitAPI) -> None:
+        self._server = server
+        self._lk = lk
+        self._joined: list[rtc.Room] = []
+        self._rooms: set[str] = set()
+        self._limit = asyncio.Semaphore(JOINS_AT_ONCE)
+
+    async def join(
+        self, room: str, identity: str, *, kind: str = "", attributes: dict[str, str] | None = None, mic: bool = False
+    ) -> None:
+        async with self._limit:
+            self._rooms.add(room)
+            token = self._server.token(room, identity, kind=kind, name=identity.title(), attributes=attributes)
+            joined = rtc.Room()
+            await asyncio.wait_for(
+                joined.connect(self._server.ws_url, token, rtc.RoomOptions(auto_subscribe=False)), 30
+            )
+            self._joined.append(joined)
+            if mic:  # published, with no audio flowing: the server lists it as a track all the same
+                track = rtc.LocalAudioTrack.create_audio_track("microphone", rtc.AudioSource(48000, 1))
+                options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+                await asyncio.wait_for(joined.local_participant.publish_track(track, options), 30)
+
+    async def agent(self, room: str, identity: str, agent_name: str) -> None:
+        """A participant of kind AGENT, as a `livekit-agents` job joins (its token has the agent kind)."""
+        attributes = {"lk.agent_name": agent_name, "lk.agent.state": "listening"}
+        await self.join(room, identity, kind="agent", attributes=attributes)
+
+    async def leave(self) -> None:
+        await asyncio.gather(*(asyncio.wait_for(r.disconnect(), 10) for r in self._joined), return_exceptions=True)
+        for room in self._rooms:
+            await self._lk.room.delete_room(api.DeleteRoomRequest(room=room))
+        self._joined.clear()
+        self._rooms.clear()
+
+
+@asynccontextmanager
+async def crowd(server: LiveKitServer, lk: api.LiveKitAPI) -> AsyncIterator[Crowd]:
+    people = Crowd(server, lk)
+    try:
+        yield people
+    finally:
+        await people.leave()

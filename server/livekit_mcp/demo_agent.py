@@ -1,0 +1,36 @@
+"""The demo's voice agent: `python -m livekit_mcp.demo_agent AGENT_NAME` (a real `livekit-agents` worker).
+
+`livekit-mcp demo --dev` runs it as a subprocess (livekit-agents owns its event loop and signal handlers, so it
+does not share the demo's). Registered under AGENT_NAME for explicit dispatch, it joins each room it is sent
+to and sets the state a voice agent would (`lk.agent.state`); no model, no plugin, nothing downloaded.
+LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET say where the server is. It prints one line on stdout,
+`registered worker ID`, once the server can send it jobs; its logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from livekit.agents import AgentServer, JobContext, JobExecutorType
+
+
+def main(agent_name: str) -> None:
+    # Threads, not processes: a job costs milliseconds, and a laptop running the demo needs no process pool.
+    # The load is reported as zero: livekit-server offers a job only to a worker whose load is below 1 and never
+    # retries a dispatch it could not place ("no servers available"), so a busy machine would lose the agent.
+    server = AgentServer(job_executor_type=JobExecutorType.THREAD, port=0, num_idle_processes=0, load_fnc=lambda: 0.0)
+
+    @server.rtc_session(agent_name=agent_name)
+    async def entrypoint(ctx: JobContext) -> None:
+        await ctx.connect()
+        await ctx.room.local_participant.set_attributes({"lk.agent.state": "listening"})
+
+    server.on("worker_registered", lambda worker_id, _info: print(f"registered worker {worker_id}", flush=True))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(server.run(devmode=True))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
