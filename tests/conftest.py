@@ -25,7 +25,17 @@ from mcp.types import CallToolResult, TextContent
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 
-from .real_livekit import AgentWorker, LiveKitServer, People, people, running_server, start_agent_worker, tail
+from .real_livekit import (
+    AgentWorker,
+    LiveKitServer,
+    People,
+    free_port,
+    people,
+    running_server,
+    start_agent_worker,
+    stop,
+    tail,
+)
 
 BIN = Path(sys.executable).parent
 LIVEKIT_MCP = str(BIN / "livekit-mcp")
@@ -55,12 +65,6 @@ class LiveKitTarget:
             "LIVEKIT_MCP_CONFIRM": "off",
             **extra,
         }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -160,15 +164,6 @@ def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> subproc
         process.kill()
         raise AssertionError(f"{exc}; its stderr:\n{log.read_text(errors='replace')}") from None
     return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,8 @@ def _pings(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stops a process politely, then for good."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -175,7 +176,7 @@ class LiveKitServer:
 
     def stop(self) -> None:
         for process in reversed(self._processes):
-            _stop(process)
+            stop(process)
 
     def token(
         self,
@@ -351,7 +352,7 @@ class AgentWorker:
     log: Path
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
 
 def start_agent_worker(server: LiveKitServer, agent_name: str, logs: Path) -> AgentWorker:

@@ -9,7 +9,8 @@ import pytest
 from mcp import Client
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
-from tests.conftest import SECRET, LiveKitTarget, Served, fails, free_port, no_secret, ok, text
+from tests.conftest import SECRET, LiveKitTarget, Served, fails, no_secret, ok, text
+from tests.real_livekit import free_port
 
 pytestmark = pytest.mark.anyio
 

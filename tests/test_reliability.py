@@ -18,7 +18,8 @@ from mcp import Client
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 from tests._proc import connections, until
-from tests.conftest import SECRET, LiveKitTarget, Served, fails, free_port, identities, no_secret, ok, text
+from tests.conftest import SECRET, LiveKitTarget, Served, fails, identities, no_secret, ok, text
+from tests.real_livekit import free_port
 
 pytestmark = pytest.mark.anyio
 

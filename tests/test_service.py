@@ -24,7 +24,8 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, fails, free_port, identities, no_secret, ok, run_cli, spawn
+from tests.conftest import LiveKitTarget, Served, fails, identities, no_secret, ok, run_cli, spawn
+from tests.real_livekit import free_port
 
 pytestmark = pytest.mark.anyio
 
