@@ -121,6 +121,15 @@ async def test_list_rooms_counts_participants_and_publishers(lk: api.LiveKitAPI,
     await counts_become(lk, room, participants=3, publishers=1)  # hidden participants are counted too
 
 
+async def test_list_rooms_does_not_count_agents(lk: api.LiveKitAPI, crowd: Crowd, room: str) -> None:
+    # livekit-server leaves "dependent" participants (agents, egress) out of num_participants. The agent is in
+    # the room before the speaker joins, so a backend that counted it would go from 1 to 2, never show 1 with
+    # the speaker's publication.
+    await crowd.dispatch_agent(room, "counted-agent")
+    await crowd.join(room, "speaker", audio=True)
+    await counts_become(lk, room, participants=1, publishers=1)
+
+
 # -- DeleteRoom --------------------------------------------------------------------------------------
 
 

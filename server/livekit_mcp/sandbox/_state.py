@@ -95,7 +95,10 @@ class Room:
 
     def count(self, p: ParticipantInfo, sign: int) -> None:
         """Keep num_participants / num_publishers right without rescanning a large room."""
-        self.info.num_participants += sign  # hidden participants too, as livekit-server counts them
+        # Hidden participants count, agents and egress do not: livekit-server 1.13.5 leaves its "dependent"
+        # participants out of num_participants (docs/livekit-behavior.md).
+        if p.kind not in (ParticipantInfo.Kind.AGENT, ParticipantInfo.Kind.EGRESS):
+            self.info.num_participants += sign
         if p.is_publisher:
             self.info.num_publishers += sign
 
