@@ -9,7 +9,7 @@ import pytest
 from livekit import api
 from livekit.protocol import room as proto_room
 
-from .conftest import Twirp, sandbox_only
+from .conftest import Twirp, big_body, sandbox_only
 from .support import Target, token, unique
 
 pytestmark = pytest.mark.anyio
@@ -129,11 +129,13 @@ async def test_errors_are_json_with_code_and_msg_whatever_the_request_type(twirp
     assert reply.json() == {"code": "not_found", "msg": "twirp error unknown: requested room does not exist"}
 
 
+@big_body
 async def test_a_body_over_10_mib_is_read_and_decoded_like_any_other(twirp: Twirp) -> None:
     reply = await twirp("RoomService/ListRooms", b"\x00" * (10 * 1024 * 1024 + 1), grants=LIST)
     assert (reply.status, reply.json()) == (400, {"code": "malformed", "msg": "the json request could not be decoded"})
 
 
+@big_body
 async def test_a_chunked_body_over_10_mib_is_read_and_decoded_like_any_other(
     target: Target, http: aiohttp.ClientSession
 ) -> None:
@@ -150,6 +152,7 @@ async def test_a_chunked_body_over_10_mib_is_read_and_decoded_like_any_other(
 
 
 @sandbox_only
+@big_body
 async def test_sandbox_a_body_over_its_64_mib_guard_gets_a_plain_text_413(twirp: Twirp) -> None:
     # livekit-server has no limit; the sandbox protects itself far above any real request.
     reply = await twirp("RoomService/ListRooms", b"\x00" * (64 * 1024 * 1024 + 1), grants=LIST)
