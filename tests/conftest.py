@@ -7,17 +7,19 @@ separate process, started the way a user's MCP host starts it, and is driven by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from livekit import api
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import get_default_environment
@@ -307,3 +309,18 @@ async def real_lkapi(real_target: LiveKitTarget) -> AsyncIterator[api.LiveKitAPI
     client = api.LiveKitAPI(real_target.url, real_target.api_key, real_target.api_secret)
     yield client
     await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def impostor_livekit(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """Something that is not LiveKit at a loopback URL, answering every request with `handler`; yields the URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

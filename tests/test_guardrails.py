@@ -186,7 +186,10 @@ async def test_remove_participant_asks_the_user_and_respects_the_answer(
     assert not result.is_error, text(result)
     assert result.structured_content is not None
     assert result.structured_content["outcome"] == outcome
-    assert asked == ["This disconnects STANDARD participant 'customer' (\"Dana\") from room 'support'. Go ahead?"]
+    (question,) = asked
+    assert question.startswith(
+        "This disconnects STANDARD participant 'customer' (\"Dana\") from room 'support'. Go ahead?"
+    )
     gone = "customer" not in await identities(lkapi, "support")
     assert gone is (answer == "accept")
     if answer != "accept":
@@ -282,9 +285,9 @@ async def test_a_token_from_one_replica_works_on_another_sharing_the_key(
     serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await support_room(admin)
-    first = serve_http(env=guarded(livekit, confirm_key="shared-key-of-the-replicas"))
-    second = serve_http(env=guarded(livekit, confirm_key="shared-key-of-the-replicas"))
-    stranger = serve_http(env=guarded(livekit, confirm_key="another-key"))
+    first = serve_http(env=guarded(livekit, confirm_key="shared-key-of-the-replicas-0123456789"))
+    second = serve_http(env=guarded(livekit, confirm_key="shared-key-of-the-replicas-0123456789"))
+    stranger = serve_http(env=guarded(livekit, confirm_key="another-key-of-another-server-0123456789"))
     async with Client(first.url) as a:
         token = (await ok(a, "delete_room", room="support"))["confirm_token"]
     async with Client(stranger.url) as c:
@@ -299,13 +302,17 @@ async def test_a_token_from_one_replica_works_on_another_sharing_the_key(
 def test_tokens_expire_and_name_the_reason() -> None:
     tokens = Tokens(b"k" * 32, ttl=120)
     plan = Plan("delete_room", "r", {"room": "r"}, ["RM_1"], "q")
-    token, expiry = tokens.issue(plan, now=1000.0)
+    token, expiry = tokens.issue(plan, "alice", now=1000.0)
     assert expiry == 1120
-    tokens.check(token, plan, now=1119.0)
+    tokens.check(token, plan, "alice", now=1119.0)
     with pytest.raises(InvalidInput, match="expired"):
-        tokens.check(token, plan, now=1121.0)
+        tokens.check(token, plan, "alice", now=1121.0)
     with pytest.raises(InvalidInput, match="not a token"):
-        tokens.check("v1.garbage", plan, now=1000.0)
+        tokens.check("v1.garbage", plan, "alice", now=1000.0)
+    with pytest.raises(InvalidInput, match="not a token"):
+        tokens.check(token.replace("v2.", "v2.\u0661"), plan, "alice", now=1000.0)  # a non-ASCII digit
+    with pytest.raises(InvalidInput, match="another principal"):
+        tokens.check(token, plan, "bob", now=1000.0)
 
 
 # --- Audit log ---------------------------------------------------------------------------------------
@@ -335,17 +342,22 @@ async def test_the_audit_log_has_one_line_per_attempt_in_every_outcome(
         await fails(bot, "delete_room", room="  ")  # refused by argument validation, before the tool runs
         await ok(bot, "update_room_metadata", room="support", metadata="m")
         await ok(bot, "list_participants", room="support")  # reads are not audited
-    lines = audit_lines(audit)
-    assert [(line["tool"], line["outcome"]) for line in lines] == [
-        ("remove_participant", "confirmation_required"),
+    written = audit_lines(audit)
+    assert [(line["tool"], line["outcome"]) for line in written] == [
+        ("remove_participant", "confirmation_required"),  # changed nothing: no attempted line
+        ("remove_participant", "attempted"),  # written ahead of the change
         ("remove_participant", "done"),
         ("remove_participant", "refused by policy"),
-        ("remove_participant", "failed"),
+        ("remove_participant", "failed"),  # the target was not found while planning: nothing attempted
+        ("update_participant", "attempted"),
         ("update_participant", "invalid"),
         ("delete_room", "invalid"),
+        ("update_room_metadata", "attempted"),
         ("update_room_metadata", "done"),
     ]
-    for line in lines:
+    assert written[1]["before"] == written[2]["before"]  # the attempted line says what is about to change
+    lines = [line for line in written if line["outcome"] != "attempted"]
+    for line in written:
         assert line["principal"] == "anonymous (HTTP)"
         assert line["on_behalf_of"] == "U024BE7LH (Slack)"
         assert line["time"].endswith("Z")

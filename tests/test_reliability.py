@@ -18,8 +18,7 @@ from mcp import Client
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 from tests._proc import connections, until
-from tests.conftest import SECRET, LiveKitTarget, Served, fails, identities, no_secret, ok, text
-from tests.real_livekit import free_port
+from tests.conftest import SECRET, LiveKitTarget, Served, fails, identities, impostor_livekit, no_secret, ok, text
 
 pytestmark = pytest.mark.anyio
 
@@ -297,14 +296,8 @@ async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Ca
         await response.write(b"\x0a" * 1024)
         return response
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", impostor)
-    runner = web.AppRunner(app, shutdown_timeout=0.2)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        server = serve_http(env=LiveKitTarget(f"http://127.0.0.1:{port}", "devkey", SECRET).env())
+    async with impostor_livekit(impostor) as url:
+        server = serve_http(env=LiveKitTarget(url, "devkey", SECRET).env())
         messages = {}
         async with Client(server.url) as client:
             for case, status, content_type, body in [
@@ -318,8 +311,6 @@ async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Ca
             ]:
                 answer[0] = (status, content_type, body)
                 messages[case] = await guarded(client, "list_rooms")
-    finally:
-        await runner.cleanup()
     for case in ("empty page", "web page"):
         assert "did not answer ListRooms as LiveKit does (HTTP 200, text/html instead of protobuf)" in messages[case]
     assert "(HTTP 200, application/json instead of protobuf)" in messages["json"]

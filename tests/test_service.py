@@ -130,7 +130,8 @@ async def test_a_write_token_does_everything_and_is_recorded_with_who_it_acts_fo
     async with client(server.url, READ_TOKEN) as c:
         await fails(c, "remove_participant", room="r", identity="bob")
     assert await identities(lkapi, "r") == {"bob"}
-    done, refused = (json.loads(line) for line in audit.read_text().splitlines())
+    attempted, done, refused = (json.loads(line) for line in audit.read_text().splitlines())
+    assert (attempted["principal"], attempted["outcome"]) == (WRITER, "attempted")
     assert (done["principal"], done["on_behalf_of"], done["outcome"]) == (WRITER, "U024BE7LH", "done")
     assert (refused["principal"], refused["outcome"]) == ("dashboard", "refused by policy")
     for token in (WRITE_TOKEN, READ_TOKEN):
@@ -274,7 +275,7 @@ async def test_stateless_replicas_serve_one_client_and_its_confirmation_between_
     serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "dana")
-    env = livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_KEY="one-key-for-all-replicas")
+    env = livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_KEY="one-key-for-all-replicas-0123456789")
     a, b = serve_http("--stateless", env=env), serve_http("--stateless", env=env)
     # No session: a request carries all it needs, so any replica can answer it.
     status, headers, _ = await post(a.url, INITIALIZE)

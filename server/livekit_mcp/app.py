@@ -25,7 +25,7 @@ from livekit_mcp.confirm import Guard, Tokens
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.policy import Policy
 from livekit_mcp.resources import register_resources
-from livekit_mcp.service import CallerMiddleware, Health, serve_http
+from livekit_mcp.service import CallerMiddleware, Health, OnBehalfOfCheck, failure_summary, serve_http
 from livekit_mcp.tools import AppContext, build_tools, invalid_arguments
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ class _Server(MCPServer[AppContext]):
     ) -> CallToolResult | InputRequiredResult:
         try:
             return await super().call_tool(name, arguments, context)
-        except UnexpectedToolError:
-            raise
+        except UnexpectedToolError as exc:
+            raise _reported(name, exc) from exc.__cause__
         except ToolError as exc:
             if not isinstance(exc.__cause__, ValidationError):
                 raise
@@ -84,6 +84,35 @@ class _Server(MCPServer[AppContext]):
                 app: AppContext = context.request_context.lifespan_context
                 record_invalid(context, app.audit, name, arguments, message)
             raise ToolError(message) from exc.__cause__
+
+
+def _reported(tool: str, crash: UnexpectedToolError) -> ToolError:
+    """A crash of a tool as one tool error the model can read, logged as one line (the traceback at DEBUG).
+
+    A group of failures (a fan-out) is reported by the failures of ours in it, by their own messages."""
+    cause = crash.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        ours, _ = cause.split(ToolError)
+        if ours is not None:
+            messages = list(dict.fromkeys(str(e) for e in _leaves(ours)))
+            return ToolError(
+                "; ".join(messages[:3]) + (f" (and {len(messages) - 3} more)" if len(messages) > 3 else "")
+            )
+    what = failure_summary(cause) if cause is not None else "unknown"
+    log.error("tool %s failed unexpectedly (%s)", tool, what)
+    log.debug("tool %s failure in detail", tool, exc_info=cause)
+    return ToolError(
+        f"{tool} failed inside this server ({what.split(' ')[0]}); nothing more is known to it. "
+        "If an argument was unusual, try a plain one; the server log has the detail."
+    )
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [
+        leaf
+        for inner in group.exceptions
+        for leaf in (_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
+    ]
 
 
 def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MCPServer[AppContext]:
@@ -173,10 +202,13 @@ def http_app(server: MCPServer[AppContext], settings: Settings) -> Starlette:
     """The ASGI app of the HTTP transports: MCP at /mcp (or /sse), plus /healthz."""
     security = transport_security(settings)
     if settings.transport == "sse":
-        return server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
-    return server.streamable_http_app(
-        streamable_http_path="/mcp", stateless_http=settings.stateless, transport_security=security
-    )
+        app = server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
+    else:
+        app = server.streamable_http_app(
+            streamable_http_path="/mcp", stateless_http=settings.stateless, transport_security=security
+        )
+    app.add_middleware(OnBehalfOfCheck)  # outermost of ours: before authentication and MCP read the header
+    return app
 
 
 def check_exposure(settings: Settings, authenticated: bool) -> None:

@@ -1,9 +1,12 @@
-"""The audit log: one JSON line per attempted change, written and flushed before the tool answers.
+"""The audit log: JSON lines of every change call, written ahead of the change and flushed.
 
 Every tool that can change something is wrapped by `audited` when it is registered: it refuses callers with a
-read-only token, and records every attempt. The log is checked for
-writability before the tool runs: if it cannot be written, nothing is changed (fail closed). Secrets never
-enter it: the confirm token is recorded only as given or not.
+read-only token, and records every call. Write-ahead: an `attempted` line is written and flushed (fsync) before
+the change is sent to LiveKit (by the wrapper for plain change tools, by the destructive flow once the action is
+confirmed, via `attempt`), then the outcome line after. If the attempted line cannot be written, nothing is sent
+(fail closed); a process killed mid-call leaves the attempted line without an outcome. A call that changes
+nothing (a preview asking for confirmation, a refusal) has only its outcome line. Secrets never enter it: the
+confirm token is recorded only as given or not.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class _Record:
     on_behalf_of: str | None
     started: float = field(default_factory=time.monotonic)
     before: dict[str, Any] | None = None
+    log: AuditLog | None = None
+    attempt_failed: bool = False
 
 
 _current: ContextVar[_Record | None] = ContextVar("audit_record", default=None)
@@ -61,6 +66,20 @@ def note(*, before: dict[str, Any]) -> None:
     record = _current.get()
     if record is not None:
         record.before = before
+
+
+def attempt() -> None:
+    """Write and flush the `attempted` line of the change under way; call it right before the change is sent.
+
+    Raises AuditUnavailable ("no change was made") if the line cannot be written: the caller must not go on.
+    """
+    record = _current.get()
+    if record is not None and record.log is not None:
+        try:
+            record.log.record(record, "attempted", ahead=True)
+        except AuditUnavailable:
+            record.attempt_failed = True
+            raise
 
 
 class AuditLog:
@@ -77,8 +96,8 @@ class AuditLog:
         except OSError as exc:
             raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__) from exc
 
-    def record(self, record: _Record, outcome: str, reason: str = "") -> None:
-        """Write the line of one attempt, leaving out what is empty."""
+    def record(self, record: _Record, outcome: str, reason: str = "", *, ahead: bool = False) -> None:
+        """Write a line of one call, leaving out what is empty (`ahead`: before the change, so none is made)."""
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "principal": record.principal,
@@ -90,9 +109,9 @@ class AuditLog:
             "reason": reason or None,
             "duration_ms": round((time.monotonic() - record.started) * 1000, 1),
         }
-        self.write({k: v for k, v in line.items() if v is not None})
+        self.write({k: v for k, v in line.items() if v is not None}, ahead=ahead)
 
-    def write(self, line: Mapping[str, Any]) -> None:
+    def write(self, line: Mapping[str, Any], *, ahead: bool = False) -> None:
         if self.path is None:
             return
         try:
@@ -102,7 +121,8 @@ class AuditLog:
                 os.fsync(f.fileno())
         except OSError as exc:
             log.error("audit line lost: %s", line)
-            raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__, after=str(line["outcome"])) from exc
+            reason = exc.strerror or type(exc).__name__
+            raise AuditUnavailable(self.path, reason, after=None if ahead else str(line["outcome"])) from exc
 
 
 def _shown(name: str, value: Any) -> Any:
@@ -121,10 +141,14 @@ def _outcome(result: CallToolResult) -> str:
 
 
 def audited(
-    fn: Callable[..., Awaitable[CallToolResult]], audit_log: Callable[[Context], AuditLog]
+    fn: Callable[..., Awaitable[CallToolResult]],
+    audit_log: Callable[[Context], AuditLog],
+    *,
+    write_ahead: bool = True,
 ) -> Callable[..., Awaitable[CallToolResult]]:
-    """`fn` (a change tool), refusing callers whose token is read-only and writing an audit line for every call;
-    `audit_log` finds the log from the context."""
+    """`fn` (a change tool), refusing callers whose token is read-only and writing audit lines for every call;
+    `audit_log` finds the log from the context. `write_ahead`: the attempted line before `fn` runs (a destructive
+    tool instead calls `attempt` itself, once its action is confirmed)."""
 
     @functools.wraps(fn)
     async def wrapper(**kwargs: Any) -> CallToolResult:
@@ -134,13 +158,19 @@ def audited(
         caller = caller_of(ctx.request_context.request, ctx.headers)
         arguments = {k: _shown(k, v) for k, v in kwargs.items() if k not in HIDDEN_ARGUMENTS}
         record = _Record(
-            fn.__name__, {k: v for k, v in arguments.items() if v is not None}, caller.principal, caller.on_behalf_of
+            fn.__name__,
+            {k: v for k, v in arguments.items() if v is not None},
+            caller.principal,
+            caller.on_behalf_of,
+            log=log_file,
         )
         outcome, reason = "failed", ""
         reset = _current.set(record)
         try:
             if not caller.can_write:
                 raise PolicyRefusal("role", f"'{caller.principal}' has a read-only token; {fn.__name__} changes things")
+            if write_ahead:
+                attempt()
             result = await fn(**kwargs)
             outcome = _outcome(result)
             return result
@@ -155,7 +185,8 @@ def audited(
             raise
         finally:
             _current.reset(reset)
-            log_file.record(record, outcome, reason)
+            if not record.attempt_failed:  # else the log is failing: its AuditUnavailable says no change was made
+                log_file.record(record, outcome, reason)
 
     return wrapper
 

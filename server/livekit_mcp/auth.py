@@ -35,18 +35,18 @@ class _Entry:
     digest: bytes  # sha256 of the token: the tokens themselves are not kept
 
 
-def _entry(principal: str, role: str, *, token: str | None = None, digest_hex: str | None = None) -> _Entry:
+def _entry(principal: str, role: str, *, token: object = None, digest_hex: object = None) -> _Entry:
     if not principal:
         raise AuthConfigError("a token has no principal name")
     if role not in SCOPES:
-        raise AuthConfigError(f"token of '{principal}': role must be read or write, not '{role}'")
+        raise AuthConfigError(f"token of '{principal}': role must be read or write")
     checked: Role = "read" if role == "read" else "write"
     if token is not None:
-        if len(token) < 16:
+        if not isinstance(token, str) or len(token) < 16:
             raise AuthConfigError(f"token of '{principal}' is shorter than 16 characters")
         return _Entry(principal, checked, hashlib.sha256(token.encode()).digest())
     try:
-        digest = bytes.fromhex(digest_hex or "")
+        digest = bytes.fromhex(digest_hex if isinstance(digest_hex, str) else "")
     except ValueError:
         digest = b""
     if len(digest) != 32:
@@ -55,14 +55,21 @@ def _entry(principal: str, role: str, *, token: str | None = None, digest_hex: s
 
 
 def parse_tokens(spec: str) -> list[_Entry]:
-    """`principal:role:token` entries, comma-separated (LIVEKIT_MCP_AUTH_TOKENS)."""
+    """`principal:role:token` entries, comma-separated (LIVEKIT_MCP_AUTH_TOKENS).
+
+    A malformed entry is named by its position only: what stands where a principal or role should be may well be
+    the token itself (an entry without its principal, or without its role)."""
     entries = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
+    for number, item in enumerate(filter(None, (part.strip() for part in spec.split(","))), start=1):
         principal, _, rest = item.partition(":")
         role, _, token = rest.partition(":")
         if not token:
-            raise AuthConfigError(f"entry of '{principal}' is not principal:role:token")
+            raise AuthConfigError(f"entry {number} of LIVEKIT_MCP_AUTH_TOKENS is not principal:role:token")
+        if role not in SCOPES:
+            raise AuthConfigError(f"entry {number} of LIVEKIT_MCP_AUTH_TOKENS: role must be read or write")
         entries.append(_entry(principal, role, token=token))
+    if not entries:
+        raise AuthConfigError("LIVEKIT_MCP_AUTH_TOKENS is set but holds no principal:role:token entry")
     return entries
 
 
@@ -75,6 +82,8 @@ def read_token_file(path: Path) -> list[_Entry]:
     tables = data.get("tokens")
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise AuthConfigError(f"{path}: expected [[tokens]] tables")
+    if not tables:
+        raise AuthConfigError(f"{path}: no [[tokens]] table: it would leave the server without authentication")
     return [
         _entry(
             str(t.get("principal", "")), str(t.get("role", "")), token=t.get("token"), digest_hex=t.get("token_sha256")
@@ -92,6 +101,13 @@ class StaticTokens:
         duplicates = sorted({p for p in principals if principals.count(p) > 1})
         if duplicates:
             raise AuthConfigError(f"principal {', '.join(duplicates)} has more than one token")
+        # One token for two principals would silently get whichever matched last: its role and its name.
+        owners: dict[bytes, list[str]] = {}
+        for entry in self._entries:
+            owners.setdefault(entry.digest, []).append(entry.principal)
+        shared = [names for names in owners.values() if len(names) > 1]
+        if shared:
+            raise AuthConfigError(f"principals {' and '.join(shared[0])} are given the same token; give each its own")
 
     def __bool__(self) -> bool:
         return bool(self._entries)

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from livekit_mcp.service import configure_logging
 
         settings = _settings(args)
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, settings.secrets())
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 run(settings)

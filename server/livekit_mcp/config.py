@@ -7,13 +7,20 @@ command-line flags, environment variables, the TOML file of `--config`, defaults
 
 from __future__ import annotations
 
-import os
+import contextvars
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 Transport = Literal["stdio", "http", "sse"]
 TOOLSETS = ("rooms", "participants", "agents", "data")
@@ -25,6 +32,12 @@ ENV_PREFIX = "LIVEKIT_MCP_"
 DEV_URL = "http://localhost:7880"
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secret"  # noqa: S105 - the well-known dev secret of `livekit-server --dev`
+URL_SCHEMES = ("http", "https", "ws", "wss")
+MIN_CONFIRM_KEY = 32
+"""Bytes a LIVEKIT_MCP_CONFIRM_KEY needs at least: the HMAC key of confirm tokens, so as strong as a random one."""
+
+# The --config file of the `Settings.load` under way: read by pydantic-settings as one of its sources.
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
 
 
 def _comma_list(value: object) -> object:
@@ -119,6 +132,55 @@ class Settings(BaseSettings):
     audit_log: Path | None = None
     """File that gets one JSON line per attempted change; if it cannot be written, no change is made."""
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (passed as arguments), then the environment (either case of names), then the TOML file."""
+        config_file = _config_file.get()
+        if config_file is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, value: str | None) -> str | None:
+        # Refused at start, in one line: a URL with a password would be sent (and shown) with every call; one
+        # without a scheme or host fails every call only once the server is running.
+        if value is None or value == "":
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("LIVEKIT_URL is not a URL; use e.g. wss://my-project.livekit.cloud") from None
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "LIVEKIT_URL must not carry a user or password; "
+                "give the key and secret in LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+            )
+        if parts.scheme.lower() not in URL_SCHEMES or not parts.hostname:
+            raise ValueError(
+                "LIVEKIT_URL needs a scheme and a host: wss://, https://, ws:// or http://, "
+                "e.g. wss://my-project.livekit.cloud or http://localhost:7880"
+            )
+        return value
+
+    @field_validator("confirm_key")
+    @classmethod
+    def _strong_confirm_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_CONFIRM_KEY:
+            raise ValueError(
+                f"LIVEKIT_MCP_CONFIRM_KEY is shorter than {MIN_CONFIRM_KEY} bytes; make one with "
+                'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return value
+
     @field_validator("protected_kinds")
     @classmethod
     def _known_kinds(cls, value: list[str]) -> list[str]:
@@ -137,6 +199,13 @@ class Settings(BaseSettings):
                 f"unknown toolset {', '.join(unknown) or '(none given)'}; choose from {', '.join(TOOLSETS)}"
             )
         return value
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured, for logs to blank out: API secret, confirm key, bearer tokens."""
+        found = [s.get_secret_value() for s in (self.api_secret, self.confirm_key) if s is not None]
+        if self.auth_tokens is not None:
+            found += [item.rpartition(":")[2] for item in self.auth_tokens.get_secret_value().split(",")]
+        return [s.strip() for s in found if s.strip()]
 
     def livekit_credentials(self) -> tuple[str, str, SecretStr]:
         """The URL, key and secret to use, or `MissingCredentialsError` naming what is missing."""
@@ -176,6 +245,9 @@ class Settings(BaseSettings):
                     f"{config_file}: {', '.join(credentials)} cannot be set here; LiveKit credentials come from "
                     "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
                 )
-            # The environment beats the file: drop what a variable sets.
-            from_file = {k: v for k, v in from_file.items() if ENV_PREFIX + k.upper() not in os.environ}
-        return cls(**{**from_file, **flags})
+        # pydantic-settings owns the precedence of sources (see settings_customise_sources).
+        reset = _config_file.set(config_file)
+        try:
+            return cls(**flags)
+        finally:
+            _config_file.reset(reset)

@@ -5,9 +5,16 @@ A destructive tool first works out its `Plan`: what it would do and to whom (the
 - a client that can elicit: the tool's resolver asks the user (the SDK's `Resolve`/`Elicit`, which works on both
   protocol eras) before the tool body runs; deleting a room asks for its name to be typed.
 - any other client (a bot, a script): the first call changes nothing and returns the plan with a `confirm_token`;
-  the same call with that token acts. The token is an HMAC over the tool, its arguments and the target's current
-  sids, with an expiry: it carries no server-side state, so any replica sharing the key can check it, and it
-  stops matching once the target changed (a participant who rejoined, a room recreated).
+  the same call with that token acts. The token is an HMAC over the tool, its arguments, the plan's targets (by
+  sid: for a room, the room and everyone in it) and the principal it was issued to, with an expiry: it carries no
+  server-side state, so any replica sharing the key can check it, and it stops matching once the targets changed
+  (a participant who rejoined, someone who joined the room, a room recreated) or in another principal's hands.
+
+Both are bound to the plan: the tool works the plan out again right before acting, and acts only if it is the
+one the user was asked about (its `ref`, shown with the question) or the token was issued for. A changed plan is
+put to the user again (2025-11-25 era; at 2026-07-28 the SDK re-asks by itself, as the question carries the ref).
+Then `acting` reserves one of max_destructive_per_minute and writes the audit log's `attempted` line before the
+change is sent; the reservation is given back if the action did not happen.
 """
 
 from __future__ import annotations
@@ -18,20 +25,29 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, Elicit
 from mcp.server.mcpserver.resolve import AcceptedElicitation, ElicitationResult
+from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from livekit_mcp import audit
-from livekit_mcp.errors import InvalidInput, LiveKitMCPError
+from livekit_mcp.errors import BadAnswer, InvalidInput, LiveKitError, LiveKitMCPError, Timeout, Unreachable
 from livekit_mcp.models import iso
 from livekit_mcp.policy import Policy
+from livekit_mcp.service import caller_of
 
-Outcome = Literal["done", "confirmation_required", "declined", "cancelled"]
+Outcome = Literal["done", "confirmation_required", "declined", "cancelled", "changed"]
+"""`changed` stays inside: the plan differs from the one the user was asked about, so they are asked again."""
+INPUT_REQUIRED_VERSION = "2026-07-28"
+"""From this protocol version on, elicitation is a round trip of the call (the SDK's `_uses_input_required`)."""
+MAX_ASKS = 3
+"""How often a user is asked about a plan that keeps changing before the call gives up."""
 NOT_ASKED = "not asked"
 """What a resolver returns when it does not ask (confirmation off, a token given, or a client that cannot elicit)."""
 
@@ -59,6 +75,25 @@ class Plan:
     """Participants it would disconnect, by kind (for the protected_kinds rule)."""
     type_to_confirm: str | None = None
 
+    @property
+    def ref(self) -> str:
+        """Short digest of the tool, its arguments and its targets: what an answer of the user is bound to."""
+        return _b64(_digest([self.tool, self.args, sorted(self.targets)]))[:10]
+
+
+class PlanChanged(LiveKitMCPError):
+    """What was confirmed is no longer what the call would do, and the user cannot be asked again in this call."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(
+            f"not done: what was confirmed changed before it could be done; now: {plan.question} Nothing was "
+            f"changed; call {plan.tool} again to confirm what it would do now"
+        )
+
+
+_asked: ContextVar[str | None] = ContextVar("asked_plan", default=None)
+"""The ref of the plan the user was asked about in this call (set by the resolver, read by the tool body)."""
+
 
 @dataclass
 class Decision:
@@ -80,10 +115,10 @@ def _b64(raw: bytes) -> str:
 
 
 class Tokens:
-    """Stateless confirm tokens: `v1.<expiry>.<args digest>.<targets digest>.<hmac>`.
+    """Stateless confirm tokens: `v2.<expiry>.<args digest>.<targets digest>.<principal digest>.<hmac>`.
 
-    The digests in clear let a refusal say why (other arguments, a changed target); the HMAC over all of it
-    makes any edit, or a token from a server with another key, fail.
+    The digests in clear let a refusal say why (other arguments, a changed target, another principal); the HMAC
+    over all of it makes any edit, or a token from a server with another key, fail.
     """
 
     def __init__(self, key: bytes | None, ttl: float) -> None:
@@ -94,29 +129,37 @@ class Tokens:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18])
 
     @staticmethod
-    def _parts(plan: Plan) -> tuple[str, str]:
-        return _b64(_digest([plan.tool, plan.args])), _b64(_digest(sorted(plan.targets)))
+    def _parts(plan: Plan, principal: str) -> tuple[str, str, str]:
+        return (
+            _b64(_digest([plan.tool, plan.args])),
+            _b64(_digest(sorted(plan.targets))),
+            _b64(_digest(principal)),
+        )
 
-    def issue(self, plan: Plan, now: float | None = None) -> tuple[str, int]:
+    def issue(self, plan: Plan, principal: str, now: float | None = None) -> tuple[str, int]:
         expiry = int((time.time() if now is None else now) + self.ttl)
-        body = ".".join(("v1", str(expiry), *self._parts(plan)))
+        body = ".".join(("v2", str(expiry), *self._parts(plan, principal)))
         return f"{body}.{self._mac(body)}", expiry
 
-    def check(self, token: str, plan: Plan, now: float | None = None) -> None:
-        """Refuse (InvalidInput on confirm_token) a token that is not for exactly this call on this target."""
+    def check(self, token: str, plan: Plan, principal: str, now: float | None = None) -> None:
+        """Refuse (InvalidInput on confirm_token) a token that is not for exactly this call on these targets by
+        this principal."""
         again = f"call {plan.tool} again without confirm_token for a new one"
         parts = token.split(".")
-        if len(parts) != 5 or parts[0] != "v1" or not parts[1].isdigit():
+        if not token.isascii() or len(parts) != 6 or parts[0] != "v2" or not parts[1].isdigit():
             raise InvalidInput("confirm_token", f"not a token this server issued; {again}")
-        body, mac = ".".join(parts[:4]), parts[4]
-        if not hmac.compare_digest(mac, self._mac(body)):
+        body, mac = ".".join(parts[:5]), parts[5]
+        if not hmac.compare_digest(mac.encode(errors="replace"), self._mac(body).encode()):
             raise InvalidInput("confirm_token", f"not a token this server issued, or altered; {again}")
-        args_digest, targets_digest = self._parts(plan)
+        args_digest, targets_digest, principal_digest = self._parts(plan, principal)
+        if parts[4] != principal_digest:
+            raise InvalidInput("confirm_token", f"it was issued to another principal; {again}")
         if parts[2] != args_digest:
             raise InvalidInput("confirm_token", f"it was issued for another call or other arguments; {again}")
         if parts[3] != targets_digest:
             raise InvalidInput(
-                "confirm_token", f"the target changed since it was issued (someone rejoined or was recreated); {again}"
+                "confirm_token",
+                f"the target changed since it was issued (someone joined, left, rejoined or was recreated); {again}",
             )
         if int(parts[1]) < (time.time() if now is None else now):
             raise InvalidInput("confirm_token", f"it expired (tokens last {self.ttl:g} s); {again}")
@@ -158,22 +201,31 @@ class Guard:
         except LiveKitMCPError:
             # Not asked: the tool body meets the same refusal or error, and the audit log records it.
             return NOT_ASKED
-        ask = " Type the room's name to confirm." if plan.type_to_confirm else " Go ahead?"
-        return Elicit(plan.question + ask, schema)
+        _asked.set(plan.ref)
+        return Elicit(_question(plan), schema)
 
-    def decide(self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str) -> Decision:
-        """Whether to act now, from the policy, the user's answer or the token."""
+    async def ask_again(self, ctx: Context, plan: Plan, schema: type[BaseModel]) -> ElicitationResult[Any]:
+        """Put a plan that changed since the user said yes to them again, or raise PlanChanged if this call
+        cannot ask (at 2026-07-28 questions are asked only by resolvers, between rounds)."""
+        version = ctx.protocol_version
+        if (version is not None and is_version_at_least(version, INPUT_REQUIRED_VERSION)) or not can_elicit(ctx):
+            raise PlanChanged(plan)
+        _asked.set(plan.ref)
+        return await ctx.elicit("It changed since you were asked. " + _question(plan), schema)
+
+    def decide(self, ctx: Context, plan: Plan, answer: ElicitationResult[Any], confirm_token: str) -> Decision:
+        """Whether to act now, from the policy, the user's answer (to this very plan) or the token."""
         audit.note(before={"targets": plan.targets, "plan": plan.question})
         self._check_policy(plan)
-        decision = self._decision(plan, answer, confirm_token)
-        if decision.proceed:
-            self.policy.record_destructive()
-        return decision
+        principal = caller_of(ctx.request_context.request, ctx.headers).principal
+        return self._decision(plan, answer, confirm_token, principal)
 
-    def _decision(self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str) -> Decision:
+    def _decision(self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str, principal: str) -> Decision:
         if not isinstance(answer, AcceptedElicitation):
             return Decision("declined" if answer.action == "decline" else "cancelled")
         data = answer.data
+        if isinstance(data, Consent | TypedName) and _asked.get() != plan.ref:
+            return Decision("changed")
         if isinstance(data, Consent):
             return Decision("done" if data.confirm else "declined")
         if isinstance(data, TypedName):
@@ -181,10 +233,35 @@ class Guard:
         if self.confirm == "off":
             return Decision("done")
         if confirm_token:
-            self.tokens.check(confirm_token, plan)
+            self.tokens.check(confirm_token, plan, principal)
             return Decision("done")
-        token, expiry = self.tokens.issue(plan)
+        token, expiry = self.tokens.issue(plan, principal)
         return Decision("confirmation_required", token, iso(expiry))
+
+    @asynccontextmanager
+    async def acting(self) -> AsyncIterator[None]:
+        """Around sending a confirmed action: reserve a rate slot, write the audit log's attempted line, and give
+        the slot back if the action did not happen (refused by LiveKit, or never sent)."""
+        stamp = self.policy.reserve()
+        try:
+            audit.attempt()
+            yield
+        except BaseException as exc:
+            if not _may_have_happened(exc):
+                self.policy.release(stamp)
+            raise
+
+
+def _may_have_happened(exc: BaseException) -> bool:
+    """Whether a failed action may still have changed something: LiveKit's own error answers say it did not."""
+    if isinstance(exc, Timeout | Unreachable | BadAnswer):
+        return True
+    return not isinstance(exc, LiveKitError | InvalidInput | audit.AuditUnavailable)
+
+
+def _question(plan: Plan) -> str:
+    ask = " Type the room's name to confirm." if plan.type_to_confirm else " Go ahead?"
+    return f"{plan.question}{ask} (plan {plan.ref})"
 
 
 def stopped_text(plan: Plan, decision: Decision) -> str:

@@ -8,6 +8,7 @@ models, and maps every foreign failure to the exception tree of `errors.py` in o
 from __future__ import annotations
 
 import bisect
+import functools
 import importlib.util
 import logging
 import random
@@ -99,7 +100,7 @@ BACKOFF_FIRST = 0.05
 """Seconds before the first retry; doubled for each next one, up to BACKOFF_MAX, each with jitter."""
 BACKOFF_MAX = 1.0
 MAX_ANSWER = 64 * 1024 * 1024
-"""Bytes of a declared answer we read at most (10,000 rooms or participants are a few MiB)."""
+"""Bytes of an answer we read at most, whatever its framing (10,000 rooms or participants are a few MiB)."""
 
 
 class _NotLiveKit(Exception):
@@ -117,6 +118,32 @@ async def _check_answer(response: aiohttp.ClientResponse) -> None:
         raise _NotLiveKit(200, f"{response.content_type} instead of protobuf")
     if (response.content_length or 0) > MAX_ANSWER:
         raise _NotLiveKit(response.status, f"{response.content_length:,} bytes announced, over the {MAX_ANSWER:,} read")
+
+
+@functools.cache
+def _bounded_response() -> type[aiohttp.ClientResponse]:
+    """aiohttp's response, reading at most MAX_ANSWER bytes of a body: `livekit-api` reads every answer whole,
+    and one without Content-Length (chunked, or until the connection closes) has no size to check in advance.
+    Made at the first call, not at import (see `_lazy`)."""
+
+    class BoundedResponse(aiohttp.ClientResponse):
+        async def read(self) -> bytes:
+            if self._body is None:
+                chunks: list[bytes] = []
+                size = 0
+                try:
+                    async for chunk in self.content.iter_any():  # decompressed bytes: a zip bomb counts in full
+                        size += len(chunk)
+                        if size > MAX_ANSWER:
+                            raise _NotLiveKit(self.status, f"an answer longer than the {MAX_ANSWER:,} bytes read")
+                        chunks.append(chunk)
+                except BaseException:
+                    self.close()
+                    raise
+                self._body = b"".join(chunks)
+            return await super().read()
+
+    return BoundedResponse
 
 
 def _not_live(exc: Exception) -> bool:
@@ -295,7 +322,7 @@ class LiveKit:
         if not self._open:
             raise RuntimeError("LiveKit is used outside its `async with` block")
         if self._api is None:
-            self._session = aiohttp.ClientSession(raise_for_status=_check_answer)
+            self._session = aiohttp.ClientSession(raise_for_status=_check_answer, response_class=_bounded_response())
             # failover=False: LiveKit Cloud failover replays requests, and a change must never be replayed blindly.
             self._api = api.LiveKitAPI(
                 self._target, self.api_key, self._secret.get_secret_value(), session=self._session, failover=False

@@ -39,8 +39,12 @@ def preview(text: str, limit: int = METADATA_PREVIEW) -> tuple[str | None, bool 
 
 
 def effective_kind(kind: str, agent_permission: bool) -> str:
-    """AGENT for older agents too (STANDARD with permission.agent set), so counts and filters see them as agents."""
-    return "AGENT" if agent_permission else kind
+    """The kind LiveKit gives, and AGENT for older agents (STANDARD with permission.agent set).
+
+    The permission bit counts only for STANDARD: it can be set through UpdateParticipant, so it must never turn a
+    SIP caller (or an ingress, an egress) into something policy judges otherwise.
+    """
+    return "AGENT" if kind == "STANDARD" and agent_permission else kind
 
 
 # --- What the LiveKit seam returns -------------------------------------------------------------------

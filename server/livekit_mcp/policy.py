@@ -1,11 +1,13 @@
 """Policy: which rooms tools may see and change, who may be disconnected, and how often.
 
 Room rules are enforced at the LiveKit seam, so no tool or resource can get around them; the rules about
-participants and rates are checked by the destructive tools before they ask for confirmation.
+participants and rates are checked by the destructive tools before they ask for confirmation, and the rate again
+when an action is sent (a reservation, kept only if the action happened).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -69,5 +71,18 @@ class Policy:
                 f"try again in {wait:.0f} s",
             )
 
-    def record_destructive(self, now: float | None = None) -> None:
-        self._recent.append(time.monotonic() if now is None else now)
+    def reserve(self, now: float | None = None) -> float:
+        """Take one of max_destructive_per_minute for an action about to be sent (refused if none is left).
+
+        Checked and taken in one step, so concurrent calls cannot both take the last one. The action then
+        keeps it, or gives it back with `release` if it did not happen: the limit counts actions, not attempts.
+        """
+        self.check_rate(now)
+        stamp = time.monotonic() if now is None else now
+        self._recent.append(stamp)
+        return stamp
+
+    def release(self, stamp: float) -> None:
+        """Give back a reservation whose action did not happen."""
+        with contextlib.suppress(ValueError):  # already out of the window
+            self._recent.remove(stamp)

@@ -3,6 +3,8 @@
 - `Caller`: the authenticated principal (or none) and the on-behalf-of header, for roles, logs and the audit log.
 - `CallerMiddleware`: per MCP request, tags log lines with the request id and the caller, and hides the change
   tools from tools/list for a token without the write scope (the change tools refuse such callers themselves).
+- `OnBehalfOfCheck`: an `X-On-Behalf-Of` header that is too long, repeated, or holds control characters gets a 400
+  before anything else reads it, so what logs and the audit log record is one printable line of bounded length.
 - `/healthz`: the process is up, and whether LiveKit answered the last check (made at most every 5 s).
 - `serve_http`: uvicorn with a grace period on SIGTERM, so calls in flight finish and new ones are refused.
 """
@@ -14,9 +16,12 @@ import functools
 import getpass
 import json
 import logging
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -26,6 +31,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livekit_mcp.auth import WRITE_SCOPE
 from livekit_mcp.errors import LiveKitError
@@ -36,7 +42,57 @@ log = logging.getLogger(__name__)
 
 ON_BEHALF_OF = "x-on-behalf-of"
 """Header a bot sets to name the person it acts for: recorded, never taken as an identity."""
+MAX_ON_BEHALF_OF = 200
+"""Characters of `X-On-Behalf-Of` accepted: a user id, an e-mail address or a name fits."""
 HEALTH_CACHE = 5.0
+
+
+def on_behalf_of_problem(value: str) -> str | None:
+    """Why an `X-On-Behalf-Of` value is refused (too long, control characters), or None when it is fine."""
+    if len(value) > MAX_ON_BEHALF_OF:
+        return f"X-On-Behalf-Of is longer than {MAX_ON_BEHALF_OF} characters"
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        return "X-On-Behalf-Of holds control characters; send the name of the person on one printable line"
+    return None
+
+
+def _decoded(raw: bytes) -> str:
+    """A header value as its sender meant it: UTF-8 when it is that, else Latin-1 (what HTTP/1.1 allows)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _clean_on_behalf_of(value: str | None) -> str | None:
+    # Headers reach us as Latin-1 (ASGI); the HTTP check (OnBehalfOfCheck) has refused what is unsafe, and this
+    # keeps any other path (a transport without that check) to the same bound.
+    if value is None:
+        return None
+    text = _decoded(value.encode("latin-1", errors="replace"))
+    if on_behalf_of_problem(text) is not None:
+        text = "".join(ch if unicodedata.category(ch) not in ("Cc", "Zl", "Zp") else "?" for ch in text)
+        text = text[:MAX_ON_BEHALF_OF] + ("…" if len(text) > MAX_ON_BEHALF_OF else "")
+    return text
+
+
+class OnBehalfOfCheck:
+    """ASGI middleware: a request whose `X-On-Behalf-Of` is too long, repeated or holds control characters gets
+    400 with the reason, before authentication or MCP see it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            values = [_decoded(v) for k, v in scope.get("headers", ()) if k.lower() == ON_BEHALF_OF.encode()]
+            problem = "X-On-Behalf-Of is given more than once" if len(values) > 1 else None
+            problem = problem or (on_behalf_of_problem(values[0]) if values else None)
+            if problem is not None:
+                response = JSONResponse({"error": "invalid_request", "error_description": problem}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -58,7 +114,7 @@ def caller_of(request: object, headers: Mapping[str, str] | None) -> Caller:
     user = _user_of(request)
     if token is None and user is not None:
         token = user.access_token
-    on_behalf_of = headers.get(ON_BEHALF_OF) if headers is not None else None
+    on_behalf_of = _clean_on_behalf_of(headers.get(ON_BEHALF_OF)) if headers is not None else None
     if token is not None:
         return Caller(token.client_id, on_behalf_of, WRITE_SCOPE in token.scopes)
     if headers is not None:
@@ -85,10 +141,61 @@ class _RequestFields(logging.Filter):
         record.request_id = current[0] if current else "-"
         record.principal = current[1].principal if current else "-"
         record.on_behalf_of = (current[1].on_behalf_of or "-") if current else "-"
+        # Text lines quote what a caller chose, so `principal=` inside it cannot pass for a field of the line.
+        on_behalf_of = current[1].on_behalf_of if current else None
+        record.on_behalf_of_quoted = json.dumps(on_behalf_of, ensure_ascii=False) if on_behalf_of else "-"
         return True
 
 
-class _JsonFormatter(logging.Formatter):
+def failure_summary(exc: BaseException) -> str:
+    """What failed, in one line and without the exception's text (which may carry a caller's data): the type
+    and the innermost place, for each failure of a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(failure_summary(inner) for inner in exc.exceptions[:5])
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__name__}{where}"
+
+
+# A confirm token (`v<n>.<expiry>.<digests…>.<hmac>`): the SDK's transports log whole messages at DEBUG (the SSE
+# transport every message in and out), and a token in a log is a token anyone reading the log can use.
+_CONFIRM_TOKEN = re.compile(r"\bv\d+\.\d{6,}(?:\.[A-Za-z0-9_-]+){2,6}")
+
+
+class _OneLine(logging.Formatter):
+    """A record with an exception is one line (what failed, where) unless `tracebacks` (--log-level DEBUG).
+    Whatever the level, confirm tokens and the configured `secrets` are blanked out of every line."""
+
+    def __init__(self, fmt: str | None = None, *, tracebacks: bool, secrets: Collection[str] = ()) -> None:
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def redacted(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "(secret)")
+        return _CONFIRM_TOKEN.sub("(confirm token)", text)
+
+    def exception_text(self, record: logging.LogRecord) -> str | None:
+        if not record.exc_info or record.exc_info[1] is None:
+            return None
+        if self.tracebacks:
+            return self.formatException(record.exc_info)
+        return f"{failure_summary(record.exc_info[1])}; the traceback at --log-level DEBUG"
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and not self.tracebacks:
+            summary = self.exception_text(record)
+            record = logging.makeLogRecord(
+                {**record.__dict__, "msg": f"{record.getMessage()} ({summary})", "args": (), "exc_info": None}
+            )
+            record.exc_text = None
+        return self.redacted(super().format(record))
+
+
+class _JsonFormatter(_OneLine):
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "time": iso(record.created) or "",
@@ -99,21 +206,25 @@ class _JsonFormatter(logging.Formatter):
             "principal": getattr(record, "principal", "-"),
             "on_behalf_of": getattr(record, "on_behalf_of", "-"),
         }
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        if (exception := self.exception_text(record)) is not None:
+            line["exception"] = exception
+        return self.redacted(json.dumps(line, ensure_ascii=False))
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Logs to stderr (stdout is the protocol in stdio mode), each line with its request id and caller."""
+def configure_logging(level: str, fmt: str, secrets: Collection[str] = ()) -> None:
+    """Logs to stderr (stdout is the protocol in stdio mode), each line with its request id and caller; a
+    traceback only at DEBUG; never a confirm token or one of `secrets` (API secret, confirm key, bearer tokens)."""
     handler = logging.StreamHandler()
     handler.addFilter(_RequestFields())
+    tracebacks = level == "DEBUG"
     handler.setFormatter(
-        _JsonFormatter()
+        _JsonFormatter(tracebacks=tracebacks, secrets=secrets)
         if fmt == "json"
-        else logging.Formatter(
+        else _OneLine(
             "%(asctime)s %(levelname)s %(name)s [request=%(request_id)s principal=%(principal)s "
-            "on_behalf_of=%(on_behalf_of)s] %(message)s"
+            "on_behalf_of=%(on_behalf_of_quoted)s] %(message)s",
+            tracebacks=tracebacks,
+            secrets=secrets,
         )
     )
     root = logging.getLogger()
@@ -165,8 +276,12 @@ class Health:
             return {"ok": False, "error": "not connected yet", "checked_at": checked_at}
         try:
             await lk.list_rooms(["healthz-probe"])
-        except LiveKitError as exc:
-            # The kind of failure, not the message: it names internal URLs, and /healthz needs no token.
+        except Exception as exc:
+            # The kind of failure, not the message: it names internal URLs, and /healthz needs no token. Whatever
+            # failed, /healthz answers: the process serves, LiveKit is what is not ok.
+            if not isinstance(exc, LiveKitError):
+                log.warning("health check failed: %s", type(exc).__name__)
+                log.debug("health check failure in detail", exc_info=exc)
             return {"ok": False, "error": type(exc).__name__, "checked_at": checked_at}
         return {"ok": True, "checked_at": checked_at}
 

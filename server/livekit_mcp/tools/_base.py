@@ -12,13 +12,14 @@ from typing import Any, Literal, TypeVar, cast, get_args
 
 import anyio
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
 from livekit_mcp.audit import AuditLog, audited
 from livekit_mcp.config import TOOLSETS
-from livekit_mcp.confirm import Decision, Guard, Plan, stopped_text
+from livekit_mcp.confirm import MAX_ASKS, Decision, Guard, Plan, PlanChanged, stopped_text
 from livekit_mcp.errors import InvalidInput
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
@@ -91,7 +92,11 @@ def build_tools(
     for entry in _TOOLS:
         if entry.toolset not in toolsets or (read_only and not entry.annotations.read_only_hint):
             continue
-        fn = entry.fn if entry.annotations.read_only_hint else audited(entry.fn, lambda ctx: app_of(ctx).audit)
+        fn = entry.fn
+        if not entry.annotations.read_only_hint:
+            # A destructive tool writes its attempted line itself, once confirmed (`destructive`).
+            ahead = not entry.annotations.destructive_hint
+            fn = audited(entry.fn, lambda ctx: app_of(ctx).audit, write_ahead=ahead)
         tool = Tool.from_function(fn, annotations=entry.annotations)
         tool.parameters = _without_titles(tool.parameters)
         schema = tool.fn_metadata.output_schema
@@ -243,6 +248,36 @@ async def participants_of_existing_room(lk: LiveKit, room: str) -> list[Particip
 def matches(p: Participant, agent_name: str, identity: str) -> bool:
     """An agent, of this name and identity where they are given ("" = any)."""
     return p.is_agent and agent_name in ("", p.agent_name) and identity in ("", p.identity)
+
+
+async def destructive(
+    ctx: Context,
+    answer: ElicitationResult[Any],
+    confirm_token: str,
+    make_plan: Callable[[], Awaitable[tuple[Plan, T]]],
+    preview: Callable[[Plan, T], Confirmable],
+    act: Callable[[Plan, T], Awaitable[CallToolResult]],
+) -> CallToolResult:
+    """The one flow of every destructive tool: work the plan out (again, right before acting), decide from the
+    policy and the user's answer or the token (both bound to the plan), then act under `Guard.acting`.
+
+    A plan that is no longer the one the user said yes to is put to them again, at most MAX_ASKS times in all.
+    """
+    guard = app_of(ctx).guard
+    plan, found = await make_plan()
+    decision = guard.decide(ctx, plan, answer, confirm_token)
+    asks = 1
+    while decision.outcome == "changed":
+        if asks >= MAX_ASKS or not isinstance(answer, AcceptedElicitation):
+            raise PlanChanged(plan)
+        answer = await guard.ask_again(ctx, plan, type(answer.data))
+        asks += 1
+        plan, found = await make_plan()
+        decision = guard.decide(ctx, plan, answer, confirm_token)
+    if not decision.proceed:
+        return not_done(preview(plan, found), plan, decision)
+    async with guard.acting():
+        return await act(plan, found)
 
 
 def not_done(result: Confirmable, plan: Plan, decision: Decision) -> CallToolResult:

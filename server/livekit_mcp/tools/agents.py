@@ -43,10 +43,10 @@ from livekit_mcp.tools._base import (
     agent_line,
     app_of,
     both,
+    destructive,
     livekit_of,
     matches,
     names_text,
-    not_done,
     participants_of_existing_room,
     reply,
     tool,
@@ -149,20 +149,28 @@ async def cancel_dispatch(
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Delete an agent dispatch; its running jobs end, so its agents leave the room."""
     lk = livekit_of(ctx)
-    plan, info = await _cancel_dispatch_plan(lk, room, dispatch_id)
-    agents = info.agents_in_room or []
-    result = DispatchResult(room=room, dispatch=info)
-    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
-    if not decision.proceed:
-        return not_done(result, plan, decision)
-    await lk.delete_dispatch(room, dispatch_id)
-    # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
-    leaving = (
-        f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; find_agent shows it)."
-        if agents
-        else ""
+
+    async def act(plan: Plan, info: DispatchInfo) -> CallToolResult:
+        await lk.delete_dispatch(room, dispatch_id)
+        # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
+        agents = info.agents_in_room or []
+        leaving = (
+            f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; "
+            "find_agent shows it)."
+            if agents
+            else ""
+        )
+        result = DispatchResult(room=room, dispatch=info)
+        return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving}")
+
+    return await destructive(
+        ctx,
+        answer,
+        confirm_token,
+        lambda: _cancel_dispatch_plan(lk, room, dispatch_id),
+        lambda plan, info: DispatchResult(room=room, dispatch=info),
+        act,
     )
-    return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving}")
 
 
 async def _remove_agent_plan(
@@ -215,33 +223,42 @@ async def remove_agent(
 ) -> Annotated[CallToolResult, RemovedAgents]:
     """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
     lk = livekit_of(ctx)
-    plan, (agents, dispatches) = await _remove_agent_plan(lk, room, agent_name, identity, keep_out)
-    planned = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches] + [
-        f"remove {p.identity}" for p in agents
-    ]
-    result = RemovedAgents(
-        room=room,
-        removed=[AgentInfo.of(room, p) for p in agents],
-        cancelled_dispatches=[d.id for d in dispatches],
-        steps=planned,
+
+    def planned(plan: Plan, found: tuple[list[Participant], list[Dispatch]]) -> RemovedAgents:
+        agents, dispatches = found
+        steps = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches]
+        return RemovedAgents(
+            room=room,
+            removed=[AgentInfo.of(room, p) for p in agents],
+            cancelled_dispatches=[d.id for d in dispatches],
+            steps=steps + [f"remove {p.identity}" for p in agents],
+        )
+
+    async def act(plan: Plan, found: tuple[list[Participant], list[Dispatch]]) -> CallToolResult:
+        agents, dispatches = found
+        steps: list[str] = []
+        # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
+        for d in dispatches:
+            await lk.delete_dispatch(room, d.id)
+            steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+        if keep_out and not dispatches:
+            steps.append("no dispatch of these agents to delete")
+        for p in agents:
+            try:
+                await lk.remove_participant(room, p.identity)
+                steps.append(f"removed {p.identity}")
+            except (ParticipantNotFound, RoomNotFound):
+                steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
+        if not keep_out:
+            steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
+        result = planned(plan, found).model_copy(update={"steps": steps})
+        return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")
+
+    return await destructive(
+        ctx,
+        answer,
+        confirm_token,
+        lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out),
+        planned,
+        act,
     )
-    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
-    if not decision.proceed:
-        return not_done(result, plan, decision)
-    steps: list[str] = []
-    # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
-    for d in dispatches:
-        await lk.delete_dispatch(room, d.id)
-        steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
-    if keep_out and not dispatches:
-        steps.append("no dispatch of these agents to delete")
-    for p in agents:
-        try:
-            await lk.remove_participant(room, p.identity)
-            steps.append(f"removed {p.identity}")
-        except (ParticipantNotFound, RoomNotFound):
-            steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
-    if not keep_out:
-        steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
-    result = result.model_copy(update={"steps": steps})
-    return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")

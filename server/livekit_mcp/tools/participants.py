@@ -44,9 +44,9 @@ from livekit_mcp.tools._base import (
     app_of,
     cursor_for,
     cursor_key,
+    destructive,
     livekit_of,
     more_text,
-    not_done,
     participant_line,
     reply,
     tool,
@@ -99,6 +99,19 @@ async def get_participant(
     return reply(detail, f"'{identity}' in '{room}': {detail.kind} {detail.state}{agent}; tracks: {tracks}.")
 
 
+def _keeping_agent_bit(permission: Permission, before: Participant) -> Permission:
+    """The permission with `agent` as LiveKit has it: that bit makes a STANDARD participant count as an agent,
+    so changing it would change what policy and the agent tools judge (and what a confirmation says)."""
+    current = before.permission.agent if before.permission is not None else False
+    if "agent" in permission.model_fields_set and permission.agent != current:
+        raise InvalidInput(
+            "permission.agent",
+            f"it is {str(current).lower()} for '{before.identity}' and is never changed through this server: it "
+            "decides whether a participant counts as an agent; leave it out (it is kept as it is)",
+        )
+    return permission.model_copy(update={"agent": current})
+
+
 @tool("participants", CHANGE)
 async def update_participant(
     ctx: Context,
@@ -114,7 +127,8 @@ async def update_participant(
         AfterValidator(attributes_size),
     ] = None,
     permission: Annotated[
-        Permission | None, Field(description="Replaces the whole permission: give every field you want set.")
+        Permission | None,
+        Field(description="Replaces the whole permission: give every field you want set (agent stays as it is)."),
     ] = None,
 ) -> Annotated[CallToolResult, UpdatedParticipant]:
     """Change a participant's name, metadata, attributes or permission."""
@@ -122,6 +136,8 @@ async def update_participant(
         raise InvalidInput("name", "give at least one of name, metadata, attributes, permission")
     lk = livekit_of(ctx)
     before = await lk.get_participant(room, identity)
+    if permission is not None:
+        permission = _keeping_agent_bit(permission, before)
     after = await lk.update_participant(
         room, identity, name=name, metadata=metadata, attributes=attributes, permission=permission
     )
@@ -196,6 +212,24 @@ async def _ask_remove_participant(ctx: Context, room: str, identity: str, confir
     )
 
 
+def _removed(room: str, identity: str, target: Participant) -> RemovedParticipant:
+    notes = ["Their join token is not revoked: they can rejoin with it until it expires."]
+    if target.is_agent:
+        notes.append(
+            "This is an agent: its dispatch is still there. The open-source server does not relaunch it, "
+            "but LiveKit Cloud may; remove_agent with keep_out=true or cancel_dispatch keeps it out."
+        )
+    return RemovedParticipant(
+        room=room,
+        identity=identity,
+        sid=target.sid,
+        kind=target.effective_kind,
+        name=target.name or None,
+        agent_name=target.agent_name,
+        notes=notes,
+    )
+
+
 @tool("participants", DESTRUCTIVE)
 async def remove_participant(
     ctx: Context,
@@ -206,24 +240,18 @@ async def remove_participant(
 ) -> Annotated[CallToolResult, RemovedParticipant]:
     """Disconnect a participant from a room (their token stays valid, so they can rejoin)."""
     lk = livekit_of(ctx)
-    plan, target = await _remove_participant_plan(lk, room, identity)
-    notes = ["Their join token is not revoked: they can rejoin with it until it expires."]
-    if target.is_agent:
-        notes.append(
-            "This is an agent: its dispatch is still there. The open-source server does not relaunch it, "
-            "but LiveKit Cloud may; remove_agent with keep_out=true or cancel_dispatch keeps it out."
-        )
-    result = RemovedParticipant(
-        room=room,
-        identity=identity,
-        sid=target.sid,
-        kind=target.effective_kind,
-        name=target.name or None,
-        agent_name=target.agent_name,
-        notes=notes,
+
+    async def act(plan: Plan, target: Participant) -> CallToolResult:
+        await lk.remove_participant(room, identity)
+        result = _removed(room, identity, target)
+        text = f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(result.notes)
+        return reply(result, text)
+
+    return await destructive(
+        ctx,
+        answer,
+        confirm_token,
+        lambda: _remove_participant_plan(lk, room, identity),
+        lambda plan, target: _removed(room, identity, target),
+        act,
     )
-    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
-    if not decision.proceed:
-        return not_done(result, plan, decision)
-    await lk.remove_participant(room, identity)
-    return reply(result, f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(notes))

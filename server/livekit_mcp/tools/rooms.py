@@ -36,11 +36,11 @@ from livekit_mcp.tools._base import (
     both,
     by_kind,
     counts_text,
+    destructive,
     duration_text,
     livekit_of,
     more_text,
     names_text,
-    not_done,
     page_of,
     reply,
     tool,
@@ -185,7 +185,9 @@ async def _delete_room_plan(lk: LiveKit, room: str) -> tuple[Plan, list[Particip
     question = (
         f"This deletes room '{room}' and disconnects {len(participants)} participant(s): {counts_text(counts)}{who}."
     )
-    plan = Plan("delete_room", room, {"room": room}, [info.sid], question, counts, type_to_confirm=room)
+    # Bound to who is in it, by sid: a confirmation for an empty room does not delete it once people joined.
+    targets = [info.sid, *sorted(p.sid for p in participants)]
+    plan = Plan("delete_room", room, {"room": room}, targets, question, counts, type_to_confirm=room)
     return plan, participants
 
 
@@ -202,12 +204,16 @@ async def delete_room(
 ) -> Annotated[CallToolResult, DeletedRoom]:
     """Delete a room, disconnecting everyone in it (asks for confirmation first)."""
     lk = livekit_of(ctx)
-    plan, participants = await _delete_room_plan(lk, room)
-    result = DeletedRoom(
-        room=room, sid=plan.targets[0], disconnected=plan.disconnects, total_disconnected=len(participants)
-    )
-    decision = app_of(ctx).guard.decide(plan, answer, confirm_token)
-    if not decision.proceed:
-        return not_done(result, plan, decision)
-    await lk.delete_room(room)
-    return reply(result, f"Deleted room '{room}'; disconnected {counts_text(plan.disconnects)}.")
+
+    def deleted(plan: Plan, participants: list[Participant]) -> DeletedRoom:
+        return DeletedRoom(
+            room=room, sid=plan.targets[0], disconnected=plan.disconnects, total_disconnected=len(participants)
+        )
+
+    async def act(plan: Plan, participants: list[Participant]) -> CallToolResult:
+        await lk.delete_room(room)
+        return reply(
+            deleted(plan, participants), f"Deleted room '{room}'; disconnected {counts_text(plan.disconnects)}."
+        )
+
+    return await destructive(ctx, answer, confirm_token, lambda: _delete_room_plan(lk, room), deleted, act)

@@ -1,0 +1,336 @@
+"""Attacks on the guardrails of destructive actions (issue 12, items 1, 2, 3 and 7's confirm tokens).
+
+Each test plays a hostile or unlucky caller through the MCP SDK client against the sandbox, with confirmation on,
+and checks LiveKit's state afterwards with `livekit-api`: nothing changed that was not confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from livekit import api
+from mcp import Client
+from mcp.client.session import ClientRequestContext
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ElicitRequestParams, ElicitResult
+
+from livekit_mcp.sandbox import SandboxAdmin
+from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, room_names, text
+from tests.test_guardrails import guarded, support_room
+
+pytestmark = pytest.mark.anyio
+
+ALICE_TOKEN = "alice-token-0123456789abcdef"
+BOB_TOKEN = "bob-token-0123456789abcdef"
+
+
+async def permission_of(lkapi: api.LiveKitAPI, room: str, identity: str) -> api.ParticipantPermission:
+    p = await lkapi.room.get_participant(api.RoomParticipantIdentity(room=room, identity=identity))
+    return p.permission
+
+
+async def dispatch_ids(lkapi: api.LiveKitAPI, room: str, agent_name: str) -> set[str]:
+    return {d.id for d in await lkapi.agent_dispatch.list_dispatch(room) if d.agent_name == agent_name}
+
+
+# --- 1. Kinds that cannot be forged ------------------------------------------------------------------
+
+
+async def test_update_participant_cannot_turn_a_protected_sip_caller_into_an_agent(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    agent = await support_room(admin)
+    server = serve_http(env=guarded(livekit, protected_kinds="SIP"))
+    forged = {"agent": True, "can_subscribe": True, "can_publish": True, "can_publish_data": True}
+    async with Client(server.url) as bot:
+        update = await fails(bot, "update_participant", room="support", identity="caller", permission=forged)
+        removing = await fails(bot, "remove_participant", room="support", identity="caller")
+        deleting = await fails(bot, "delete_room", room="support")
+        agents = await fails(bot, "remove_agent", room="support", identity="caller")
+    assert "permission.agent" in update
+    assert not (await permission_of(lkapi, "support", "caller")).agent
+    assert "protected_kinds" in removing
+    assert "protected_kinds" in deleting
+    assert "no agent matching" in agents
+    assert await identities(lkapi, "support") == {"customer", "caller", agent["identity"]}
+
+
+async def test_a_sip_caller_with_the_agent_bit_is_judged_by_its_kind(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("support", "sip_+15550100", kind="SIP", permission={"agent": True, "can_subscribe": True})
+    await admin.join("support", "customer")
+    server = serve_http(env=guarded(livekit, protected_kinds="SIP"))
+    async with Client(server.url) as bot:
+        removing = await fails(bot, "remove_participant", room="support", identity="sip_+15550100")
+        agents = await fails(bot, "remove_agent", room="support")
+        found = await ok(bot, "find_agent", room="support")
+        listed = await ok(bot, "list_participants", room="support", kind="SIP")
+        detail = await ok(bot, "get_participant", room="support", identity="sip_+15550100")
+    assert "refused by policy (protected_kinds)" in removing
+    assert "no agent matching" in agents
+    assert found["agents"] == []
+    assert [p["identity"] for p in listed["participants"]] == ["sip_+15550100"]
+    assert detail["kind"] == "SIP"
+    assert await identities(lkapi, "support") == {"sip_+15550100", "customer"}
+
+
+async def test_update_participant_keeps_the_agent_bit_and_refuses_to_change_it(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("r", "older-agent", permission={"agent": True, "can_subscribe": True})
+    await admin.join("r", "guest", permission={"can_subscribe": True})
+    server = serve_http(env=guarded(livekit))
+    async with Client(server.url) as bot:
+        kept = await ok(bot, "update_participant", room="r", identity="older-agent", permission={"can_publish": True})
+        clearing = await fails(bot, "update_participant", room="r", identity="older-agent", permission={"agent": False})
+        setting = await fails(bot, "update_participant", room="r", identity="guest", permission={"agent": True})
+        same = await ok(bot, "update_participant", room="r", identity="guest", permission={"agent": False})
+    assert kept["participant"]["kind"] == "AGENT"
+    older, guest = await permission_of(lkapi, "r", "older-agent"), await permission_of(lkapi, "r", "guest")
+    assert older.agent
+    assert older.can_publish
+    assert not guest.agent
+    for message in (clearing, setting):
+        assert "invalid 'permission.agent'" in message
+    assert same["changed"] == ["permission"]
+
+
+# --- 2. What is confirmed is what is done ------------------------------------------------------------
+
+
+async def test_a_delete_room_token_for_an_empty_room_does_not_delete_it_once_people_joined(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await lkapi.room.create_room(api.CreateRoomRequest(name="standup"))
+    server = serve_http(env=guarded(livekit))
+    async with Client(server.url) as bot:
+        preview = await ok(bot, "delete_room", room="standup")
+        assert preview["total_disconnected"] == 0
+        for i in range(5):
+            await admin.join("standup", f"person-{i}")
+        refused = await fails(bot, "delete_room", room="standup", confirm_token=preview["confirm_token"])
+    assert "the target changed" in refused
+    assert "standup" in await room_names(lkapi)
+    assert await identities(lkapi, "standup") == {f"person-{i}" for i in range(5)}
+
+
+async def test_a_yes_to_deleting_an_empty_room_is_asked_again_once_people_joined(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+) -> None:
+    await lkapi.room.create_room(api.CreateRoomRequest(name="standup"))
+    server = serve_http(env=guarded(livekit))
+    asked: list[str] = []
+
+    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        if len(asked) == 1:  # while the user reads the question, five people join
+            for i in range(5):
+                await admin.join("standup", f"person-{i}")
+            return ElicitResult(action="accept", content={"room": "standup"})
+        return ElicitResult(action="decline")
+
+    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+        data = await ok(client, "delete_room", room="standup")
+    assert len(asked) == 2, asked
+    assert "disconnects 0 participant(s)" in asked[0]
+    assert "disconnects 5 participant(s): 5 STANDARD" in asked[1]
+    assert data["outcome"] == "declined"
+    assert "standup" in await room_names(lkapi)
+    assert await identities(lkapi, "standup") == {f"person-{i}" for i in range(5)}
+
+
+async def test_a_yes_for_a_participant_who_rejoined_meanwhile_is_asked_again(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+) -> None:
+    await support_room(admin)
+    server = serve_http(env=guarded(livekit))
+    asked: list[str] = []
+
+    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        if len(asked) == 1:  # the same identity, someone else (a new sid) by the time the user says yes
+            await admin.leave("support", "customer")
+            await admin.join("support", "customer", name="Dana")
+        return ElicitResult(action="accept", content={"confirm": len(asked) > 1})
+
+    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+        data = await ok(client, "remove_participant", room="support", identity="customer")
+    assert len(asked) == 2, asked
+    assert asked[0] != asked[1]  # the question carries the plan's reference
+    assert data["outcome"] == "done"
+    assert "customer" not in await identities(lkapi, "support")
+
+
+@asynccontextmanager
+async def as_principal(url: str, bearer: str) -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+async def test_a_confirm_token_only_works_for_the_principal_it_was_issued_to(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await support_room(admin)
+    tokens = f"alice:write:{ALICE_TOKEN},bob:write:{BOB_TOKEN}"
+    server = serve_http(env=guarded(livekit, auth_tokens=tokens))
+    async with as_principal(server.url, ALICE_TOKEN) as alice:
+        token = (await ok(alice, "remove_participant", room="support", identity="customer"))["confirm_token"]
+    async with as_principal(server.url, BOB_TOKEN) as bob:
+        refused = await fails(bob, "remove_participant", room="support", identity="customer", confirm_token=token)
+    assert "issued to another principal" in refused
+    assert "customer" in await identities(lkapi, "support")
+    async with as_principal(server.url, ALICE_TOKEN) as alice:
+        done = await ok(alice, "remove_participant", room="support", identity="customer", confirm_token=token)
+    assert done["outcome"] == "done"
+    assert "customer" not in await identities(lkapi, "support")
+
+
+async def test_the_rate_limit_counts_actions_that_happened_not_attempts(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    for name in ("a", "b"):
+        await admin.join("r", name)
+    server = serve_http(env=guarded(livekit, max_destructive_per_minute="1"))
+    async with Client(server.url) as bot:
+        token = (await ok(bot, "remove_participant", room="r", identity="a"))["confirm_token"]
+        await admin.fault("RoomService/RemoveParticipant", error=("internal", "node unavailable"), times=1)
+        failed = await fails(bot, "remove_participant", room="r", identity="a", confirm_token=token)
+        assert await identities(lkapi, "r") == {"a", "b"}
+        done = await ok(bot, "remove_participant", room="r", identity="a", confirm_token=token)
+        beyond = await fails(bot, "remove_participant", room="r", identity="b")
+    assert "node unavailable" in failed
+    assert done["outcome"] == "done"
+    assert "refused by policy (max_destructive_per_minute)" in beyond
+    assert await identities(lkapi, "r") == {"b"}
+
+
+# --- Every destructive tool under confirmation, cancel_dispatch included -----------------------------
+
+
+async def test_every_destructive_tool_previews_then_acts_with_its_token_and_only_then(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    agent = await support_room(admin)
+    (dispatch,) = await dispatch_ids(lkapi, "support", "support-agent")
+    await admin.join_agent("other", "helper")
+    (other_dispatch,) = await dispatch_ids(lkapi, "other", "helper")
+    await admin.join("third", "someone")
+    server = serve_http(env=guarded(livekit))
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("remove_participant", {"room": "support", "identity": "customer"}),
+        ("cancel_dispatch", {"room": "support", "dispatch_id": dispatch}),
+        ("remove_agent", {"room": "other"}),
+        ("delete_room", {"room": "third"}),
+    ]
+    async with Client(server.url) as bot:
+        previews = {tool: await ok(bot, tool, **args) for tool, args in calls}
+        assert {p["outcome"] for p in previews.values()} == {"confirmation_required"}
+        assert await identities(lkapi, "support") == {"customer", "caller", agent["identity"]}
+        assert await dispatch_ids(lkapi, "support", "support-agent") == {dispatch}
+        assert await dispatch_ids(lkapi, "other", "helper") == {other_dispatch}
+        assert await room_names(lkapi) == {"support", "other", "third"}
+        for tool, args in calls:
+            done = await ok(bot, tool, **args, confirm_token=previews[tool]["confirm_token"])
+            assert done["outcome"] == "done", tool
+    assert "customer" not in await identities(lkapi, "support")
+    assert await dispatch_ids(lkapi, "support", "support-agent") == set()
+    assert await dispatch_ids(lkapi, "other", "helper") == set()
+    assert "helper" not in str(await identities(lkapi, "other"))
+    assert "third" not in await room_names(lkapi)
+
+
+@pytest.mark.parametrize("answer", ["accept", "decline"])
+async def test_cancel_dispatch_asks_the_user_and_respects_the_answer(
+    serve_http: Callable[..., Served],
+    livekit: LiveKitTarget,
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    mode: str,
+    answer: str,
+) -> None:
+    agent = await admin.join_agent("support", "support-agent")
+    (dispatch,) = await dispatch_ids(lkapi, "support", "support-agent")
+    server = serve_http(env=guarded(livekit))
+    asked: list[str] = []
+
+    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return (
+            ElicitResult(action="accept", content={"confirm": True})
+            if answer == "accept"
+            else ElicitResult(action="decline")
+        )
+
+    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+        result = await call(client, "cancel_dispatch", room="support", dispatch_id=dispatch)
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    assert result.structured_content["outcome"] == ("done" if answer == "accept" else "declined")
+    (question,) = asked
+    assert f"deletes dispatch {dispatch} of agent 'support-agent'" in question
+    assert agent["identity"] in question
+    assert (await dispatch_ids(lkapi, "support", "support-agent") == set()) is (answer == "accept")
+
+
+# --- 3. Write-ahead audit ----------------------------------------------------------------------------
+
+
+async def test_a_process_killed_mid_change_leaves_the_attempted_line(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+) -> None:
+    await support_room(admin)
+    audit = tmp_path / "audit.jsonl"
+    server = serve_http(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(audit)))  # confirmation off: acts at once
+    await admin.fault("RoomService/DeleteRoom", latency_ms=20_000, times=1)
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+
+    async with anyio.create_task_group() as tg:
+
+        async def deleting() -> None:
+            async with Client(server.url) as client:
+                await call(client, "delete_room", room="support")
+
+        tg.start_soon(deleting)
+        for _ in range(200):  # a bounded wait (10 s) for the line, written before DeleteRoom is sent
+            if lines():
+                break
+            await anyio.sleep(0.05)
+        server.process.kill()
+        server.process.wait(10)
+        tg.cancel_scope.cancel()
+    (line,) = lines()
+    assert (line["tool"], line["outcome"]) == ("delete_room", "attempted")
+    assert line["arguments"] == {"room": "support"}
+    assert line["before"]["targets"][0].startswith("RM_")
+
+
+async def test_a_log_that_cannot_take_the_attempted_line_stops_the_change(
+    serve_http: Callable[..., Served],
+    livekit: LiveKitTarget,
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    tmp_path: Path,
+) -> None:
+    await support_room(admin)
+    audit = tmp_path / "audit.jsonl"
+    server = serve_http(env=guarded(livekit, audit_log=str(audit)))
+    async with Client(server.url) as bot:
+        token = (await ok(bot, "remove_participant", room="support", identity="customer"))["confirm_token"]
+        audit.unlink()
+        audit.mkdir()  # the path can no longer be appended to
+        refused = await fails(bot, "remove_participant", room="support", identity="customer", confirm_token=token)
+    assert "no change was made" in refused
+    assert "customer" in await identities(lkapi, "support")
