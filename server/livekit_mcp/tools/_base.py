@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,13 +161,24 @@ def cursor_key(cursor: str) -> list[Any] | None:
     """The sort key a cursor carries (that of the last item shown), or None for the first page."""
     if not cursor:
         return None
+    problem = (
+        "not a cursor this server returned; pass the next_cursor of the previous page, or omit it to start from the top"
+    )
     try:
         after = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error) as exc:
-        raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top") from exc
-    if not isinstance(after, list):
-        raise InvalidInput("cursor", "not a cursor this server returned; omit it to start from the top")
+    except (ValueError, binascii.Error, RecursionError) as exc:
+        raise InvalidInput("cursor", problem) from exc
+    # What cursor_for writes: a flat list of strings and finite numbers (a bool is an int to Python, never ours;
+    # JSON's 1e400 reads as infinity).
+    if not isinstance(after, list) or not all(_cursor_part(part) for part in after):
+        raise InvalidInput("cursor", problem)
     return after
+
+
+def _cursor_part(part: object) -> bool:
+    if isinstance(part, float):
+        return math.isfinite(part)
+    return isinstance(part, (str, int)) and not isinstance(part, bool)
 
 
 def cursor_for(key: list[Any]) -> str:
@@ -180,8 +192,13 @@ def page_of(items: Sequence[T], key: Callable[[T], list[Any]], limit: int, curso
     """
     after = cursor_key(cursor)
     start = 0
-    while after is not None and start < len(items) and key(items[start]) <= after:
-        start += 1
+    try:
+        while after is not None and start < len(items) and key(items[start]) <= after:
+            start += 1
+    except TypeError as exc:  # a key of other types than this list's (say a number where names are)
+        raise InvalidInput(
+            "cursor", "not a cursor of this list; pass the next_cursor of the previous page, or omit it"
+        ) from exc
     page = list(items[start : start + limit])
     return page, cursor_for(key(page[-1])) if start + limit < len(items) and page else None
 

@@ -68,8 +68,10 @@ async def list_participants(
     after = cursor_key(cursor)
     try:
         key = None if after is None else (float(after[0]), str(after[1]))
-    except (IndexError, TypeError, ValueError) as exc:
-        raise InvalidInput("cursor", "not a cursor of list_participants; omit it to start from the top") from exc
+    except (IndexError, TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(
+            "cursor", "not a cursor of list_participants; pass the next_cursor of the previous page, or omit it"
+        ) from exc
     page = await lk.participant_page(room, kind=kind, limit=limit, after=key)
     if not page.anyone:
         await lk.get_room(room)  # LiveKit lists a missing room as an empty one: tell them apart

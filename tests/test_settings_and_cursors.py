@@ -1,0 +1,205 @@
+"""Crafted list cursors are refused as tool errors, and the README's settings that had no test of their own.
+
+Every server is a `livekit-mcp` process driven over HTTP, by the MCP SDK's client or by plain requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from livekit import api
+from mcp import Client
+
+from livekit_mcp.sandbox import SandboxAdmin
+from tests.conftest import LiveKitTarget, Served, fails, identities, ok, text
+
+pytestmark = pytest.mark.anyio
+
+
+def crafted(raw: str) -> str:
+    """A cursor as the server would encode it, around JSON it never writes."""
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+# --- Crafted cursors ---------------------------------------------------------------------------------
+
+HUGE_INT = "9" * 400
+# Refused by both list tools, whatever sort key each uses.
+EITHER = {
+    "not base64 JSON": "!!not-a-cursor!!",
+    "an object": crafted('{"after": "r"}'),
+    "nested objects": crafted('[{"a": [1, {"b": 2}]}, {"c": null}]'),
+    "nested lists": crafted("[" * 300 + "]" * 300),
+    "1e400": crafted('[1e400, "alice"]'),
+    "NaN": crafted('[NaN, "alice"]'),
+    "a bool": crafted('[true, "alice"]'),
+    "null": crafted('[null, "alice"]'),
+}
+# Flat lists of the allowed types, but not of the types of that list's sort key.
+ROOMS_ONLY = {"a number for a name": crafted("[1]"), "a huge number": crafted(f"[{HUGE_INT}]")}
+PARTICIPANTS_ONLY = {
+    "a name for a time": crafted('["yesterday", "alice"]'),
+    "too short": crafted("[1.5]"),
+    "a huge number": crafted(f'[{HUGE_INT}, "alice"]'),
+}
+
+
+def refused_cursor(message: str) -> None:
+    assert "'cursor'" in message, message
+    assert "next_cursor" in message, message  # says what is allowed
+    assert "Traceback" not in message
+
+
+async def test_crafted_cursors_are_tool_errors_naming_the_cursor_and_the_server_keeps_serving(
+    http_server: Served, admin: SandboxAdmin
+) -> None:
+    await admin.join("r1", "alice")
+    await admin.join("r1", "bob")
+    await admin.join("r2", "carol")
+    async with Client(http_server.url) as client:
+        for name, cursor in (EITHER | ROOMS_ONLY).items():
+            message = await fails(client, "list_rooms", cursor=cursor)
+            refused_cursor(message)
+            assert (await ok(client, "list_rooms"))["total"] == 2, f"after list_rooms with {name}"
+        for name, cursor in (EITHER | PARTICIPANTS_ONLY).items():
+            message = await fails(client, "list_participants", room="r1", cursor=cursor)
+            refused_cursor(message)
+            assert (await ok(client, "list_participants", room="r1"))["total"] == 2, f"after {name}"
+        # The cursors the server does issue still page through.
+        first = await ok(client, "list_rooms", limit=1)
+        second = await ok(client, "list_rooms", limit=1, cursor=first["next_cursor"])
+        people = await ok(client, "list_participants", room="r1", limit=1)
+        rest = await ok(client, "list_participants", room="r1", limit=1, cursor=people["next_cursor"])
+    assert [r["name"] for r in first["rooms"] + second["rooms"]] == ["r1", "r2"]
+    assert "next_cursor" not in second
+    assert {p["identity"] for p in people["participants"] + rest["participants"]} == {"alice", "bob"}
+
+
+# --- Host and Origin ---------------------------------------------------------------------------------
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}},
+}
+
+
+async def post(url: str, **headers: str) -> tuple[int, str]:
+    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session, session.post(url, json=INITIALIZE, headers=accept | headers) as r:
+        return r.status, await r.text()
+
+
+async def test_allowed_hosts_and_origins_are_served_and_others_refused(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget
+) -> None:
+    server = serve_http(
+        env=livekit.env(
+            LIVEKIT_MCP_ALLOWED_HOSTS="mcp.example.com", LIVEKIT_MCP_ALLOWED_ORIGINS="https://app.example.com"
+        )
+    )
+    assert (await post(server.url, Host="mcp.example.com"))[0] == 200
+    assert (await post(server.url, Host="other.example.com"))[0] == 421
+    assert (await post(server.url, Origin="https://app.example.com"))[0] == 200
+    assert (await post(server.url, Origin="https://other.example.com"))[0] == 403
+    assert (await post(server.url, Host="mcp.example.com", Origin="https://other.example.com"))[0] == 403
+
+
+async def test_without_allowed_hosts_a_non_loopback_host_is_refused(http_server: Served) -> None:
+    assert (await post(http_server.url, Host="mcp.example.com"))[0] == 421
+    assert (await post(http_server.url, Origin="https://app.example.com"))[0] == 403
+    assert (await post(http_server.url))[0] == 200
+
+
+# --- Confirmation tokens -----------------------------------------------------------------------------
+
+
+async def test_a_confirm_token_past_the_confirm_ttl_is_refused_as_expired(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("support", "customer")
+    server = serve_http(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_TTL="1"))
+    async with Client(server.url) as bot:
+        issued = time.time()
+        preview = await ok(bot, "remove_participant", room="support", identity="customer")
+        token = preview["confirm_token"]
+        expiry = int(token.split(".")[1])
+        assert expiry <= issued + 2  # the TTL asked for, not the default 120 s
+        wait = expiry + 0.05 - time.time()  # only until the clock is past the token's own expiry
+        assert wait <= 2.1
+        await anyio.sleep(max(wait, 0))
+        refused = await fails(bot, "remove_participant", room="support", identity="customer", confirm_token=token)
+    assert "'confirm_token'" in refused
+    assert "expired (tokens last 1 s)" in refused
+    assert await identities(lkapi, "support") == {"customer"}
+
+
+# --- Public URL --------------------------------------------------------------------------------------
+
+
+async def test_the_public_url_is_the_resource_the_oauth_metadata_names(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget
+) -> None:
+    public = "https://mcp.example.com/mcp"
+    server = serve_http(
+        env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS="bot:write:token-0123456789abcdef", LIVEKIT_MCP_PUBLIC_URL=public)
+    )
+    url = server.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 200
+            metadata: dict[str, Any] = await response.json()
+        async with session.post(server.url, json=INITIALIZE) as unauthorized:
+            challenge = unauthorized.headers["WWW-Authenticate"]
+    assert metadata["resource"] == public
+    assert server.url not in json.dumps(metadata)
+    assert "https://mcp.example.com/.well-known/oauth-protected-resource/mcp" in challenge
+
+
+# --- Retries -----------------------------------------------------------------------------------------
+
+
+async def test_with_no_retries_a_read_that_failed_in_passing_fails_and_by_default_it_succeeds(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, http_server: Served, admin: SandboxAdmin
+) -> None:
+    await admin.join("r", "alice")
+    once = serve_http(env=livekit.env(LIVEKIT_MCP_RETRIES="0"))
+    async with Client(once.url) as client:
+        await admin.fault("RoomService/ListRooms", error=("unavailable", "draining"), times=1)
+        failed = await fails(client, "list_rooms")
+        assert (await ok(client, "list_rooms"))["total"] == 1  # the one failure was used up: one attempt, no retry
+    assert "unavailable" in failed
+    async with Client(http_server.url) as client:
+        await admin.fault("RoomService/ListRooms", error=("unavailable", "draining"), times=1)
+        result = await client.call_tool("list_rooms", {})
+    assert not result.is_error, text(result)
+    assert (await admin.state())["faults"].get("RoomService/ListRooms", {"times": 0})["times"] == 0
+
+
+# --- The audit log flag ------------------------------------------------------------------------------
+
+
+async def test_the_audit_log_flag_gets_a_line_per_attempted_change(
+    serve_http: Callable[..., Served], admin: SandboxAdmin, tmp_path: Path
+) -> None:
+    await admin.join("r", "alice")
+    audit = tmp_path / "flag-audit.jsonl"
+    server = serve_http("--audit-log", str(audit))
+    async with Client(server.url) as client:
+        await ok(client, "update_room_metadata", room="r", metadata="m")
+        await ok(client, "list_rooms")  # reads are not audited
+    written = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(line["tool"], line["outcome"]) for line in written] == [
+        ("update_room_metadata", "attempted"),
+        ("update_room_metadata", "done"),
+    ]
+    assert written[1]["arguments"] == {"room": "r", "metadata": "m"}
