@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mcp import StdioServerParameters
 from mcp.client.stdio import get_default_environment
+from tests._proc import stop
 
 BIN = Path(sys.executable).parent
 LIVEKIT_MCP = [str(BIN / "livekit-mcp")]
@@ -50,12 +51,7 @@ def listening(command: Sequence[str], port: int, env: dict[str, str]) -> Iterato
         _wait_for_port(port, process)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
 
 
 @contextmanager

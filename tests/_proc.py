@@ -1,10 +1,12 @@
-"""What a server process holds, read from /proc: memory, open files, connections to LiveKit (Linux only)."""
+"""Processes of the tests: stopping one, and what a server process holds, read from /proc (memory, open files,
+connections to LiveKit; Linux only)."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
 import os
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -53,3 +55,14 @@ async def until(condition: str, check: Callable[[], bool | Awaitable[bool]], sec
                 return
             await anyio.sleep(0.05)
     raise AssertionError(f"not within {seconds} s: {condition}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stops a process politely, then for good."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

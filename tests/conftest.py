@@ -27,6 +27,7 @@ from mcp.types import CallToolResult, TextContent
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 
+from ._proc import stop
 from .real_livekit import (
     AgentWorker,
     LiveKitServer,
@@ -35,7 +36,6 @@ from .real_livekit import (
     people,
     running_server,
     start_agent_worker,
-    stop,
     tail,
 )
 
@@ -294,13 +294,9 @@ def real_target(real_livekit: LiveKitServer) -> LiveKitTarget:
 
 
 @pytest.fixture(scope="session")
-def real_http(real_target: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def real_http(real_target: LiveKitTarget, serve_http: Callable[..., Served]) -> Served:
     """One `livekit-mcp --transport http` process against the real server for the session."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("real-mcp") / "stderr.log"
-    process = spawn(["serve", "--transport", "http", "--port", str(port)], real_target.env(), log, port)
-    yield Served(f"http://127.0.0.1:{port}/mcp", process, log)
-    stop(process)
+    return serve_http(env=real_target.env())
 
 
 @pytest.fixture

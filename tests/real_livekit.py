@@ -26,6 +26,8 @@ import anyio
 import pytest
 from livekit import api, rtc
 
+from tests._proc import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "real-key"
 SECRET = "real-secret-0123456789abcdef0123456789abcdef"  # long enough that PyJWT does not warn
@@ -93,17 +95,6 @@ def _pings(port: int) -> bool:
             return s.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stops a process politely, then for good."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 @dataclass

@@ -12,8 +12,9 @@ from livekit import api
 from mcp import Client
 from mcp.client.stdio import get_default_environment
 
+from tests._proc import stop
 from tests.conftest import SECRET, LiveKitTarget, no_secret, run_cli, spawn, stdio
-from tests.real_livekit import LiveKitServer, free_port, stop
+from tests.real_livekit import LiveKitServer, free_port
 
 
 def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2() -> None:

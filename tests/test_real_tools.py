@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from pydantic import SecretStr
 from livekit_mcp.errors import DispatchNotFound, ParticipantNotFound, RoomNotFound
 from livekit_mcp.livekit_backend import LiveKit
 from tests._proc import until
-from tests.conftest import LiveKitTarget, Served, call, fails, ok, spawn, text
-from tests.real_livekit import AgentWorker, LiveKitServer, People, free_port, start_agent_worker, stop
+from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
+from tests.real_livekit import AgentWorker, LiveKitServer, People, start_agent_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -38,14 +38,9 @@ tool that sent such a call instead of checking first ends in our timeout, not in
 
 
 @pytest.fixture(scope="module")
-def quick_http(real_target: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def quick_http(real_target: LiveKitTarget, serve_http: Callable[..., Served]) -> Served:
     """A `livekit-mcp --transport http` against the real server whose LiveKit calls may take 2 s at most."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("quick-mcp") / "stderr.log"
-    env = real_target.env(LIVEKIT_MCP_TIMEOUT=QUICK_TIMEOUT)
-    process = spawn(["serve", "--transport", "http", "--port", str(port)], env, log, port)
-    yield Served(f"http://127.0.0.1:{port}/mcp", process, log)
-    stop(process)
+    return serve_http(env=real_target.env(LIVEKIT_MCP_TIMEOUT=QUICK_TIMEOUT))
 
 
 def unique(prefix: str) -> str:

@@ -73,6 +73,21 @@ async def code_of(call: Awaitable[object]) -> tuple[str, str, int]:
 MICROPHONE = {"type": "AUDIO", "source": "MICROPHONE", "name": "microphone"}  # as People publishes it
 
 
+@dataclass(frozen=True)
+class Joining:
+    """One participant's join, as `Crowd.join` was asked for it: what each backend's `_join` carries out."""
+
+    room: str
+    identity: str
+    name: str
+    kind: str
+    metadata: str
+    attributes: dict[str, str]
+    audio: bool
+    agent: bool
+    hidden: bool
+
+
 class Crowd:
     """Participants and agents joining a room, on the sandbox (admin API) or on the real server (WebRTC
     participants and `livekit-agents` workers). Each step returns once the server shows its effect:
@@ -101,7 +116,8 @@ class Crowd:
     ) -> ParticipantInfo:
         """`identity` joins `room` (created if missing); with `audio` it publishes a microphone track.
         Returns the participant as GetParticipant shows it once it is active (with its track)."""
-        await self._join(room, identity, name, kind, metadata, attributes or {}, audio, agent, hidden)
+        joining = Joining(room, identity, name, kind, metadata, attributes or {}, audio, agent, hidden)
+        await self._join(joining)
         return await self.shown(room, identity, tracks=1 if audio else 0)
 
     async def shown(self, room: str, identity: str, *, tracks: int = 0) -> ParticipantInfo:
@@ -152,18 +168,7 @@ class Crowd:
         listed = await self.lk.room.list_participants(api.ListParticipantsRequest(room=room))
         return {p.identity: p for p in listed.participants if p.attributes.get("lk.agent_name") == agent_name}
 
-    async def _join(
-        self,
-        room: str,
-        identity: str,
-        name: str,
-        kind: str,
-        metadata: str,
-        attributes: dict[str, str],
-        audio: bool,
-        agent: bool,
-        hidden: bool,
-    ) -> None:
+    async def _join(self, joining: Joining) -> None:
         raise NotImplementedError
 
     def _serve(self, agent_name: str) -> None:
@@ -175,31 +180,20 @@ class SandboxCrowd(Crowd):
         super().__init__(lk)
         self.state = sandbox.state
 
-    async def _join(
-        self,
-        room: str,
-        identity: str,
-        name: str,
-        kind: str,
-        metadata: str,
-        attributes: dict[str, str],
-        audio: bool,
-        agent: bool,
-        hidden: bool,
-    ) -> None:
+    async def _join(self, joining: Joining) -> None:
         # What a join token with these grants gives a participant on the real server.
-        permission = {"can_subscribe": True, "can_publish": True, "can_publish_data": True, "agent": agent}
-        if hidden:
+        permission = {"can_subscribe": True, "can_publish": True, "can_publish_data": True, "agent": joining.agent}
+        if joining.hidden:
             permission["hidden"] = True
         self.state.join(
-            room,
-            identity,
-            name=name,
-            kind=kind,
-            metadata=metadata,
-            attributes=attributes,
+            joining.room,
+            joining.identity,
+            name=joining.name,
+            kind=joining.kind,
+            metadata=joining.metadata,
+            attributes=joining.attributes,
             permission=permission,
-            tracks=[MICROPHONE] if audio else [],
+            tracks=[MICROPHONE] if joining.audio else [],
         )
 
     def _serve(self, agent_name: str) -> None:
@@ -214,28 +208,17 @@ class RealCrowd(Crowd):
         self.people = people
         self.workers = workers
 
-    async def _join(
-        self,
-        room: str,
-        identity: str,
-        name: str,
-        kind: str,
-        metadata: str,
-        attributes: dict[str, str],
-        audio: bool,
-        agent: bool,
-        hidden: bool,
-    ) -> None:
+    async def _join(self, joining: Joining) -> None:
         await self.people.join(
-            room,
-            identity,
-            name=name,
-            kind="" if kind == "STANDARD" else kind.lower(),
-            metadata=metadata,
-            attributes=attributes,
-            audio=audio,
-            agent=agent,
-            hidden=hidden,
+            joining.room,
+            joining.identity,
+            name=joining.name,
+            kind="" if joining.kind == "STANDARD" else joining.kind.lower(),
+            metadata=joining.metadata,
+            attributes=joining.attributes,
+            audio=joining.audio,
+            agent=joining.agent,
+            hidden=joining.hidden,
         )
 
     def _serve(self, agent_name: str) -> None:
