@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import re
 import subprocess
 import sys
 import threading
@@ -32,7 +32,6 @@ from .real_livekit import (
     AgentWorker,
     LiveKitServer,
     People,
-    free_port,
     people,
     running_server,
     start_agent_worker,
@@ -119,18 +118,21 @@ async def room_names(lk: api.LiveKitAPI) -> set[str]:
     return {r.name for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms}
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    """Bounded wait until a spawned server accepts connections (or fail with its stderr)."""
+# What our servers say on stderr once they listen, with the port they were given (port 0: a free one, picked by the
+# kernel at bind time, so no other process can take it between our choosing it and the server binding it).
+LISTENING = re.compile(r"serving MCP over HTTP on \S+ port (\d+)|LiveKit sandbox .* on http://[^:]+:(\d+)")
+
+
+def wait_for_listening(process: subprocess.Popen[bytes], log: Path, seconds: float = 20) -> int:
+    """Bounded wait until a spawned server says it listens; its port (or fail with its stderr)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if (found := LISTENING.search(log.read_text(errors="replace"))) is not None:
+            return int(found.group(1) or found.group(2))
         if process.poll() is not None:
             raise AssertionError(f"server exited with status {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"server did not listen on {port} within {seconds} s")
+        time.sleep(0.05)
+    raise AssertionError(f"server did not say it listens within {seconds} s")
 
 
 @dataclass
@@ -157,15 +159,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
     )
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`livekit-mcp ARGS` (which should ask for port 0), once it listens; the process and its port."""
     with log.open("wb") as err:
         process = subprocess.Popen([LIVEKIT_MCP, *args], env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        wait_for_port(port, process)
+        port = wait_for_listening(process, log)
     except AssertionError as exc:
         process.kill()
         raise AssertionError(f"{exc}; its stderr:\n{log.read_text(errors='replace')}") from None
-    return process
+    return process, port
 
 
 @pytest.fixture(scope="session")
@@ -174,10 +177,9 @@ def serve_http(livekit: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory)
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*flags: str, transport: str = "http", env: dict[str, str] | None = None) -> Served:
-        port = free_port()
         log = tmp_path_factory.mktemp("server") / "stderr.log"
-        args = ["serve", "--transport", transport, "--port", str(port), *flags]
-        process = spawn(args, env if env is not None else livekit.env(), log, port)
+        args = ["serve", "--transport", transport, "--port", "0", *flags]
+        process, port = spawn(args, env if env is not None else livekit.env(), log)
         started.append(process)
         path = "/mcp" if transport == "http" else "/sse"
         return Served(f"http://127.0.0.1:{port}{path}", process, log)
@@ -314,9 +316,8 @@ async def impostor_livekit(handler: Callable[[web.Request], Awaitable[web.Stream
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"  # the port the kernel gave
     finally:
         await runner.cleanup()

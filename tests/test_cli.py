@@ -77,8 +77,7 @@ def test_check_says_the_url_does_not_answer(livekit: LiveKitTarget) -> None:
 async def test_sandbox_command_serves_livekit_to_the_official_client(
     tmp_path: Path, flags: tuple[str, ...], seeded: bool
 ) -> None:
-    port = free_port()
-    process = spawn(["sandbox", "--port", str(port), *flags], get_default_environment(), tmp_path / "log", port)
+    process, port = spawn(["sandbox", "--port", "0", *flags], get_default_environment(), tmp_path / "log")
     try:
         async with api.LiveKitAPI(f"http://127.0.0.1:{port}", "devkey", "secret") as lk:
             rooms = (await lk.room.list_rooms(api.ListRoomsRequest())).rooms
@@ -109,7 +108,7 @@ async def test_dev_flag_uses_the_lk_dev_defaults_like_a_local_livekit_server(tmp
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 7880)) == 0:
             pytest.skip("port 7880 is taken on this machine")
-    process = spawn(["sandbox", "--port", "7880"], get_default_environment(), tmp_path / "log", 7880)
+    process, _ = spawn(["sandbox", "--port", "7880"], get_default_environment(), tmp_path / "log")
     try:
         checked = run_cli("check", "--dev")
         assert checked.returncode == 0, checked.stdout + checked.stderr

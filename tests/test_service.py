@@ -240,9 +240,8 @@ async def test_sigterm_lets_a_call_in_flight_finish_then_refuses_new_ones(
 ) -> None:
     await admin.join("r", "dana")
     await admin.fault("RoomService/ListParticipants", latency_ms=1500, times=1)
-    port = free_port()
     log = tmp_path / "log"
-    process = spawn(["--transport", "http", "--port", str(port), "--log-level", "INFO"], livekit.env(), log, port)
+    process, port = spawn(["--transport", "http", "--port", "0", "--log-level", "INFO"], livekit.env(), log)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         # terminate_on_close=False: leaving the client must not need the server, which is stopping by then.
@@ -265,6 +264,45 @@ async def test_sigterm_lets_a_call_in_flight_finish_then_refuses_new_ones(
         assert "Application shutdown complete" in log.read_text()
         with pytest.raises(aiohttp.ClientConnectionError):
             await post(url, INITIALIZE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_a_call_longer_than_the_shutdown_grace_is_cut_off_when_the_grace_ends(
+    livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+) -> None:
+    await admin.join("r", "dana")
+    await admin.fault("RoomService/ListParticipants", latency_ms=20_000, times=1)
+    log = tmp_path / "log"
+    env = livekit.env(LIVEKIT_MCP_SHUTDOWN_GRACE="1", LIVEKIT_MCP_TIMEOUT="60")
+    process, port = spawn(["--transport", "http", "--port", "0", "--log-level", "INFO"], env, log)
+    outcome: list[BaseException | dict[str, Any]] = []
+    try:
+        async with Client(
+            streamable_http_client(f"http://127.0.0.1:{port}/mcp", terminate_on_close=False), mode="2026-07-28"
+        ) as c:
+            await c.list_tools()
+
+            async def slow_call() -> None:
+                try:
+                    outcome.append(await ok(c, "list_participants", room="r"))
+                except Exception as exc:  # what the client gets is the point
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow_call)
+                with anyio.fail_after(10):
+                    while (await admin.state())["faults"]:  # noqa: ASYNC110 - polling another process's state
+                        await anyio.sleep(0.02)
+                process.send_signal(signal.SIGTERM)
+                # The call needs 20 s more; with a 1 s grace the process is gone long before (bounded wait).
+                code = await anyio.to_thread.run_sync(lambda: process.wait(15))
+                tg.cancel_scope.cancel()
+        assert code in (0, 1, -signal.SIGTERM)
+        assert not any(isinstance(o, dict) for o in outcome), "the call outlived the grace period"
+        assert "timeout graceful shutdown exceeded" in log.read_text()  # uvicorn's line when it cancels calls
     finally:
         if process.poll() is None:
             process.kill()

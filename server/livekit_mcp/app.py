@@ -22,10 +22,11 @@ from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
 from livekit_mcp.config import Settings
 from livekit_mcp.confirm import Guard, Tokens
+from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.policy import Policy
 from livekit_mcp.resources import register_resources
-from livekit_mcp.service import CallerMiddleware, Health, OnBehalfOfCheck, failure_summary, serve_http
+from livekit_mcp.service import CallerMiddleware, Health, OnBehalfOfCheck, failure_summary, listen, serve_http
 from livekit_mcp.tools import AppContext, build_tools, invalid_arguments
 
 log = logging.getLogger(__name__)
@@ -198,16 +199,31 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def http_app(server: MCPServer[AppContext], settings: Settings) -> Starlette:
-    """The ASGI app of the HTTP transports: MCP at /mcp (or /sse), plus /healthz."""
+def http_app(server: MCPServer[AppContext], settings: Settings, verifier: StaticTokens | None = None) -> Starlette:
+    """The ASGI app of the HTTP transports: MCP at /mcp (or /sse), plus /healthz, with the limits that keep a slow
+    or greedy client from starving the others (see limits.py)."""
     security = transport_security(settings)
     if settings.transport == "sse":
         app = server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
     else:
         app = server.streamable_http_app(
-            streamable_http_path="/mcp", stateless_http=settings.stateless, transport_security=security
+            streamable_http_path="/mcp",
+            stateless_http=settings.stateless,
+            transport_security=security,
+            max_sessions=settings.max_sessions,
+            session_idle_timeout=settings.session_idle_timeout,
         )
-    app.add_middleware(OnBehalfOfCheck)  # outermost of ours: before authentication and MCP read the header
+    # Starlette runs the middleware added last first.
+    if not settings.stateless or settings.transport == "sse":
+        app.add_middleware(
+            SessionQuota,
+            per_principal=settings.max_sessions_per_principal,
+            idle_timeout=settings.session_idle_timeout,
+            principal_of=principal_lookup(verifier.verify_token if verifier is not None else None),
+            sse_path="/sse" if settings.transport == "sse" else None,
+        )
+    app.add_middleware(OnBehalfOfCheck)  # before authentication and MCP read the header
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout)  # outermost: nothing runs on half a request
     return app
 
 
@@ -227,13 +243,13 @@ def run(settings: Settings) -> None:
     """Serve MCP on the configured transport until interrupted (or SIGTERM, over HTTP)."""
     verifier = token_verifier(settings) if settings.transport != "stdio" else None
     check_exposure(settings, authenticated=verifier is not None)
-    server = build_server(settings, verifier)
     if settings.transport == "stdio":
-        server.run()
+        build_server(settings).run()
         return
-    app = http_app(server, settings)
-    anyio.run(
-        lambda: serve_http(
-            app, settings.host, settings.port, grace=settings.shutdown_grace, log_level=settings.log_level
-        )
-    )
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:
+        raise StartupError(str(exc)) from None
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})  # port 0: the one the kernel gave
+    app = http_app(build_server(settings, verifier), settings, verifier)
+    anyio.run(lambda: serve_http(app, settings, sock))

@@ -113,6 +113,18 @@ class Settings(BaseSettings):
     """The URL clients use to reach /mcp (behind a proxy); the OAuth resource metadata names it."""
     shutdown_grace: int = Field(default=30, ge=0, le=3600)
     """Seconds calls in flight get to finish after SIGTERM."""
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a client has to send a request's headers, from connecting or from the previous response."""
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a client has to send a request's whole body, once its headers are in."""
+    max_connections: int = Field(default=200, ge=1, le=100_000)
+    """Connections (and requests in progress) at once; past it a request gets 503 at once."""
+    max_sessions: int = Field(default=1000, ge=1, le=1_000_000)
+    """Open streamable HTTP sessions, all callers together (an SSE session is also a connection)."""
+    max_sessions_per_principal: int = Field(default=100, ge=1, le=1_000_000)
+    """Open sessions of one caller (a token's principal; every caller is "anonymous" without tokens)."""
+    session_idle_timeout: float = Field(default=1800.0, gt=0, le=86_400)
+    """Seconds a streamable HTTP session lives with no request in flight; then it is closed."""
 
     # Guardrails: what an assistant may see and change, and how a change is confirmed and recorded.
     allowed_rooms: CommaList = Field(default_factory=lambda: ["*"])

@@ -17,6 +17,7 @@ import getpass
 import json
 import logging
 import re
+import socket
 import time
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
@@ -34,7 +35,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livekit_mcp.auth import WRITE_SCOPE
+from livekit_mcp.config import Settings
 from livekit_mcp.errors import LiveKitError
+from livekit_mcp.limits import head_deadline_protocol
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import iso
 
@@ -289,14 +292,42 @@ class Health:
 # --- Serving -----------------------------------------------------------------------------------------
 
 
-async def serve_http(app: Starlette, host: str, port: int, *, grace: int, log_level: str) -> None:
-    """Serve until SIGINT/SIGTERM; then refuse new connections and give calls in flight `grace` seconds."""
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the app is built: with port 0 the kernel picks a free port, and what the
+    app says about itself (the OAuth resource metadata) must name the port actually bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, saying the port it serves on once it does: whoever started us with port 0 reads it back."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for sock in sockets or ():
+            if self.started:
+                log.warning("serving MCP over HTTP on %s port %d", *sock.getsockname()[:2])
+
+
+async def serve_http(app: Starlette, settings: Settings, sock: socket.socket) -> None:
+    """Serve on `sock` until SIGINT/SIGTERM; then refuse new connections and give calls in flight `shutdown_grace`
+    seconds."""
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
+        log_level=settings.log_level.lower(),
         log_config=None,  # keep our handler: uvicorn's own would print to stderr in another format
-        timeout_graceful_shutdown=grace,
+        timeout_graceful_shutdown=settings.shutdown_grace,
+        http=head_deadline_protocol(settings.header_timeout),
+        # uvicorn answers 503 once its count, the connection asking included, reaches the limit: +1 so that
+        # max_connections connections are served.
+        limit_concurrency=settings.max_connections + 1,
     )
-    await uvicorn.Server(config).serve()
+    await _Uvicorn(config).serve(sockets=[sock])
