@@ -19,6 +19,7 @@ from livekit import api
 from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from livekit_mcp.sandbox import SandboxAdmin
@@ -334,3 +335,67 @@ async def test_a_log_that_cannot_take_the_attempted_line_stops_the_change(
         refused = await fails(bot, "remove_participant", room="support", identity="customer", confirm_token=token)
     assert "no change was made" in refused
     assert "customer" in await identities(lkapi, "support")
+
+
+# --- More of the same kind ----------------------------------------------------------------------------
+
+# Arguments that would succeed on the room if policy let them through: with confirmation off, a destructive tool
+# that slipped past allowed_rooms would act at once.
+ON_THE_SECRET_ROOM: dict[str, dict[str, Any]] = {
+    "get_room": {},
+    "create_room": {"metadata": "taken"},
+    "update_room_metadata": {"metadata": "taken"},
+    "delete_room": {},
+    "list_participants": {},
+    "get_participant": {"identity": "board-member"},
+    "update_participant": {"identity": "board-member", "metadata": "taken"},
+    "mute_track": {"identity": "board-member", "track_sid": "TR_x", "muted": True},
+    "remove_participant": {"identity": "board-member"},
+    "find_agent": {},
+    "list_dispatches": {},
+    "dispatch_agent": {"agent_name": "spy"},
+    "cancel_dispatch": {"dispatch_id": "AD_x"},
+    "remove_agent": {},
+    "send_data": {"data": "hello"},
+    "perform_rpc": {"destination_identity": "board-member", "method": "ping"},
+    "create_join_token": {"identity": "spy"},
+}
+
+
+async def test_no_tool_and_no_resource_reaches_a_room_outside_allowed_rooms(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("secret-board", "board-member")
+    await admin.join_agent("secret-board", "note-taker")
+    before_people = await identities(lkapi, "secret-board")
+    before_dispatches = await dispatch_ids(lkapi, "secret-board", "note-taker")
+    server = serve_http(env=livekit.env(LIVEKIT_MCP_ALLOWED_ROOMS="support*", LIVEKIT_MCP_CONFIRM="off"))
+    async with Client(server.url) as attacker:
+        tools = (await attacker.list_tools()).tools
+        with_room = [t.name for t in tools if "room" in (t.input_schema.get("properties") or {})]
+        assert set(with_room) <= set(ON_THE_SECRET_ROOM), "a tool that takes a room has no case here"
+        for name in with_room:
+            answer = await call(attacker, name, room="secret-board", **ON_THE_SECRET_ROOM[name])
+            assert answer.is_error, name
+            assert "refused by policy (allowed_rooms)" in text(answer), (name, text(answer))
+        with pytest.raises(MCPError, match=r"refused by policy \(allowed_rooms\)"):
+            await attacker.read_resource("livekit://rooms/secret-board")
+    assert "secret-board" in await room_names(lkapi)
+    assert await identities(lkapi, "secret-board") == before_people
+    assert await dispatch_ids(lkapi, "secret-board", "note-taker") == before_dispatches
+    room = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["secret-board"]))).rooms[0]
+    assert room.metadata != "taken"
+
+
+async def test_a_delete_room_token_replayed_on_a_room_recreated_under_the_same_name_is_refused(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("retro", "early-bird")
+    server = serve_http(env=guarded(livekit))
+    async with Client(server.url) as bot:
+        token = (await ok(bot, "delete_room", room="retro"))["confirm_token"]
+        assert (await ok(bot, "delete_room", room="retro", confirm_token=token))["outcome"] == "done"
+        await admin.join("retro", "early-bird")  # someone else's new call, under the old name: a new room sid
+        replayed = await fails(bot, "delete_room", room="retro", confirm_token=token)
+    assert "the target changed" in replayed
+    assert await identities(lkapi, "retro") == {"early-bird"}

@@ -341,3 +341,40 @@ def test_the_environment_and_the_file_are_both_checked(livekit: LiveKitTarget, t
     assert "confirm_ttl" in refused(livekit.env(), "--config", str(config))
     env = get_default_environment() | livekit.env(livekit_mcp_confirm_ttl="-1")
     assert "confirm_ttl" in refused(env)
+
+
+# --- Malformed protocol: an error, never a crash, and the server still serves ---------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+MALFORMED = {
+    "not-json": b"{this is not json",
+    "not-utf8": b'{"jsonrpc": "2.0", "id": 1, "method": "\xff\xfe"}',
+    "deeply-nested": DEEP,
+    "huge-id": b'{"jsonrpc": "2.0", "id": 1' + b"0" * 5000 + b', "method": "ping"}',
+    "batch": json.dumps([INITIALIZE] * 500).encode(),
+    "wrong-shape": b'{"jsonrpc": "2.0", "id": {"a": 1}, "method": 7}',
+    "empty": b"",
+    "null": b"null",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_request_gets_a_client_error_and_the_server_keeps_serving(
+    http_server: Served, body: bytes
+) -> None:
+    port = int(http_server.url.split(":")[2].split("/")[0])
+    request = (
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: application/json, text/event-stream\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (port, len(body))
+    ) + body
+    with anyio.fail_after(20):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    status = int(answer.split()[1])
+    assert 400 <= status < 500, answer[:300]
+    async with Client(http_server.url) as c:
+        await ok(c, "list_rooms")
+    one_line_failures(http_server.stderr())
