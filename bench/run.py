@@ -28,6 +28,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 from tests.real_livekit import LiveKitServer
 
+from bench import history
 from bench._procs import (
     BARE,
     KEY,
@@ -68,6 +69,7 @@ class Sizes:
     real_crowd: int = 200  # figure 4 on the real server: ~30 s of joins here
     clients: int = 32
     load_seconds: float = 5.0
+    history_events: int = 100_000  # figure 9: events in the store room_history answers from
 
 
 QUICK = Sizes(
@@ -81,6 +83,7 @@ QUICK = Sizes(
     real_crowd=10,
     clients=4,
     load_seconds=1.0,
+    history_events=2000,
 )
 
 
@@ -592,6 +595,9 @@ async def run_sandbox(sizes: Sizes) -> list[Row]:
                 rows += await context_cost(b)
                 _say("6: HTTP under load")
                 rows += await http_load(b)
+                _say("9: room history")
+                rows += await history.ingest(sizes.runs, sizes.load_seconds)
+                rows += await history.room_history_latency(url, sizes.runs, sizes.calls, sizes.history_events)
                 return rows + memory
             finally:
                 await lk.aclose()

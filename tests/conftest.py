@@ -28,6 +28,8 @@ from mcp.types import CallToolResult, TextContent
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 
 from ._proc import stop
+from .real_livekit import KEY as REAL_KEY
+from .real_livekit import SECRET as REAL_SECRET
 from .real_livekit import (
     AgentWorker,
     LiveKitServer,
@@ -35,6 +37,7 @@ from .real_livekit import (
     people,
     running_server,
     start_agent_worker,
+    start_redis,
     tail,
 )
 
@@ -64,6 +67,8 @@ class LiveKitTarget:
             "LIVEKIT_API_SECRET": self.api_secret,
             # Tools act at once unless a test is about confirmation (tests/test_guardrails.py).
             "LIVEKIT_MCP_CONFIRM": "off",
+            # History in memory unless a test is about it: test servers leave nothing in the user's state directory.
+            "LIVEKIT_MCP_STORE": "memory",
             **extra,
         }
 
@@ -120,7 +125,7 @@ async def room_names(lk: api.LiveKitAPI) -> set[str]:
 
 # What our servers say on stderr once they listen, with the port they were given (port 0: a free one, picked by the
 # kernel at bind time, so no other process can take it between our choosing it and the server binding it).
-LISTENING = re.compile(r"serving MCP over HTTP on \S+ port (\d+)|LiveKit sandbox .* on http://[^:]+:(\d+)")
+LISTENING = re.compile(r"serving [\w ]+ over HTTP on \S+ port (\d+)|LiveKit sandbox .* on http://[^:]+:(\d+)")
 
 
 def wait_for_listening(process: subprocess.Popen[bytes], log: Path, seconds: float = 20) -> int:
@@ -169,6 +174,16 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.P
         process.kill()
         raise AssertionError(f"{exc}; its stderr:\n{log.read_text(errors='replace')}") from None
     return process, port
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server of its own for the session (the shared store of replicas)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    port = start_redis(tmp_path_factory.mktemp("redis") / "redis.log", processes)
+    yield f"redis://127.0.0.1:{port}/0"
+    for process in processes:
+        stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -237,10 +252,37 @@ def no_secret(*outputs: str) -> None:
 # -- the real LiveKit server and its counterparts (tests/real_livekit.py) -------------------------------
 
 
+@dataclass
+class Receiver:
+    """`livekit-mcp webhooks` for the real server's webhooks, and the SQLite store it keeps them in."""
+
+    url: str
+    store: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @pytest.fixture(scope="session")
-def real_livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitServer]:
-    """One real `livekit-server --dev` with its Redis for the session, on free loopback ports."""
-    with running_server(tmp_path_factory.mktemp("livekit-server")) as server:
+def real_webhooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    """The receiver the session's real server posts its webhooks to (started first: the server is told its URL)."""
+    where = tmp_path_factory.mktemp("webhooks")
+    env = get_default_environment() | {
+        "LIVEKIT_API_KEY": REAL_KEY,
+        "LIVEKIT_API_SECRET": REAL_SECRET,
+        "LIVEKIT_MCP_STORE": str(where / "history.sqlite3"),
+    }
+    process, port = spawn(["webhooks", "--port", "0", "--log-level", "INFO"], env, where / "stderr.log")
+    yield Receiver(
+        f"http://127.0.0.1:{port}/webhooks/livekit", where / "history.sqlite3", process, where / "stderr.log"
+    )
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def real_livekit(tmp_path_factory: pytest.TempPathFactory, real_webhooks: Receiver) -> Iterator[LiveKitServer]:
+    """One real `livekit-server --dev` with its Redis for the session, on free loopback ports, posting its webhooks
+    to `real_webhooks`."""
+    with running_server(tmp_path_factory.mktemp("livekit-server"), [real_webhooks.url]) as server:
         yield server
 
 

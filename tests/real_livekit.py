@@ -10,6 +10,7 @@ the real-server tests are skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -97,6 +98,19 @@ def _pings(port: int) -> bool:
         return False
 
 
+def start_redis(log: Path, processes: list[subprocess.Popen[bytes]]) -> int:
+    """Debian's redis-server on a free loopback port, nothing saved to disk; its port. The process joins `processes`."""
+    redis = shutil.which("redis-server")
+    if redis is None:
+        unavailable("no redis-server (Debian's redis-server package): scripts/check installs it")
+    port = free_port()
+    with log.open("wb") as out:
+        args = [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        processes.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT))
+    _wait(f"redis-server on 127.0.0.1:{port}", lambda: _pings(port), processes[-1], log)
+    return port
+
+
 @dataclass
 class LiveKitServer:
     """A real `livekit-server --dev` on loopback (HTTP, RTC TCP and UDP on free ports) with its own Redis."""
@@ -107,6 +121,8 @@ class LiveKitServer:
     api_secret: str = SECRET
     port: int = field(default_factory=free_port)
     version: str = ""
+    webhook_urls: list[str] = field(default_factory=list)
+    """Where it posts its webhooks (signed with its key), as `webhook.urls` of its config."""
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -122,15 +138,7 @@ class LiveKitServer:
         return self.logs / "livekit-server.log"
 
     def start(self) -> None:
-        redis = shutil.which("redis-server")
-        if redis is None:
-            unavailable("no redis-server (Debian's redis-server package): scripts/check installs it")
-        redis_port = free_port()
-        redis_log = self.logs / "redis.log"
-        self._spawn(
-            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], redis_log
-        )
-        _wait(f"redis-server on 127.0.0.1:{redis_port}", lambda: _pings(redis_port), self._processes[-1], redis_log)
+        redis_port = start_redis(self.logs / "redis.log", self._processes)
         # No external IP discovery (there is no internet) and nothing bound beyond loopback.
         config = self.logs / "livekit.yaml"
         config.write_text(
@@ -141,6 +149,11 @@ class LiveKitServer:
             f"redis: {{address: '127.0.0.1:{redis_port}'}}\n"
             f"keys: {{{self.api_key}: {self.api_secret}}}\n"
             "logging: {level: info}\n"
+            + (
+                f"webhook: {{api_key: {self.api_key}, urls: {json.dumps(self.webhook_urls)}}}\n"
+                if self.webhook_urls
+                else ""
+            )
         )
         self.version = subprocess.run(
             [str(self.binary), "--version"], capture_output=True, text=True, check=True, timeout=30
@@ -196,10 +209,10 @@ class LiveKitServer:
 
 
 @contextlib.contextmanager
-def running_server(logs: Path) -> Iterator[LiveKitServer]:
+def running_server(logs: Path, webhook_urls: Sequence[str] = ()) -> Iterator[LiveKitServer]:
     binary = server_binary()
     for attempt in range(3):
-        server = LiveKitServer(binary, logs)
+        server = LiveKitServer(binary, logs, webhook_urls=list(webhook_urls))
         try:
             server.start()
             break

@@ -343,6 +343,7 @@ async def test_a_log_that_cannot_take_the_attempted_line_stops_the_change(
 # that slipped past allowed_rooms would act at once.
 ON_THE_SECRET_ROOM: dict[str, dict[str, Any]] = {
     "get_room": {},
+    "room_history": {},
     "create_room": {"metadata": "taken"},
     "update_room_metadata": {"metadata": "taken"},
     "delete_room": {},

@@ -198,6 +198,17 @@ def test_a_livekit_url_that_cannot_work_is_refused_at_start_in_one_line(
 # --- X-On-Behalf-Of: bounded, printable, quoted -----------------------------------------------------------
 
 
+async def exchange(port: int, request: bytes, within: float = 20) -> bytes:
+    """Raw bytes to the server on `port`, and everything it answers until it closes (a bounded wait)."""
+    with anyio.fail_after(within):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    return answer
+
+
 async def raw_request(url: str, header: bytes) -> tuple[int, str]:
     """A POST with one raw `X-On-Behalf-Of` header line, as a hostile client would send it (no client library
     lets control characters through)."""
@@ -212,12 +223,7 @@ async def raw_request(url: str, header: bytes) -> tuple[int, str]:
         + b"\r\n\r\n"
         + body
     )
-    with anyio.fail_after(10):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
-        await writer.drain()
-        answer = await reader.read()
-        writer.close()
+    answer = await exchange(port, request)
     head, _, rest = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), rest.decode(errors="replace")
 
@@ -367,12 +373,7 @@ async def test_a_malformed_request_gets_a_client_error_and_the_server_keeps_serv
         b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: application/json, text/event-stream\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (port, len(body))
     ) + body
-    with anyio.fail_after(20):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
-        await writer.drain()
-        answer = await reader.read()
-        writer.close()
+    answer = await exchange(port, request)
     status = int(answer.split()[1])
     assert 400 <= status < 500, answer[:300]
     async with Client(http_server.url) as c:

@@ -16,17 +16,21 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, InputRequiredResult
 from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from livekit_mcp import __version__
 from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
 from livekit_mcp.config import Settings
 from livekit_mcp.confirm import Guard, Tokens
+from livekit_mcp.history import WEBHOOK_PATH, WebhookEndpoint
 from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
-from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
 from livekit_mcp.policy import Policy
 from livekit_mcp.resources import register_resources
 from livekit_mcp.service import CallerMiddleware, Health, OnBehalfOfCheck, failure_summary, listen, serve_http
+from livekit_mcp.store import MemoryStore, Retention, Store, StoreError, open_store
 from livekit_mcp.tools import AppContext, build_tools, invalid_arguments
 
 log = logging.getLogger(__name__)
@@ -116,9 +120,13 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     ]
 
 
-def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MCPServer[AppContext]:
+def build_server(
+    settings: Settings, verifier: StaticTokens | None = None, store: Store | None = None
+) -> MCPServer[AppContext]:
     """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan); HTTP callers must
-    present a token `verifier` accepts, when there is one."""
+    present a token `verifier` accepts, when there is one. `store` holds what replicas share and, with history on,
+    room history; then HTTP also receives LiveKit's webhooks at /webhooks/livekit."""
+    history = store if settings.history == "on" else None
 
     policy = Policy(
         allowed_rooms=settings.allowed_rooms,
@@ -127,8 +135,11 @@ def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MC
         max_destructive_per_minute=settings.max_destructive_per_minute,
     )
     confirm_key = settings.confirm_key.get_secret_value().encode() if settings.confirm_key else None
-    guard = Guard(policy, Tokens(confirm_key, settings.confirm_ttl), settings.confirm)
+    shared = None if store is None or isinstance(store, MemoryStore) else store  # memory: this process alone
+    guard = Guard(policy, Tokens(confirm_key, settings.confirm_ttl), settings.confirm, shared)
     opened: list[LiveKit] = []  # the connection of the running lifespan, for resources (which get no context)
+    # A fresh random secret for --sandbox: nobody else needs it, and it is long enough for HS256.
+    sandbox_secret = secrets.token_hex(32)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
@@ -136,8 +147,7 @@ def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MC
             if settings.credentials == "sandbox":
                 from livekit_mcp.sandbox import Sandbox  # only --sandbox pays for importing it
 
-                # A fresh random secret: nobody else needs it, and it is long enough for HS256.
-                sandbox = await stack.enter_async_context(Sandbox(keys={"sandbox": secrets.token_hex(32)}, seed=True))
+                sandbox = await stack.enter_async_context(Sandbox(keys={"sandbox": sandbox_secret}, seed=True))
                 url, key, secret = sandbox.url, sandbox.api_key, SecretStr(sandbox.api_secret)
                 log.warning("LiveKit sandbox with demo rooms at %s", url)
             else:
@@ -155,7 +165,9 @@ def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MC
             )
             opened.append(livekit)
             try:
-                yield AppContext(livekit=livekit, guard=guard, audit=AuditLog(settings.audit_log))
+                yield AppContext(
+                    livekit=livekit, guard=guard, audit=AuditLog(settings.audit_log, history), history=history
+                )
             finally:
                 opened.remove(livekit)
 
@@ -180,9 +192,45 @@ def build_server(settings: Settings, verifier: StaticTokens | None = None) -> MC
         middleware=[CallerMiddleware(change_tools)],
         change_tools=change_tools,
     )
-    register_resources(server, lambda: opened[-1])
+    register_resources(server, lambda: opened[-1], history, policy)
     server.custom_route("/healthz", methods=["GET"])(Health(lambda: opened[-1] if opened else None).endpoint)
+    if history is not None:
+        key, secret = ("sandbox", sandbox_secret) if settings.credentials == "sandbox" else webhook_key(settings)
+        server.custom_route(WEBHOOK_PATH, methods=["POST"])(
+            WebhookEndpoint(history, webhook_verifier(key, secret)).receive
+        )
     return server
+
+
+def webhook_key(settings: Settings) -> tuple[str, str]:
+    """The API key and secret LiveKit signs its webhooks with: the ones we call it with (`webhook.api_key`)."""
+    if settings.credentials == "dev":
+        _, key, secret = settings.livekit_credentials()
+        return key, secret.get_secret_value()
+    if not settings.api_key or settings.api_secret is None or not settings.api_secret.get_secret_value():
+        raise StartupError("webhooks need LIVEKIT_API_KEY and LIVEKIT_API_SECRET: LiveKit signs them with that pair")
+    return settings.api_key, settings.api_secret.get_secret_value()
+
+
+def open_shared_store(settings: Settings) -> Store:
+    """The store of room history and of what replicas share (LIVEKIT_MCP_STORE); one line and no start if it is
+    unusable. Opened with history off too: confirm tokens and the destructive budget are still shared through it."""
+    retention = Retention(settings.history_retention_days * 86_400, settings.history_max_events)
+    try:
+        return open_store(settings.store.get_secret_value() if settings.store else None, retention)
+    except StoreError as exc:
+        raise StartupError(f"LIVEKIT_MCP_STORE: {exc}") from None
+
+
+def webhooks_app(settings: Settings, store: Store) -> Starlette:
+    """`livekit-mcp webhooks`: the receiver alone, for setups whose assistants use stdio (they read the store)."""
+    routes = [
+        Route(WEBHOOK_PATH, WebhookEndpoint(store, webhook_verifier(*webhook_key(settings))).receive, methods=["POST"]),
+        Route("/healthz", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout)
+    return app
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -243,13 +291,27 @@ def run(settings: Settings) -> None:
     """Serve MCP on the configured transport until interrupted (or SIGTERM, over HTTP)."""
     verifier = token_verifier(settings) if settings.transport != "stdio" else None
     check_exposure(settings, authenticated=verifier is not None)
+    store = open_shared_store(settings)
     if settings.transport == "stdio":
-        build_server(settings).run()
+        build_server(settings, store=store).run()
         return
     try:
         sock = listen(settings.host, settings.port)
     except OSError as exc:
         raise StartupError(str(exc)) from None
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})  # port 0: the one the kernel gave
-    app = http_app(build_server(settings, verifier), settings, verifier)
+    app = http_app(build_server(settings, verifier, store), settings, verifier)
     anyio.run(lambda: serve_http(app, settings, sock))
+
+
+def run_webhooks(settings: Settings) -> None:
+    """Receive LiveKit's webhooks into the store until interrupted (`livekit-mcp webhooks`)."""
+    if settings.history == "off":
+        raise StartupError("LIVEKIT_MCP_HISTORY is off: there is nothing to receive webhooks for")
+    store = open_shared_store(settings)
+    app = webhooks_app(settings, store)
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:
+        raise StartupError(str(exc)) from None
+    anyio.run(lambda: serve_http(app, settings, sock, what="LiveKit webhooks"))

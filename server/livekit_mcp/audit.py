@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pydantic import BaseModel
 
 from livekit_mcp.errors import InvalidInput, LiveKitMCPError, PolicyRefusal
 from livekit_mcp.service import caller_of
+from livekit_mcp.store import Event, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,30 @@ def attempt() -> None:
 
 
 class AuditLog:
-    def __init__(self, path: Path | None) -> None:
+    """The JSON-lines file (when configured), and room history, which also tells the changes made through us."""
+
+    def __init__(self, path: Path | None, history: Store | None = None) -> None:
         self.path = path
+        self.history = history
+
+    async def tell_history(self, record: _Record) -> None:
+        """A change that was made, as a `changed` event of its room's history (who did it, for whom). History is
+        a record for people, not a guardrail: a store that is down costs the event, never the change."""
+        room = record.arguments.get("room")
+        if self.history is None or not isinstance(room, str):
+            return
+        who = record.principal + (f" for {record.on_behalf_of}" if record.on_behalf_of else "")
+        target = record.arguments.get("identity") or record.arguments.get("agent_name") or ""
+        said = f"{who} ran {record.tool}" + (f" on '{target}'" if target else "") + " through livekit-mcp"
+        detail = {"tool": record.tool, "principal": record.principal, "said": said}
+        if record.on_behalf_of:
+            detail["on_behalf_of"] = record.on_behalf_of
+        now = time.time()
+        event = Event(f"CH_{uuid.uuid4().hex}", now, room, "changed", identity=str(target), detail=detail, received=now)
+        try:
+            await self.history.add(event)
+        except StoreError as exc:
+            log.warning("the change is not in room history: %s", exc)
 
     def check_writable(self) -> None:
         """Called before a change tool runs: no log line possible means no change (fail closed)."""
@@ -187,6 +211,8 @@ def audited(
             _current.reset(reset)
             if not record.attempt_failed:  # else the log is failing: its AuditUnavailable says no change was made
                 log_file.record(record, outcome, reason)
+            if outcome == "done":
+                await log_file.tell_history(record)
 
     return wrapper
 

@@ -1,4 +1,4 @@
-"""The command line: `livekit-mcp [serve] | sandbox | demo | check`.
+"""The command line: `livekit-mcp [serve] | sandbox | demo | check | webhooks`.
 
 Logs go to stderr: in stdio mode stdout carries nothing but the protocol.
 """
@@ -18,14 +18,16 @@ from pydantic import ValidationError
 from livekit_mcp import __version__
 from livekit_mcp.config import ConfigFileError, MissingCredentialsError, Settings
 
-COMMANDS = ("serve", "sandbox", "demo", "check")
+WEBHOOKS_PORT = 8001
+"""`livekit-mcp webhooks` listens here by default: beside `serve --transport http` on 8000."""
+COMMANDS = ("serve", "sandbox", "demo", "check", "webhooks")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livekit-mcp",
         description="An MCP server that lets AI assistants operate LiveKit rooms.",
-        epilog="Commands: serve (default), sandbox, demo, check. `livekit-mcp COMMAND --help` for each.",
+        epilog="Commands: serve (default), sandbox, demo, check, webhooks. `livekit-mcp COMMAND --help` for each.",
     )
     parser.add_argument("--version", action="version", version=f"livekit-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -79,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="check that LiveKit answers and accepts the key and secret")
     _add_livekit_flags(check, sandbox=False)
+
+    webhooks = commands.add_parser(
+        "webhooks", help="receive LiveKit's webhooks into the history store (for assistants that use stdio)"
+    )
+    webhooks.add_argument("--host", help="bind address (default 127.0.0.1)")
+    webhooks.add_argument("--port", type=int, help=f"port (default {WEBHOOKS_PORT})")
+    _add_livekit_flags(webhooks, sandbox=False)
     return parser
 
 
@@ -132,7 +141,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         _fail(f"invalid setting: {problems}")
-    if settings.credentials == "env":
+    if settings.credentials == "env" and getattr(args, "command", None) != "webhooks":  # webhooks: key and secret
         try:
             settings.livekit_credentials()
         except MissingCredentialsError as exc:
@@ -161,13 +170,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         raise SystemExit(run_check(_settings(args)))
     else:
-        from livekit_mcp.app import StartupError, run
+        from livekit_mcp.app import StartupError, run, run_webhooks
         from livekit_mcp.service import configure_logging
 
+        if args.command == "webhooks" and args.port is None:
+            args.port = WEBHOOKS_PORT
         settings = _settings(args)
         configure_logging(settings.log_level, settings.log_format, settings.secrets())
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                run(settings)
+                (run_webhooks if args.command == "webhooks" else run)(settings)
         except StartupError as exc:
             _fail(str(exc))

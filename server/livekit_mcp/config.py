@@ -146,6 +146,17 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
+    # Room history and the state replicas share.
+    store: SecretStr | None = None
+    """Where history and shared state live: a SQLite file path (default under the state directory), `redis://…`
+    (several replicas), or `memory`. A secret: a Redis URL can hold a password."""
+    history: Literal["on", "off"] = "on"
+    """`off`: keep no history (the receiver refuses webhooks, room_history says history is off)."""
+    history_retention_days: float = Field(default=30.0, gt=0, le=3650)
+    """Days an event is kept."""
+    history_max_events: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
+    """Events kept in all; the oldest go first."""
+
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
@@ -217,6 +228,8 @@ class Settings(BaseSettings):
         found = [s.get_secret_value() for s in (self.api_secret, self.confirm_key) if s is not None]
         if self.auth_tokens is not None:
             found += [item.rpartition(":")[2] for item in self.auth_tokens.get_secret_value().split(",")]
+        if self.store is not None and (password := urlsplit(self.store.get_secret_value()).password):
+            found.append(password)
         return [s.strip() for s in found if s.strip()]
 
     def livekit_credentials(self) -> tuple[str, str, SecretStr]:

@@ -37,10 +37,19 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from livekit_mcp import audit
-from livekit_mcp.errors import BadAnswer, InvalidInput, LiveKitError, LiveKitMCPError, Timeout, Unreachable
+from livekit_mcp.errors import (
+    BadAnswer,
+    InvalidInput,
+    LiveKitError,
+    LiveKitMCPError,
+    PolicyRefusal,
+    Timeout,
+    Unreachable,
+)
 from livekit_mcp.models import iso
-from livekit_mcp.policy import Policy
+from livekit_mcp.policy import WINDOW, Policy
 from livekit_mcp.service import caller_of
+from livekit_mcp.store import MemoryStore, Store
 
 Outcome = Literal["done", "confirmation_required", "declined", "cancelled", "changed"]
 """`changed` stays inside: the plan differs from the one the user was asked about, so they are asked again."""
@@ -92,6 +101,8 @@ class PlanChanged(LiveKitMCPError):
 
 
 _asked: ContextVar[str | None] = ContextVar("asked_plan", default=None)
+_redeeming: ContextVar[str | None] = ContextVar("redeeming", default=None)
+"""The confirm token this call was accepted with, until `acting` spends it."""
 """The ref of the plan the user was asked about in this call (set by the resolver, read by the tool body)."""
 
 
@@ -179,6 +190,10 @@ class Guard:
     policy: Policy
     tokens: Tokens
     confirm: Literal["auto", "off"] = "auto"
+    shared: Store | None = None
+    """The store replicas share (SQLite or Redis): a token is redeemed once across all of them, and the
+    destructive-action budget is theirs together. None: this process alone, which counts its own."""
+    _own: MemoryStore = field(default_factory=MemoryStore, init=False, repr=False)
 
     def _check_policy(self, plan: Plan) -> None:
         self.policy.check_room(plan.room, changes=True)
@@ -234,6 +249,7 @@ class Guard:
             return Decision("done")
         if confirm_token:
             self.tokens.check(confirm_token, plan, principal)
+            _redeeming.set(confirm_token)  # spent by `acting`, right before the action is sent
             return Decision("done")
         token, expiry = self.tokens.issue(plan, principal)
         return Decision("confirmation_required", token, iso(expiry))
@@ -243,13 +259,44 @@ class Guard:
         """Around sending a confirmed action: reserve a rate slot, write the audit log's attempted line, and give
         the slot back if the action did not happen (refused by LiveKit, or never sent)."""
         stamp = self.policy.reserve()
+        slot: str | None = None
+        redeemed: str | None = None
         try:
+            redeemed = await self._redeem(_redeeming.get())
+            slot = await self._take_shared_slot()
             audit.attempt()
             yield
         except BaseException as exc:
-            if not _may_have_happened(exc):
+            if not _may_have_happened(exc):  # given back: the budget counts actions, a token acts once
                 self.policy.release(stamp)
+                if slot is not None and self.shared is not None:
+                    await self.shared.give_back(slot)
+                if redeemed is not None:
+                    await (self.shared or self._own).unredeem(redeemed)
             raise
+
+    async def _redeem(self, token: str | None) -> str | None:
+        """A confirm token acts once: a second use, on this replica or another sharing the store, is refused.
+        The key it was redeemed under, to give it back if its action did not happen."""
+        if not token:
+            return None
+        used = self.shared or self._own
+        key = hashlib.sha256(token.encode()).hexdigest()
+        if not await used.redeem_once(key, self.tokens.ttl + 60):  # past its expiry the token is refused anyway
+            raise InvalidInput("confirm_token", "it was already used; a token acts once. Call again without it")
+        return key
+
+    async def _take_shared_slot(self) -> str | None:
+        limit = self.policy.max_destructive_per_minute
+        if not limit or self.shared is None:
+            return None
+        slot = await self.shared.take_slot(WINDOW, limit)
+        if slot is None:
+            raise PolicyRefusal(
+                "max_destructive_per_minute",
+                f"{limit} destructive actions in the last minute already, across the replicas sharing the store",
+            )
+        return slot
 
 
 def _may_have_happened(exc: BaseException) -> bool:

@@ -3,6 +3,7 @@
     LiveKitMCPError                 (a ToolError: the model reads the message)
      ├── InvalidInput               an argument is wrong; raised before anything is sent to LiveKit
      ├── PolicyRefusal              the server's policy forbids it (names the rule); nothing was changed
+     ├── StoreError                 the history store is not ours, corrupt or down (store.py)
      └── LiveKitError               LiveKit answered with an error, or did not answer
           ├── NotFound
           │    ├── RoomNotFound

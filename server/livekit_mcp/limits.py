@@ -158,8 +158,10 @@ class SessionQuota:
         idle_timeout: float,
         principal_of: Callable[[str | None], Awaitable[str | None]],
         sse_path: str | None = None,
+        mcp_path: str = "/mcp",
     ) -> None:
         self.app = app
+        self.mcp_path = mcp_path
         self.per_principal = per_principal
         self.idle_timeout = idle_timeout
         self.principal_of = principal_of
@@ -183,7 +185,8 @@ class SessionQuota:
             await self._in_session(sid, scope, receive, send)
             return
         opens_sse = self.sse_path is not None and scope["method"] == "GET" and scope["path"] == self.sse_path
-        opens_session = sid is None and (opens_sse or (self.sse_path is None and scope["method"] == "POST"))
+        opens_mcp = self.sse_path is None and scope["method"] == "POST" and scope["path"] == self.mcp_path
+        opens_session = sid is None and (opens_sse or opens_mcp)
         principal = await self.principal_of(headers.get("authorization")) if opens_session else None
         if principal is None:
             await self.app(scope, receive, send)

@@ -15,7 +15,7 @@ import random
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -646,3 +646,41 @@ def _reason(exc: BaseException) -> str:
     """A one-line reason from a transport error, without the request it was about."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+# --- Webhooks: what LiveKit signs, checked with our key and secret ---------------------------------------
+
+
+def webhook_verifier(api_key: str, api_secret: str) -> Callable[[bytes, str], dict[str, Any]]:
+    """A check of LiveKit's webhooks for room history: the JWT's issuer is our key, its signature our secret, its
+    `sha256` claim the body's hash (livekit-api's WebhookReceiver does this); then the event, parsed, as a dict of
+    protobuf field names with enums by name. Raises WebhookError saying which check failed, never echoing input."""
+    import jwt
+    from google.protobuf import json_format
+
+    from livekit_mcp.history import WebhookError
+
+    receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
+
+    def verify(body: bytes, token: str) -> dict[str, Any]:
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise WebhookError("not a LiveKit webhook body (not UTF-8)") from None
+        try:
+            event = receiver.receive(text, token)
+        except jwt.ExpiredSignatureError:
+            raise WebhookError("the webhook's token has expired (a stale or replayed request)") from None
+        except jwt.InvalidIssuerError:
+            raise WebhookError(f"the webhook is signed for another API key, not '{api_key}'") from None
+        except jwt.PyJWTError:
+            raise WebhookError("the webhook's token is not signed with this server's API secret") from None
+        except json_format.ParseError:
+            raise WebhookError("not a LiveKit webhook body (not a WebhookEvent)") from None
+        except Exception as exc:  # livekit-api raises bare Exception for a missing or wrong body hash
+            if "hash" in str(exc) or "sha256" in str(exc):
+                raise WebhookError("the webhook's body does not match the hash it was signed with") from None
+            raise WebhookError("the webhook could not be verified") from None
+        return json_format.MessageToDict(event, preserving_proto_field_name=True)
+
+    return verify

@@ -247,6 +247,9 @@ class AgentList(BaseModel):
 
 class Confirmable(BaseModel):
     """The outcome fields of a destructive tool: what it did, or why it did nothing yet."""
+    rooms_from_history: int | None = Field(
+        default=None, description="Of those, answered from room history's live index (each agent confirmed)."
+    )
 
     outcome: Literal["done", "confirmation_required", "declined", "cancelled"] = Field(
         default="done", description="Anything but done: nothing was changed."
@@ -400,6 +403,9 @@ class RoomDetail(BaseModel):
 
 class CreatedRoom(BaseModel):
     room: RoomSummary
+    recent_history: list[HistoryEntry] | None = Field(
+        default=None, description="The room's last events from history (room_history has them all)."
+    )
     created: bool = Field(description="False when the room already existed (CreateRoom is get-or-create).")
     empty_timeout: int = Field(description="The room's actual settings, whatever was asked.")
     departure_timeout: int
@@ -446,3 +452,47 @@ class RemovedAgents(Confirmable):
     removed: list[AgentInfo]
     cancelled_dispatches: list[str]
     steps: list[str]
+
+
+# --- Room history (webhooks kept in the store) ---------------------------------------------------------
+
+
+class HistoryEntry(BaseModel):
+    at: str | None
+    event: str
+    """LiveKit's webhook event name, or `changed` for a change made through this server."""
+    said: str
+    identity: str | None = None
+    kind: str | None = None
+    reason: str | None = None
+
+
+class RoomSession(BaseModel):
+    """One life of a room, by its sid: from room_started to room_finished (None while it runs, or not heard)."""
+
+    room_sid: str
+    started: str | None = None
+    ended: str | None = None
+    events: list[HistoryEntry] = Field(default_factory=list)
+
+
+class RecentRoom(BaseModel):
+    room: str
+    room_sid: str
+    last_event: str | None
+    ended: str | None = None
+    """When the session ended; None while it is live (as far as LiveKit's webhooks said)."""
+    events: int
+
+
+class RoomHistory(BaseModel):
+    history: Literal["on", "off", "unavailable"]
+    """on: kept, and this is what is known (possibly nothing); off: not kept here; unavailable: the store is down."""
+    room: str | None = None
+    sessions: list[RoomSession] | None = None
+    rooms: list[RecentRoom] | None = None
+    next_cursor: str | None = None
+    note: str | None = None
+
+
+RoomDetail.model_rebuild()  # it names HistoryEntry, defined after it

@@ -1,7 +1,9 @@
-"""MCP resources, for clients that attach context rather than call tools: the rooms, and one room's snapshot."""
+"""MCP resources, for clients that attach context rather than call tools: the rooms, one room's snapshot, and one
+room's history (the last day of it)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from mcp.server.mcpserver import MCPServer
@@ -9,14 +11,23 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from livekit_mcp.errors import LiveKitMCPError, NotFound
 from livekit_mcp.livekit_backend import LiveKit
-from livekit_mcp.models import RoomList, RoomSummary
+from livekit_mcp.models import RoomHistory, RoomList, RoomSummary
+from livekit_mcp.policy import Policy
+from livekit_mcp.store import Store, StoreError
 from livekit_mcp.tools import AppContext, room_detail
+from livekit_mcp.tools.rooms import HISTORY_OFF, sessions_of
 
 ROOMS_SHOWN = 500
 """A resource has no cursor: beyond this many rooms it says how many more there are (list_rooms pages them)."""
 
 
-def register_resources(server: MCPServer[AppContext], livekit: Callable[[], LiveKit]) -> None:
+HISTORY_SHOWN = 86_400
+"""Seconds of history the room history resource holds (room_history goes further back, by pages)."""
+
+
+def register_resources(
+    server: MCPServer[AppContext], livekit: Callable[[], LiveKit], history: Store | None, policy: Policy
+) -> None:
     """Add the resources; `livekit` gives the process's LiveKit connection (opened by the lifespan)."""
 
     @server.resource(
@@ -43,3 +54,23 @@ def register_resources(server: MCPServer[AppContext], livekit: Callable[[], Live
             raise ResourceNotFoundError(str(exc)) from exc
         except LiveKitMCPError as exc:
             raise ResourceError(str(exc)) from exc
+
+    @server.resource(
+        "livekit://rooms/{room}/history",
+        name="room history",
+        description="What happened in one room over the last day, by session: joins, departures and why, changes.",
+        mime_type="application/json",
+    )
+    async def room_history(room: str) -> str:
+        if history is None:
+            return RoomHistory(history="off", room=room, note=HISTORY_OFF).model_dump_json(exclude_none=True)
+        try:
+            policy.check_room(room, changes=False)  # as LiveKit's calls do: rooms outside allowed_rooms are unseen
+            page = await history.events(room, time.time() - HISTORY_SHOWN, 500)
+        except StoreError as exc:
+            note = f"Room history is unavailable: {exc}."
+            return RoomHistory(history="unavailable", room=room, note=note).model_dump_json(exclude_none=True)
+        except LiveKitMCPError as exc:
+            raise ResourceError(str(exc)) from exc
+        found = RoomHistory(history="on", room=room, sessions=sessions_of(page.events), next_cursor=page.cursor)
+        return found.model_dump_json(exclude_none=True)

@@ -310,14 +310,16 @@ def listen(host: str, port: int) -> socket.socket:
 class _Uvicorn(uvicorn.Server):
     """uvicorn, saying the port it serves on once it does: whoever started us with port 0 reads it back."""
 
+    what = "MCP"
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         for sock in sockets or ():
             if self.started:
-                log.warning("serving MCP over HTTP on %s port %d", *sock.getsockname()[:2])
+                log.warning("serving %s over HTTP on %s port %d", self.what, *sock.getsockname()[:2])
 
 
-async def serve_http(app: Starlette, settings: Settings, sock: socket.socket) -> None:
+async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, what: str = "MCP") -> None:
     """Serve on `sock` until SIGINT/SIGTERM; then refuse new connections and give calls in flight `shutdown_grace`
     seconds."""
     config = uvicorn.Config(
@@ -330,4 +332,6 @@ async def serve_http(app: Starlette, settings: Settings, sock: socket.socket) ->
         # max_connections connections are served.
         limit_concurrency=settings.max_connections + 1,
     )
-    await _Uvicorn(config).serve(sockets=[sock])
+    server = _Uvicorn(config)
+    server.what = what
+    await server.serve(sockets=[sock])

@@ -6,7 +6,9 @@ before anything is sent to LiveKit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
@@ -90,3 +92,35 @@ ConfirmToken = Annotated[
     str, Field(max_length=200, description="The confirm_token of the previous answer, to go ahead.")
 ]
 Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]
+
+_UNITS = {"m": 60, "h": 3600, "d": 86_400}
+
+
+def since_seconds(value: str) -> str:
+    """`30m`, `6h`, `7d` (back from now) or an ISO 8601 time; "" for the default. Checked here, read by `since_time`."""
+    if value:
+        since_time(value)
+    return value
+
+
+def since_time(value: str, default_hours: float = 24) -> float:
+    """The epoch seconds `value` names (see `since_seconds`)."""
+    if not value:
+        return time.time() - default_hours * 3600
+    number, unit = value[:-1], value[-1:].lower()
+    if unit in _UNITS and number.replace(".", "", 1).isdigit():
+        return time.time() - float(number) * _UNITS[unit]
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be a duration back from now (30m, 6h, 7d) or an ISO 8601 time (2026-12-01T14:00Z)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+Since = Annotated[
+    str,
+    Field(max_length=40, description="How far back: 30m, 6h, 7d, or an ISO 8601 time (default 24h)."),
+    AfterValidator(since_seconds),
+]

@@ -29,6 +29,7 @@ from livekit_mcp.models import (
     Participant,
     ParticipantSummary,
 )
+from livekit_mcp.store import Store
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -43,6 +44,8 @@ class AppContext:
     livekit: LiveKit
     guard: Guard
     audit: AuditLog
+    history: Store | None = None
+    """Room history, or None with LIVEKIT_MCP_HISTORY=off."""
 
 
 def app_of(ctx: Context) -> AppContext:

@@ -18,6 +18,7 @@ from livekit_mcp.errors import (
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
+from livekit_mcp.history import LiveIndex, live_index
     AgentList,
     Dispatch,
     DispatchInfo,
@@ -32,6 +33,7 @@ from livekit_mcp.tools._args import (
     AnyIdentity,
     AnyRoom,
     ConfirmToken,
+from livekit_mcp.store import StoreError
     DispatchId,
     Metadata,
     RoomName,
@@ -66,9 +68,16 @@ async def find_agent(
     if room:
         rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
     else:
-        # Every room is searched, the seemingly empty too: ListRooms' participant counts lag (livekit-server
-        # v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
-        rooms = sorted(r.name for r in await lk.list_rooms())
+        live = await lk.list_rooms()
+        from_index = await _index_of(ctx)
+        # The rooms whose whole life the webhooks told: their agents come from the index, each confirmed with
+        # LiveKit. Every other room is searched, the seemingly empty too: ListRooms' participant counts lag
+        # (livekit-server v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
+        vouched = {r.name for r in live if from_index is not None and from_index.rooms.get(r.sid) == r.name}
+        rooms = sorted(r.name for r in live if r.name not in vouched)
+    indexed: list[AgentInfo] = []
+    from_index: LiveIndex | None = None
+    vouched: set[str] = set()
         per_room = await lk.gather(lk.list_participants, rooms)
     agents = [
         AgentInfo.of(name, p)
@@ -76,10 +85,46 @@ async def find_agent(
         for p in participants
         if matches(p, agent_name, "")
     ]
-    result = AgentList(agents=agents, rooms_searched=len(rooms))
-    where = f"room '{room}'" if room else f"{len(rooms)} room(s)"
+        if from_index is not None:
+            candidates = [a for a in from_index.agents if a["room"] in vouched]
+            indexed = [a for a in await lk.gather(_confirmed, [(lk, a) for a in candidates]) if a is not None]
+            indexed = [a for a in indexed if not agent_name or a.agent_name == agent_name]
+    agents = sorted(agents + indexed, key=lambda a: a.room)  # stable: LiveKit's order within a room
+    result = AgentList(
+        agents=agents,
+        rooms_searched=len(rooms) + len(vouched),
+        rooms_from_history=len(vouched) if from_index is not None and from_index.rooms else None,
+    )
+    where = f"room '{room}'" if room else f"{result.rooms_searched} room(s)"
     named = f" named '{agent_name}'" if agent_name else ""
-    return reply(result, "\n".join([f"{len(agents)} agent(s){named} in {where}.", *map(agent_line, agents)]))
+    lines = [f"{len(agents)} agent(s){named} in {where}.", *map(agent_line, agents)]
+    if result.rooms_from_history is not None:  # the webhooks told of rooms: say which way each was answered
+        lines.append(
+            f"({len(vouched)} room(s) answered from room history, each agent confirmed with LiveKit; {len(rooms)} "
+            "searched because the webhooks could not vouch for them.)"
+        )
+    return reply(result, "\n".join(lines))
+
+
+async def _index_of(ctx: Context) -> LiveIndex | None:
+    """The live index from room history, or None (history off or down: every room is then searched)."""
+    store = app_of(ctx).history
+    if store is None:
+        return None
+    try:
+        return await live_index(store)
+    except StoreError:
+        return None
+
+
+async def _confirmed(item: tuple[LiveKit, dict[str, str]]) -> AgentInfo | None:
+    """An agent the index lists, as LiveKit has it now; None if it is gone (or no longer an agent)."""
+    lk, agent = item
+    try:
+        p = await lk.get_participant(agent["room"], agent["identity"])
+    except NotFound:
+        return None
+    return AgentInfo.of(agent["room"], p) if p.is_agent else None
 
 
 @tool("agents", READ)

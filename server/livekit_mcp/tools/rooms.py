@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
 from livekit_mcp.confirm import Plan, TypedName
+from livekit_mcp.errors import InvalidInput
+from livekit_mcp.history import told
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
     CreatedRoom,
     DeletedRoom,
     DispatchInfo,
+    HistoryEntry,
     Participant,
+    RecentRoom,
     RoomDetail,
+    RoomHistory,
     RoomList,
+    RoomSession,
     RoomSummary,
+    iso,
 )
+from livekit_mcp.store import Event, Page, StoreError
 from livekit_mcp.tools._args import (
+    AnyRoom,
     ConfirmToken,
     Cursor,
     Metadata,
     RoomName,
+    Since,
+    since_time,
 )
 from livekit_mcp.tools._base import (
     CHANGE,
@@ -102,7 +114,133 @@ async def get_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, Ro
         *map(agent_line, detail.agents),
         *(d.line for d in detail.dispatches),
     ]
+    found = await recent_events(ctx, room, time.time() - RECENT_SECONDS, 500)
+    if not isinstance(found, str) and found.events:
+        last = [_entry(e) for e in found.events if e.room_sid == detail.room.sid][-RECENT_EVENTS:]
+        detail = detail.model_copy(update={"recent_history": last or None})
+        lines += ["Lately:", *(f"- {e.at} {e.said}" for e in last)] if last else []
     return reply(detail, "\n".join(lines))
+
+
+# --- history ------------------------------------------------------------------------------------------
+
+RECENT_EVENTS = 5
+RECENT_SECONDS = 3600
+"""get_room shows the last RECENT_EVENTS events of the room's current session from the last hour."""
+HISTORY_OFF = "History is off on this server (LIVEKIT_MCP_HISTORY=off): it keeps no record of past rooms."
+
+
+def _entry(event: Event) -> HistoryEntry:
+    return HistoryEntry(
+        at=iso(event.at),
+        event=event.event,
+        said=told(event),
+        identity=event.identity or None,
+        kind=event.detail.get("kind"),
+        reason=event.detail.get("reason"),
+    )
+
+
+def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
+    """Events grouped by the room's sid (one session per life of the room), in the order they happened."""
+    sessions: dict[str, RoomSession] = {}
+    for event in events:
+        session = sessions.setdefault(
+            event.room_sid or "(unknown)", RoomSession(room_sid=event.room_sid or "(unknown)")
+        )
+        session.events.append(_entry(event))
+        if event.event == "room_started":
+            session.started = iso(event.at)
+        elif event.event == "room_finished":
+            session.ended = iso(event.at)
+    return list(sessions.values())
+
+
+async def recent_events(ctx: Context, room: str, since: float, limit: int, cursor: str = "") -> Page | str:
+    """The room's events from history, or the sentence saying why there are none to give (off, or unavailable)."""
+    store = app_of(ctx).history
+    if store is None:
+        return HISTORY_OFF
+    app_of(ctx).guard.policy.check_room(room, changes=False)  # history obeys allowed_rooms like LiveKit's calls
+    try:
+        return await store.events(room, since, limit, cursor or None)
+    except ValueError as exc:
+        raise InvalidInput("cursor", str(exc).removeprefix("cursor ")) from None
+    except StoreError as exc:
+        return f"Room history is unavailable: {exc}. LiveKit's live state (get_room) still answers."
+
+
+@tool("rooms", READ)
+async def room_history(
+    ctx: Context,
+    room: AnyRoom = "",
+    since: Since = "",
+    limit: Annotated[int, Field(ge=1, le=500)] = 100,
+    cursor: Cursor = "",
+) -> Annotated[CallToolResult, RoomHistory]:
+    """What happened in a room, from LiveKit's webhooks: who joined and left and why, tracks, recordings, and the
+    changes made through this server, by session. Without a room: the rooms active or ended recently."""
+    if not room:
+        return await _recent_rooms(ctx, since_time(since), limit)
+    found = await recent_events(ctx, room, since_time(since), limit, cursor)
+    if isinstance(found, str):
+        status: Literal["off", "unavailable"] = "off" if found == HISTORY_OFF else "unavailable"
+        return reply(RoomHistory(history=status, room=room, note=found), found)
+    sessions = sessions_of(found.events)
+    result = RoomHistory(history="on", room=room, sessions=sessions, next_cursor=found.cursor)
+    if not found.events:
+        note = (
+            f"No history of room '{room}' since {iso(since_time(since))}: no webhook about it reached this server "
+            "(is LiveKit's webhook URL pointed at /webhooks/livekit? see the README's Room history)."
+        )
+        return reply(result.model_copy(update={"note": note}), note)
+    lines = [f"Room '{room}': {len(found.events)} event(s) in {len(sessions)} session(s)."]
+    for session in sessions:
+        lines.append(
+            f"Session {session.room_sid} (started {session.started or '?'}, ended {session.ended or 'not yet'}):"
+        )
+        lines += [f"- {e.at} {e.said}" for e in session.events]
+    return reply(result, "\n".join(lines) + more_text(found.cursor))
+
+
+async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResult:
+    store = app_of(ctx).history
+    if store is None:
+        return reply(RoomHistory(history="off", note=HISTORY_OFF), HISTORY_OFF)
+    policy = app_of(ctx).guard.policy
+    rooms: dict[tuple[str, str], RecentRoom] = {}
+    cursor: str | None = None
+    try:
+        for _ in range(20):  # 20 pages of 500: the last 10,000 events
+            page = await store.events(None, since, 500, cursor)
+            for event in page.events:
+                if not policy.visible(event.room):
+                    continue
+                key = (event.room, event.room_sid)
+                seen = rooms.setdefault(
+                    key, RecentRoom(room=event.room, room_sid=event.room_sid, last_event=None, events=0)
+                )
+                seen.events += 1
+                seen.last_event = iso(event.at)
+                if event.event == "room_finished":
+                    seen.ended = iso(event.at)
+            if (cursor := page.cursor) is None:
+                break
+    except StoreError as exc:
+        note = f"Room history is unavailable: {exc}."
+        return reply(RoomHistory(history="unavailable", note=note), note)
+    recent = sorted(rooms.values(), key=lambda r: r.last_event or "", reverse=True)[:limit]
+    result = RoomHistory(history="on", rooms=recent)
+    if not recent:
+        note = f"No room history since {iso(since)}: no webhook reached this server in that time."
+        return reply(result.model_copy(update={"note": note}), note)
+    lines = [f"{len(recent)} room session(s) since {iso(since)}, latest first:"]
+    lines += [
+        f"- {r.room} ({r.room_sid}): {r.events} event(s), last {r.last_event}, "
+        + (f"ended {r.ended}" if r.ended else "live as far as the webhooks tell")
+        for r in recent
+    ]
+    return reply(result, "\n".join(lines))
 
 
 @tool("rooms", CHANGE)

@@ -1,0 +1,392 @@
+"""The webhook receiver (issue 13, item 1): LiveKit's signed webhooks verified, kept once, refused when they are
+not LiveKit's, and, on the real server, what it really sends when people join and leave.
+
+Requests are signed here as LiveKit signs them (livekit-api's AccessToken with the body's sha256, as the real
+server's URL notifier does); the real server's own webhooks reach the session receiver (`real_webhooks`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from livekit import api
+from mcp import Client
+
+from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.store import Event, open_store
+from tests.conftest import SECRET, LiveKitTarget, Receiver, Served, call, fails, ok, run_cli, spawn, text
+from tests.real_livekit import LiveKitServer, People
+from tests.test_service import client
+
+pytestmark = pytest.mark.anyio
+
+
+def signed(body: bytes, key: str, secret: str, *, valid_for: float = 300, sha: bytes | None = None) -> str:
+    """An Authorization value as LiveKit's URL notifier makes it."""
+    digest = base64.b64encode(sha if sha is not None else hashlib.sha256(body).digest()).decode()
+    token = api.AccessToken(key, secret).with_sha256(digest)
+    return token.with_ttl(datetime.timedelta(seconds=valid_for)).to_jwt()
+
+
+def webhook(event: str = "participant_left", *, event_id: str | None = None, **extra: Any) -> bytes:
+    """A webhook body in LiveKit's own JSON (protojson: camelCase, enums by name)."""
+    body = {
+        "event": event,
+        "id": event_id or f"EV_{uuid.uuid4().hex[:12]}",
+        "createdAt": str(int(time.time())),
+        "room": {"sid": "RM_test", "name": "support-call-1042"},
+        "participant": {
+            "sid": "PA_agent",
+            "identity": "agent-AJ_1",
+            "kind": "AGENT",
+            "disconnectReason": "PARTICIPANT_REMOVED",
+            "attributes": {"lk.agent.name": "support-agent"},
+            "metadata": "secret-metadata-never-kept",
+        },
+        **extra,
+    }
+    return json.dumps(body).encode()
+
+
+@pytest.fixture
+def receiving(serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path) -> tuple[Served, Path]:
+    """An MCP HTTP server with history on, in a SQLite file of this test's own."""
+    store = tmp_path / "history.sqlite3"
+    return serve_http(env=livekit.env(LIVEKIT_MCP_STORE=str(store))), store
+
+
+def webhook_url(served: Served) -> str:
+    return served.url.removesuffix("/mcp") + "/webhooks/livekit"
+
+
+async def post(url: str, body: bytes, authorization: str | None, **headers: str) -> httpx2.Response:
+    sent = {"Content-Type": "application/webhook+json", **headers}
+    if authorization is not None:
+        sent["Authorization"] = authorization
+    async with httpx2.AsyncClient() as http:
+        return await http.post(url, content=body, headers=sent)
+
+
+async def kept(store: Path, room: str | None = None) -> list[Event]:
+    db = open_store(str(store))
+    try:
+        return (await db.events(room, 0, 10_000)).events
+    finally:
+        await db.aclose()
+
+
+async def test_a_signed_webhook_is_kept_once_however_often_livekit_retries_it(
+    receiving: tuple[Served, Path], livekit: LiveKitTarget
+) -> None:
+    served, store = receiving
+    body = webhook(event_id="EV_once")
+    for _ in range(3):
+        answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+        assert answer.status_code == 200
+    assert answer.json() == {"kept": False, "duplicate": True}
+    (event,) = await kept(store)
+    assert (event.id, event.room, event.event, event.identity) == (
+        "EV_once",
+        "support-call-1042",
+        "participant_left",
+        "agent-AJ_1",
+    )
+    assert event.detail == {"kind": "AGENT", "reason": "PARTICIPANT_REMOVED", "agent_name": "support-agent"}
+    assert "secret-metadata" not in store.read_bytes().decode(errors="replace")
+
+
+def forged(livekit: LiveKitTarget) -> dict[str, tuple[bytes, str | None, int, str]]:
+    body = webhook()
+    other = webhook()
+    return {
+        "unsigned": (body, None, 401, "no Authorization header"),
+        "wrong-secret": (body, signed(body, livekit.api_key, "another-secret-0123456789abcdef012345"), 401, "secret"),
+        "wrong-key": (body, signed(body, "another-key", livekit.api_secret), 401, "another API key"),
+        "hash-mismatch": (body, signed(other, livekit.api_key, livekit.api_secret), 401, "does not match the hash"),
+        "stale": (body, signed(body, livekit.api_key, livekit.api_secret, valid_for=-120), 401, "expired"),
+        "not-json": (b"{nope", signed(b"{nope", livekit.api_key, livekit.api_secret), 400, "not a LiveKit webhook"),
+        "not-utf8": (b"\xff\xfe", signed(b"\xff\xfe", livekit.api_key, livekit.api_secret), 400, "not UTF-8"),
+        "oversized": (b"x" * (1024 * 1024 + 1), "whatever", 413, "at most"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["unsigned", "wrong-secret", "wrong-key", "hash-mismatch", "stale", "not-json", "not-utf8", "oversized"]
+)
+async def test_what_is_not_livekits_is_refused_and_nothing_is_kept(
+    receiving: tuple[Served, Path], livekit: LiveKitTarget, case: str
+) -> None:
+    served, store = receiving
+    body, authorization, status, why = forged(livekit)[case]
+    answer = await post(webhook_url(served), body, authorization)
+    assert answer.status_code == status
+    assert why in answer.json()["error"]
+    assert await kept(store) == []
+    assert SECRET not in served.stderr()
+    assert "Traceback" not in served.stderr()
+
+
+async def test_a_store_that_is_down_answers_503_so_livekit_retries(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget
+) -> None:
+    served = serve_http(env=livekit.env(LIVEKIT_MCP_STORE="redis://:pw-never-shown@127.0.0.1:1/0"))
+    body = webhook()
+    answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+    assert answer.status_code == 503
+    assert "unavailable" in answer.json()["error"]
+    assert "pw-never-shown" not in served.stderr()
+
+
+async def test_history_off_has_no_receiver(serve_http: Callable[..., Served], livekit: LiveKitTarget) -> None:
+    served = serve_http(env=livekit.env(LIVEKIT_MCP_HISTORY="off"))
+    body = webhook()
+    answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+    assert answer.status_code == 404
+
+
+def test_a_store_file_that_is_not_ours_stops_the_start_in_one_line(livekit: LiveKitTarget, tmp_path: Path) -> None:
+    theirs = tmp_path / "notes.db"
+    theirs.write_bytes(b"SQLite format 3\x00" + b"\x00" * 4000)
+    done = run_cli("webhooks", "--port", "0", env=livekit.env(LIVEKIT_MCP_STORE=str(theirs)))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "LIVEKIT_MCP_STORE" in done.stderr
+    assert str(theirs) in done.stderr
+
+
+async def test_the_webhooks_command_receives_into_a_store_a_stdio_server_can_read(
+    livekit: LiveKitTarget, tmp_path: Path
+) -> None:
+    store = tmp_path / "shared.sqlite3"
+    env = livekit.env(LIVEKIT_MCP_STORE=str(store))
+    env.pop("LIVEKIT_URL")  # the receiver calls no LiveKit: the key and secret are what it needs
+    process, port = spawn(["webhooks", "--port", "0"], env, tmp_path / "log")
+    try:
+        body = webhook("room_finished", roomEndReason="ROOM_END_API_DELETE")
+        url = f"http://127.0.0.1:{port}/webhooks/livekit"
+        answer = await post(url, body, signed(body, livekit.api_key, livekit.api_secret))
+        assert answer.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(10)
+    (event,) = await kept(store)
+    assert (event.event, event.detail) == ("room_finished", {"reason": "ROOM_END_API_DELETE"})
+
+
+# --- The real server's own webhooks ----------------------------------------------------------------------
+
+
+async def events_of(receiver: Receiver, room: str, wanted: Callable[[list[Event]], bool]) -> list[Event]:
+    found: list[Event] = []
+
+    async def arrived() -> bool:
+        found[:] = await kept(receiver.store, room)
+        return wanted(found)
+
+    with anyio.fail_after(30):
+        while not await arrived():  # noqa: ASYNC110 - the real server posts its webhooks in its own time
+            await anyio.sleep(0.2)
+    return found
+
+
+async def test_the_real_server_tells_who_joined_and_why_they_left(
+    real_livekit: LiveKitServer,
+    real_people: People,
+    real_webhooks: Receiver,
+    real_lkapi: api.LiveKitAPI,
+) -> None:
+    room = f"history-{uuid.uuid4().hex[:6]}"
+    await real_people.join(room, "caller", kind="SIP")
+    await real_people.join(room, "guest")
+    await real_lkapi.room.remove_participant(api.RoomParticipantIdentity(room=room, identity="guest"))
+    await events_of(
+        real_webhooks, room, lambda es: any(e.event == "participant_left" and e.identity == "guest" for e in es)
+    )
+    await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
+    events = await events_of(real_webhooks, room, lambda es: any(e.event == "room_finished" for e in es))
+    # Stamped in whole seconds, ordered as they arrived: the room started first, and ended after the guest left.
+    names = [e.event for e in events]
+    assert names[0] == "room_started"
+    assert names.index("room_finished") > names.index("participant_left")
+    by = {(e.event, e.identity): e for e in events}
+    assert by[("participant_joined", "caller")].detail["kind"] == "SIP"
+    assert by[("participant_joined", "guest")].detail["kind"] == "STANDARD"
+    assert by[("participant_left", "guest")].detail["reason"] == "PARTICIPANT_REMOVED"
+    assert ("room_started", "") in by
+    assert by[("room_finished", "")].room_sid.startswith("RM_")
+    assert len({e.room_sid for e in events}) == 1  # one session of the room, by its sid
+    caller_left = by.get(("participant_left", "caller"))
+    if caller_left is not None:  # LiveKit may send it after room_finished
+        assert caller_left.detail["reason"] == "ROOM_DELETED"
+
+
+# --- room_history and get_room, through the MCP client ----------------------------------------------------
+
+
+async def deliver(served: Served, livekit: LiveKitTarget, *bodies: bytes) -> None:
+    for body in bodies:
+        answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+        assert answer.status_code == 200, answer.text
+
+
+async def test_room_history_tells_a_session_in_plain_words_with_the_changes_made_through_the_server(
+    receiving: tuple[Served, Path], livekit: LiveKitTarget, admin: SandboxAdmin
+) -> None:
+    served, _ = receiving
+    room = {"sid": "RM_call", "name": "support-call-1042"}
+    caller = {"identity": "sip_+15550100", "kind": "SIP", "sid": "PA_c"}
+    await deliver(
+        served,
+        livekit,
+        webhook("room_started", room=room, participant={}),
+        webhook("participant_joined", room=room, participant=caller),
+        webhook("participant_left", room=room, participant=caller | {"disconnectReason": "CLIENT_INITIATED"}),
+        webhook("room_finished", room=room, participant={}),
+    )
+    await admin.join("support-call-1042", "dana")
+    async with client(served.url, **{"X-On-Behalf-Of": "U123 Ana"}) as c:
+        await ok(c, "remove_participant", room="support-call-1042", identity="dana")
+        told = await ok(c, "room_history", room="support-call-1042")
+        text_answer = text(await call(c, "room_history", room="support-call-1042"))
+        recent = await ok(c, "room_history")
+    assert told["history"] == "on"
+    (session,) = [s for s in told["sessions"] if s["room_sid"] == "RM_call"]
+    said = [e["said"] for e in session["events"]]
+    assert said == [
+        "the room started",
+        "phone caller 'sip_+15550100' joined",
+        "phone caller 'sip_+15550100' left by itself (its app disconnected or hung up)",
+        "the room ended: it closed",
+    ]
+    assert session["ended"] is not None
+    changes = [e for s in told["sessions"] for e in s["events"] if e["event"] == "changed"]
+    assert [c["said"] for c in changes] == [
+        "anonymous (HTTP) for U123 Ana ran remove_participant on 'dana' through livekit-mcp"
+    ]
+    assert "left by itself" in text_answer
+    assert any(r["room"] == "support-call-1042" and r["ended"] for r in recent["rooms"])
+
+
+async def test_off_empty_and_unavailable_are_three_different_answers(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, receiving: tuple[Served, Path]
+) -> None:
+    off = serve_http(env=livekit.env(LIVEKIT_MCP_HISTORY="off"))
+    down = serve_http(env=livekit.env(LIVEKIT_MCP_STORE="redis://127.0.0.1:1/0"))
+    empty, _ = receiving
+    answers = {}
+    for name, served in (("off", off), ("unavailable", down), ("on", empty)):
+        async with Client(served.url) as c:
+            answers[name] = await ok(c, "room_history", room="never-heard-of")
+    assert {name: a["history"] for name, a in answers.items()} == {
+        "off": "off",
+        "unavailable": "unavailable",
+        "on": "on",
+    }
+    assert "LIVEKIT_MCP_HISTORY=off" in answers["off"]["note"]
+    assert "unavailable" in answers["unavailable"]["note"]
+    assert "No history of room 'never-heard-of'" in answers["on"]["note"]
+    assert not answers["on"].get("sessions")
+
+
+async def test_room_history_obeys_allowed_rooms_and_checks_its_arguments(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path
+) -> None:
+    served = serve_http(
+        env=livekit.env(LIVEKIT_MCP_STORE=str(tmp_path / "h.sqlite3"), LIVEKIT_MCP_ALLOWED_ROOMS="support*")
+    )
+    await deliver(served, livekit, webhook(room={"sid": "RM_s", "name": "secret-board"}))
+    async with Client(served.url) as c:
+        hidden = await fails(c, "room_history", room="secret-board")
+        recent = await ok(c, "room_history")
+        bad_since = await fails(c, "room_history", room="support", since="yesterday")
+        bad_cursor = await fails(c, "room_history", room="support", cursor="forged")
+    assert "refused by policy (allowed_rooms)" in hidden
+    assert "secret-board" not in json.dumps(recent)
+    assert "since" in bad_since
+    assert "30m, 6h, 7d" in bad_since
+    assert "cursor" in bad_cursor
+
+
+async def test_the_real_servers_history_reaches_a_server_reading_the_receivers_store(
+    real_livekit: LiveKitServer,
+    real_people: People,
+    real_webhooks: Receiver,
+    real_lkapi: api.LiveKitAPI,
+    serve_http: Callable[..., Served],
+    real_target: LiveKitTarget,
+) -> None:
+    room = f"told-{uuid.uuid4().hex[:6]}"
+    await real_people.join(room, "guest")
+    await real_people.join(room, "supervisor")
+    reader = serve_http(env=real_target.env(LIVEKIT_MCP_STORE=str(real_webhooks.store)))
+    async with Client(reader.url) as c:
+        await ok(c, "remove_participant", room=room, identity="guest")
+        await events_of(real_webhooks, room, lambda es: any(e.event == "participant_left" for e in es))
+        detail = await ok(c, "get_room", room=room)
+        told = await ok(c, "room_history", room=room)
+    said = [e["said"] for s in told["sessions"] for e in s["events"]]
+    assert "'guest' joined" in said
+    assert "'guest' left because it was removed (RemoveParticipant)" in said
+    assert any("ran remove_participant on 'guest'" in s for s in said)
+    assert [e["said"] for e in detail["recent_history"]][-1] in said
+    assert {
+        p.identity
+        for p in (await real_lkapi.room.list_participants(api.ListParticipantsRequest(room=room))).participants
+    } == {"supervisor"}
+
+
+# --- find_agent from the live index ----------------------------------------------------------------------
+
+
+async def test_find_agent_answers_vouched_rooms_from_the_index_and_confirms_each_agent(
+    receiving: tuple[Served, Path], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    served, _ = receiving
+    agent = await admin.join_agent("indexed", "support-agent")
+    await admin.join_agent("not-indexed", "notes-agent")
+    (room,) = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["indexed"]))).rooms
+    where = {"sid": room.sid, "name": "indexed"}
+    await deliver(
+        served,
+        livekit,
+        webhook("room_started", room=where, participant={}),
+        webhook("participant_joined", room=where, participant={"identity": agent["identity"], "kind": "AGENT"}),
+        # An agent the webhooks say joined but LiveKit does not have (its departure was never delivered).
+        webhook("participant_joined", room=where, participant={"identity": "ghost-agent", "kind": "AGENT"}),
+    )
+    async with Client(served.url) as c:
+        found = await ok(c, "find_agent")
+        answer = text(await call(c, "find_agent"))
+    assert {(a["room"], a["agent_name"]) for a in found["agents"]} >= {
+        ("indexed", "support-agent"),
+        ("not-indexed", "notes-agent"),
+    }
+    assert "ghost-agent" not in {a["identity"] for a in found["agents"]}
+    assert found["rooms_from_history"] == 1
+    assert found["rooms_searched"] == len((await lkapi.room.list_rooms(api.ListRoomsRequest())).rooms)
+    assert "1 room(s) answered from room history" in answer
+
+
+async def test_the_retention_settings_hold_in_the_receiver(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path
+) -> None:
+    store = tmp_path / "kept.sqlite3"
+    served = serve_http(
+        env=livekit.env(
+            LIVEKIT_MCP_STORE=str(store), LIVEKIT_MCP_HISTORY_MAX_EVENTS="3", LIVEKIT_MCP_HISTORY_RETENTION_DAYS="1"
+        )
+    )
+    old = webhook(event_id="EV_two_days_old", createdAt=str(int(time.time()) - 2 * 86_400))
+    await deliver(served, livekit, old, *(webhook(event_id=f"EV_{n}") for n in range(5)))
+    assert [e.id for e in await kept(store)] == ["EV_2", "EV_3", "EV_4"]
