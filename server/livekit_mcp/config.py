@@ -23,7 +23,9 @@ from pydantic_settings import (
 )
 
 Transport = Literal["stdio", "http", "sse"]
-TOOLSETS = ("rooms", "participants", "agents", "data")
+TOOLSETS = ("rooms", "participants", "agents", "data", "rpc", "tokens")
+DEFAULT_TOOLSETS = ("rooms", "participants", "agents", "data", "rpc")
+"""Every toolset but `tokens`: a join token lets its holder into a call, so it is offered only when asked for."""
 Credentials = Literal["env", "sandbox", "dev"]
 KINDS = ("STANDARD", "INGRESS", "EGRESS", "SIP", "AGENT", "CONNECTOR", "BRIDGE")
 ENV_PREFIX = "LIVEKIT_MCP_"
@@ -89,8 +91,8 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list)
     """Extra `Origin` values accepted over HTTP (e.g. `https://mcp.example.com`)."""
 
-    toolsets: CommaList = Field(default_factory=lambda: ["rooms", "participants", "agents", "data"])
-    """Toolsets whose tools are listed: rooms, participants, agents, data."""
+    toolsets: CommaList = Field(default_factory=lambda: list(DEFAULT_TOOLSETS))
+    """Toolsets whose tools are listed: rooms, participants, agents, data, rpc, and tokens (off by default)."""
     read_only: bool = False
     """List and allow only the tools that change nothing."""
     output_schemas: bool = False

@@ -12,8 +12,11 @@ import functools
 import importlib.util
 import logging
 import random
+import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit
@@ -36,7 +39,19 @@ from livekit_mcp.errors import (
     Unreachable,
     unsure,
 )
-from livekit_mcp.models import Dispatch, Job, Participant, Permission, Room, Track, effective_kind
+from livekit_mcp.models import (
+    Dispatch,
+    Job,
+    JoinToken,
+    Participant,
+    Permission,
+    Room,
+    RpcAnswer,
+    RpcFailure,
+    Track,
+    effective_kind,
+    iso,
+)
 from livekit_mcp.policy import Policy
 
 
@@ -94,6 +109,7 @@ CHANGES = {
     "MutePublishedTrack": "get_participant",
     "CreateDispatch": "list_dispatches",
     "DeleteDispatch": "list_dispatches",
+    "PerformRpc": "",  # the participant's handler may have run: nothing shows it
 }
 
 BACKOFF_FIRST = 0.05
@@ -101,6 +117,28 @@ BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 1.0
 MAX_ANSWER = 64 * 1024 * 1024
 """Bytes of an answer we read at most, whatever its framing (10,000 rooms or participants are a few MiB)."""
+
+# PerformRpc (docs/livekit-behavior.md): an RPC error reaches us as a Twirp error whose message is Go's
+# `RpcError <code>: <message>[: <data>]`, behind the "twirp error unknown: " of livekit-server's routing.
+_RPC_ERROR = re.compile(r"RpcError (\d+): (.*)\Z", re.DOTALL)
+# LiveKit's own RPC errors (livekit/protocol utils/data_channel_rpc.go, as livekit-server v1.13.5 sends them):
+# their message is known, so whatever follows it is the data.
+RPC_MESSAGES = {
+    1400: "Method not supported at destination",
+    1401: "Recipient not found",
+    1402: "Request payload too large",
+    1403: "RPC not supported by server",
+    1404: "Unsupported RPC version",
+    1500: "Application error in method handler",
+    1501: "Connection timeout",
+    1502: "Response timeout",
+    1503: "Recipient disconnected",
+    1504: "Response payload too large",
+    1505: "Failed to send",
+}
+RPC_MARGIN = 8.0
+"""Seconds our PerformRpc call waits beyond the participant's response timeout: LiveKit's 2 s for the client's
+acknowledgement and its ~3 s routing to nobody; livekit-server's own retries end by 15 s (docs/livekit-behavior.md)."""
 
 
 class _NotLiveKit(Exception):
@@ -167,6 +205,24 @@ def _backoff(attempt: int) -> float:
     """Capped exponential backoff with jitter, so that many clients do not retry in step."""
     ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)
+
+
+def _rpc_failure(exc: api.ServerError) -> RpcFailure | None:
+    """The RPC error a PerformRpc failure carries, or None when it is not one (LiveKit's own routing or auth)."""
+    found = _RPC_ERROR.search(exc.message)
+    if found is not None:
+        code, rest = int(found.group(1)), found.group(2)
+        known = RPC_MESSAGES.get(code)
+        if known is not None and rest.startswith(known):
+            message, data = known, rest[len(known) :].removeprefix(": ")
+        else:
+            # The participant's own error: Go joins message and data with ": ", so the first one splits them.
+            message, _, data = rest.partition(": ")
+        return RpcFailure(code=code, message=message, data=data or None)
+    if exc.code == "deadline_exceeded":
+        # livekit-server sent the request up to 3 times (3, 5 and 7 s) and no attempt was answered in time.
+        return RpcFailure(message="request timed out")
+    return None
 
 
 def _enum_name(enum: type[object], value: int) -> str:
@@ -373,6 +429,91 @@ class LiveKit:
         )
         await self._call("SendData", lambda: self._lk.room.send_data(request), room=room)
 
+    async def perform_rpc(
+        self, room: str, identity: str, method: str, payload: str, *, response_timeout: float
+    ) -> RpcAnswer:
+        """Calls `method` of a participant (livekit-api has no wrapper for PerformRpc: it is sent as Twirp here).
+
+        The participant's answer or its RPC error is returned; LiveKit's failures are raised as the others are."""
+        request = api.PerformRpcRequest(
+            room=room,
+            destination_identity=identity,
+            method=method,
+            payload=payload,
+            response_timeout_ms=round(response_timeout * 1000),
+        )
+        rooms = self._lk.room
+
+        async def send() -> RpcAnswer:
+            try:
+                response = await rooms._client.request(
+                    "RoomService",
+                    "PerformRpc",
+                    request,
+                    rooms._auth_header(api.VideoGrants(room_admin=True, room=room)),
+                    api.PerformRpcResponse,
+                )
+            except api.ServerError as exc:
+                failure = _rpc_failure(exc)
+                if failure is None:
+                    raise
+                return RpcAnswer(error=failure)
+            return RpcAnswer(payload=response.payload)
+
+        # Our limit covers LiveKit's: a call cut short here would leave the handler's fate unknown.
+        limit = max(self.timeout, response_timeout + RPC_MARGIN)
+        return await self._call("PerformRpc", send, room=room, identity=identity, limit=limit)
+
+    def join_token(
+        self,
+        room: str,
+        identity: str,
+        *,
+        ttl_seconds: int,
+        name: str,
+        can_publish: bool,
+        can_subscribe: bool,
+        can_publish_data: bool,
+    ) -> JoinToken:
+        """A join token for one room, signed with our key; only the join grants, never an admin one."""
+        self.policy.check_room(room, changes=True)
+        grants = {"can_publish": can_publish, "can_subscribe": can_subscribe, "can_publish_data": can_publish_data}
+        # Everything else explicitly off: VideoGrants() alone would let the holder publish and send data.
+        video = api.VideoGrants(
+            room_join=True,
+            room=room,
+            room_admin=False,
+            room_create=False,
+            room_list=False,
+            room_record=False,
+            recorder=False,
+            hidden=False,
+            agent=False,
+            ingress_admin=False,
+            can_update_own_metadata=False,
+            can_publish=can_publish,
+            can_subscribe=can_subscribe,
+            can_publish_data=can_publish_data,
+        )
+        token = (
+            api.AccessToken(self.api_key, self._secret.get_secret_value())
+            .with_identity(identity)
+            .with_ttl(timedelta(seconds=ttl_seconds))
+            .with_grants(video)
+        )
+        if name:
+            token = token.with_name(name)
+        jwt = token.to_jwt()
+        return JoinToken(
+            room=room,
+            identity=identity,
+            url=re.sub(r"\Ahttp", "ws", self.url),  # what the real-time SDKs connect to: http -> ws, https -> wss
+            token=jwt,
+            expires_at=iso(time.time() + ttl_seconds),
+            ttl_seconds=ttl_seconds,
+            grants=grants,
+        )
+
     async def delete_room(self, room: str) -> None:
         await self._call("DeleteRoom", lambda: self._lk.room.delete_room(api.DeleteRoomRequest(room=room)), room=room)
 
@@ -529,16 +670,20 @@ class LiveKit:
         room: str = "",
         identity: str = "",
         dispatch_id: str = "",
+        limit: float | None = None,
     ) -> T:
-        """One LiveKit call within `timeout`, a read retried while it fails in passing; errors mapped."""
+        """One LiveKit call within `limit` seconds (our timeout unless given), a read retried while it fails in
+        passing; errors mapped."""
         if room:
             self.policy.check_room(room, changes=method in CHANGES)
         self._opened()  # before the clock starts: importing livekit-api is not LiveKit's time
         try:
-            with anyio.fail_after(self.timeout) as scope:
+            with anyio.fail_after(limit or self.timeout) as scope:
                 return await self._attempts(method, request, scope.deadline)
         except Exception as exc:
-            error = self._mapped(exc, method, room=room, identity=identity, dispatch_id=dispatch_id)
+            error = self._mapped(
+                exc, method, room=room, identity=identity, dispatch_id=dispatch_id, timeout=limit or self.timeout
+            )
             if error is None:
                 raise  # not a LiveKit or transport failure: a bug of ours, for the SDK to log with its traceback
             if isinstance(error, ParticipantNotFound) and await self._room_exists(room) is False:
@@ -581,11 +726,11 @@ class LiveKit:
             return None
 
     def _mapped(
-        self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str
+        self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str, timeout: float
     ) -> LiveKitError | None:
         check = CHANGES.get(method)  # None for a read
         if isinstance(exc, TimeoutError):
-            return Timeout(self.url, self.timeout, method, check=check)
+            return Timeout(self.url, timeout, method, check=check)
         if isinstance(exc, api.ServerError):
             return self._refused(exc, method, room=room, identity=identity, dispatch_id=dispatch_id)
         if isinstance(exc, _NotLiveKit):

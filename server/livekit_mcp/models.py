@@ -20,6 +20,10 @@ METADATA_PREVIEW = 200
 """Characters of room/participant metadata shown in lists; the full text is one get_* call away."""
 METADATA_DETAIL = 4000
 """Characters of metadata shown by get_room / get_participant: enough for any sane JSON blob, bounded for a huge one."""
+SHUTDOWN_METHOD = "livekit-mcp.shutdown"
+"""The RPC method remove_agent(grace_seconds=N) calls on an agent to ask it to end its session itself."""
+SHUTDOWN_TOPIC = "livekit-mcp.shutdown"
+"""The data-message topic of the same request, sent when the RPC is not answered (README: stopping gracefully)."""
 
 
 def iso(seconds: float) -> str | None:
@@ -243,13 +247,13 @@ class AgentInfo(BaseModel):
 class AgentList(BaseModel):
     agents: list[AgentInfo]
     rooms_searched: int
+    rooms_from_history: int | None = Field(
+        default=None, description="Of those, answered from room history's live index (each agent confirmed)."
+    )
 
 
 class Confirmable(BaseModel):
     """The outcome fields of a destructive tool: what it did, or why it did nothing yet."""
-    rooms_from_history: int | None = Field(
-        default=None, description="Of those, answered from room history's live index (each agent confirmed)."
-    )
 
     outcome: Literal["done", "confirmation_required", "declined", "cancelled"] = Field(
         default="done", description="Anything but done: nothing was changed."
@@ -399,13 +403,13 @@ class RoomDetail(BaseModel):
     publishers: list[str] = Field(description="Identities of those publishing tracks.")
     agents: list[AgentInfo]
     dispatches: list[DispatchInfo]
+    recent_history: list[HistoryEntry] | None = Field(
+        default=None, description="The room's last events from history (room_history has them all)."
+    )
 
 
 class CreatedRoom(BaseModel):
     room: RoomSummary
-    recent_history: list[HistoryEntry] | None = Field(
-        default=None, description="The room's last events from history (room_history has them all)."
-    )
     created: bool = Field(description="False when the room already existed (CreateRoom is get-or-create).")
     empty_timeout: int = Field(description="The room's actual settings, whatever was asked.")
     departure_timeout: int
@@ -447,11 +451,56 @@ class DispatchResult(Confirmable):
     notes: list[str] | None = None
 
 
+# --- RPC to a participant, join tokens ---------------------------------------------------------------
+
+
+class RpcFailure(BaseModel):
+    """An RPC error as LiveKit relays it: the participant's own, or LiveKit's (14xx, 15xx)."""
+
+    code: int | None = Field(default=None, description="RPC error code; none when LiveKit itself gave up.")
+    message: str
+    data: str | None = None
+
+
+class RpcAnswer(BaseModel):
+    """What the seam returns for PerformRpc: the participant's payload, or the RPC error."""
+
+    payload: str | None = None
+    error: RpcFailure | None = None
+
+
+class RpcResult(BaseModel):
+    room: str
+    destination_identity: str
+    method: str
+    outcome: Literal["answered", "error", "no_answer"]
+    payload: str | None = Field(default=None, description="The participant's answer.")
+    error: RpcFailure | None = None
+
+
+class JoinToken(BaseModel):
+    room: str
+    identity: str
+    url: str = Field(description="The LiveKit URL to connect to with the token.")
+    token: str
+    expires_at: str | None
+    ttl_seconds: int
+    grants: dict[str, bool]
+
+
+class AgentDeparture(BaseModel):
+    identity: str
+    left: Literal["by_itself", "removed_after_grace", "removed", "ended_with_dispatch"]
+    asked: str = Field(description="How it was asked to leave, and what it answered.")
+    seconds: float | None = Field(default=None, description="Seconds after the request that it was seen gone.")
+
+
 class RemovedAgents(Confirmable):
     room: str
     removed: list[AgentInfo]
     cancelled_dispatches: list[str]
     steps: list[str]
+    departures: list[AgentDeparture] | None = Field(default=None, description="With grace_seconds: how each left.")
 
 
 # --- Room history (webhooks kept in the store) ---------------------------------------------------------

@@ -80,6 +80,7 @@ METHODS: dict[str, Method[Any]] = {
         lambda s, r: s.update_room_metadata(r),
         check_room_metadata,
     ),
+    "RoomService/PerformRpc": Method(proto_room.PerformRpcRequest, _room_admin, lambda s, r: s.perform_rpc(r)),
     "AgentDispatchService/CreateDispatch": Method(
         proto_dispatch.CreateAgentDispatchRequest, _room_admin, lambda s, r: s.create_dispatch(r)
     ),

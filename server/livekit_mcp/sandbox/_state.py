@@ -27,7 +27,7 @@ from ._errors import SandboxError
 from ._faults import Fault, Faults
 from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
-from ._twirp import TwirpError, no_response, routed, to_dict
+from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
 
 ParticipantInfo = proto_models.ParticipantInfo
 AgentDispatch = proto_dispatch.AgentDispatch
@@ -38,6 +38,7 @@ DEFAULT_DEPARTURE_TIMEOUT = 20
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
 AGENTS_NAME_ATTRIBUTE = "lk.agent.name"  # livekit-agents' own copy of the agent name
+RPC_MAX_PAYLOAD = 15 * 1024  # bytes of an RPC payload (livekit/protocol utils.DataChannelRpcMaxPayloadBytes)
 
 _ALPHABET = string.ascii_letters + string.digits
 _RUNNING = proto_agent.JobStatus.JS_RUNNING
@@ -203,6 +204,18 @@ class State:
             )
         self._live_room(req.room).data.append(_copy(req))
         return proto_room.SendDataResponse()
+
+    def perform_rpc(self, req: proto_room.PerformRpcRequest) -> proto_room.PerformRpcResponse:
+        # As livekit-server 1.13.5 does, in its order: the identity checked in RoomService, then routed to the
+        # participant (nobody claims an absent one), whose node checks the size and sends the request over the
+        # data channel. A sandbox participant has no client to acknowledge it: livekit-server's answer to a client
+        # that does not acknowledge within 2 s is 1501 (the sandbox answers after `no_response_s`).
+        if not req.destination_identity:
+            raise routed("invalid_argument", "destination identity is required")
+        self._find(req.room, req.destination_identity, no_response)
+        if len(req.payload.encode()) > RPC_MAX_PAYLOAD:
+            raise routed("invalid_argument", "RpcError 1402: Request payload too large")
+        raise TwirpError("canceled", ROUTED + "RpcError 1501: Connection timeout", unanswered=True)
 
     def update_room_metadata(self, req: proto_room.UpdateRoomMetadataRequest) -> proto_models.Room:
         room = self.rooms.get(req.room)

@@ -33,7 +33,7 @@ from livekit_mcp.store import Store
 
 T = TypeVar("T")
 U = TypeVar("U")
-Toolset = Literal["rooms", "participants", "agents", "data"]
+Toolset = Literal["rooms", "participants", "agents", "data", "rpc", "tokens"]
 assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
 

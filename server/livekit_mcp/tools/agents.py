@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
+import anyio
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
@@ -11,14 +13,18 @@ from pydantic import Field
 from livekit_mcp.confirm import Consent, Plan
 from livekit_mcp.errors import (
     DispatchNotFound,
+    LiveKitError,
     NotFound,
     ParticipantNotFound,
     RoomNotFound,
 )
+from livekit_mcp.history import LiveIndex, live_index
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
+    SHUTDOWN_METHOD,
+    SHUTDOWN_TOPIC,
+    AgentDeparture,
     AgentInfo,
-from livekit_mcp.history import LiveIndex, live_index
     AgentList,
     Dispatch,
     DispatchInfo,
@@ -27,13 +33,13 @@ from livekit_mcp.history import LiveIndex, live_index
     Participant,
     RemovedAgents,
 )
+from livekit_mcp.store import StoreError
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
     AnyIdentity,
     AnyRoom,
     ConfirmToken,
-from livekit_mcp.store import StoreError
     DispatchId,
     Metadata,
     RoomName,
@@ -65,6 +71,9 @@ async def find_agent(
 ) -> Annotated[CallToolResult, AgentList]:
     """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
     lk = livekit_of(ctx)
+    indexed: list[AgentInfo] = []
+    from_index: LiveIndex | None = None
+    vouched: set[str] = set()
     if room:
         rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
     else:
@@ -75,20 +84,17 @@ async def find_agent(
         # (livekit-server v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
         vouched = {r.name for r in live if from_index is not None and from_index.rooms.get(r.sid) == r.name}
         rooms = sorted(r.name for r in live if r.name not in vouched)
-    indexed: list[AgentInfo] = []
-    from_index: LiveIndex | None = None
-    vouched: set[str] = set()
         per_room = await lk.gather(lk.list_participants, rooms)
+        if from_index is not None:
+            candidates = [a for a in from_index.agents if a["room"] in vouched]
+            indexed = [a for a in await lk.gather(_confirmed, [(lk, a) for a in candidates]) if a is not None]
+            indexed = [a for a in indexed if not agent_name or a.agent_name == agent_name]
     agents = [
         AgentInfo.of(name, p)
         for name, participants in zip(rooms, per_room, strict=True)
         for p in participants
         if matches(p, agent_name, "")
     ]
-        if from_index is not None:
-            candidates = [a for a in from_index.agents if a["room"] in vouched]
-            indexed = [a for a in await lk.gather(_confirmed, [(lk, a) for a in candidates]) if a is not None]
-            indexed = [a for a in indexed if not agent_name or a.agent_name == agent_name]
     agents = sorted(agents + indexed, key=lambda a: a.room)  # stable: LiveKit's order within a room
     result = AgentList(
         agents=agents,
@@ -218,8 +224,15 @@ async def cancel_dispatch(
     )
 
 
+MAX_GRACE = 60
+ASK_TIMEOUT = 2.5
+"""Seconds an agent has to answer the shutdown RPC: below the 3 s after which livekit-server sends it again."""
+POLL = 0.25
+"""Seconds between looks at the room while waiting for the agents to leave."""
+
+
 async def _remove_agent_plan(
-    lk: LiveKit, room: str, agent_name: str, identity: str, keep_out: bool
+    lk: LiveKit, room: str, agent_name: str, identity: str, keep_out: bool, grace_seconds: int
 ) -> tuple[Plan, tuple[list[Participant], list[Dispatch]]]:
     participants = await participants_of_existing_room(lk, room)
     agents = [p for p in participants if matches(p, agent_name, identity)]
@@ -241,19 +254,73 @@ async def _remove_agent_plan(
         if dispatches
         else ""
     )
-    question = f"This removes agent(s) {names_text(agents)} from room '{room}'{also}."
+    if grace_seconds:
+        question = (
+            f"This asks agent(s) {names_text(agents)} in room '{room}' to leave by themselves, waits up to "
+            f"{grace_seconds} s, then removes any still there{also}."
+        )
+    else:
+        question = f"This removes agent(s) {names_text(agents)} from room '{room}'{also}."
     args = {"room": room, "agent_name": agent_name, "identity": identity, "keep_out": keep_out}
+    if grace_seconds:  # only then: a token issued before grace_seconds existed still matches a call without it
+        args["grace_seconds"] = grace_seconds
     targets = [p.sid for p in agents] + [d.id for d in dispatches]
     return Plan("remove_agent", room, args, targets, question, {"AGENT": len(agents)}), (agents, dispatches)
 
 
 async def _ask_remove_agent(
-    ctx: Context, room: str, agent_name: str, identity: str, keep_out: bool, confirm_token: str
+    ctx: Context, room: str, agent_name: str, identity: str, keep_out: bool, grace_seconds: int, confirm_token: str
 ) -> Elicit[Consent] | str:
     lk = livekit_of(ctx)
     return await app_of(ctx).guard.ask(
-        ctx, confirm_token, lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out), Consent
+        ctx,
+        confirm_token,
+        lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out, grace_seconds),
+        Consent,
     )
+
+
+async def _ask_to_leave(lk: LiveKit, room: str, agent: Participant, grace_seconds: int) -> str:
+    """Asks one agent to end its session: the shutdown RPC, and the data message when the RPC is not answered."""
+    request = json.dumps({"reason": "removed by livekit-mcp", "grace_seconds": grace_seconds})
+    try:
+        answer = await lk.perform_rpc(
+            room, agent.identity, SHUTDOWN_METHOD, request, response_timeout=min(ASK_TIMEOUT, grace_seconds)
+        )
+    except (ParticipantNotFound, RoomNotFound):
+        return f"it left before answering RPC {SHUTDOWN_METHOD} (LiveKit found it gone)"
+    except LiveKitError as exc:
+        asked = f"RPC {SHUTDOWN_METHOD} failed ({exc})"
+    else:
+        if answer.error is None:
+            return f"RPC {SHUTDOWN_METHOD} answered {answer.payload!r}"
+        code = f"{answer.error.code} " if answer.error.code is not None else ""
+        asked = f"RPC {SHUTDOWN_METHOD} not answered ({code}{answer.error.message})"
+    try:
+        await lk.send_data(
+            room, request.encode(), reliable=True, topic=SHUTDOWN_TOPIC, destination_identities=[agent.identity]
+        )
+        return f"{asked}; data message on topic {SHUTDOWN_TOPIC} sent"
+    except LiveKitError as exc:
+        return f"{asked}; the data message failed too ({exc})"
+
+
+async def _wait_until_gone(lk: LiveKit, room: str, agents: list[Participant], seconds: float) -> dict[str, float]:
+    """Seconds after which each agent (by sid: a relaunched agent is another one) was seen gone, within `seconds`."""
+    start = anyio.current_time()
+    gone: dict[str, float] = {}
+    with anyio.move_on_after(seconds):
+        while len(gone) < len(agents):
+            try:
+                present = {p.sid for p in await lk.list_participants(room)}
+            except LiveKitError:
+                present = {p.sid for p in agents}  # a failed look sees nobody leave; the removal settles it
+            for p in agents:
+                if p.sid not in present and p.identity not in gone:
+                    gone[p.identity] = round(anyio.current_time() - start, 1)
+            if len(gone) < len(agents):
+                await anyio.sleep(POLL)
+    return gone
 
 
 @tool("agents", DESTRUCTIVE)
@@ -264,6 +331,9 @@ async def remove_agent(
     agent_name: AnyAgentName = "",
     identity: AnyIdentity = "",
     keep_out: Annotated[bool, Field(description="Also delete their dispatches, so they are not sent back.")] = True,
+    grace_seconds: Annotated[
+        int, Field(ge=0, le=MAX_GRACE, description="First ask them to leave by themselves and wait up to this long.")
+    ] = 0,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, RemovedAgents]:
     """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
@@ -282,6 +352,18 @@ async def remove_agent(
     async def act(plan: Plan, found: tuple[list[Participant], list[Dispatch]]) -> CallToolResult:
         agents, dispatches = found
         steps: list[str] = []
+        departures: dict[str, AgentDeparture] = {}
+        if grace_seconds:
+            # The courtesy comes before the dispatches are deleted: that would end the jobs, and the agents with them.
+            asked = await lk.gather(lambda p: _ask_to_leave(lk, room, p, grace_seconds), agents)
+            gone = await _wait_until_gone(lk, room, agents, grace_seconds)
+            for p, how in zip(agents, asked, strict=True):
+                left = "by_itself" if p.identity in gone else "removed_after_grace"
+                departures[p.identity] = AgentDeparture(
+                    identity=p.identity, left=left, asked=how, seconds=gone.get(p.identity)
+                )
+                if p.identity in gone:
+                    steps.append(f"{p.identity} left by itself {gone[p.identity]:g} s after the request")
         # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
         for d in dispatches:
             await lk.delete_dispatch(room, d.id)
@@ -289,21 +371,28 @@ async def remove_agent(
         if keep_out and not dispatches:
             steps.append("no dispatch of these agents to delete")
         for p in agents:
+            departure = departures.get(p.identity)
+            if departure is not None and departure.left == "by_itself":
+                continue
             try:
                 await lk.remove_participant(room, p.identity)
-                steps.append(f"removed {p.identity}")
+                after = f" after the {grace_seconds} s grace period" if departure is not None else ""
+                steps.append(f"removed {p.identity}{after}")
             except (ParticipantNotFound, RoomNotFound):
+                if departure is not None:
+                    departure.left = "ended_with_dispatch"
                 steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
         if not keep_out:
             steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
-        result = planned(plan, found).model_copy(update={"steps": steps})
+        update = {"steps": steps, "departures": list(departures.values()) or None}
+        result = planned(plan, found).model_copy(update=update)
         return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")
 
     return await destructive(
         ctx,
         answer,
         confirm_token,
-        lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out),
+        lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out, grace_seconds),
         planned,
         act,
     )
