@@ -243,13 +243,13 @@ class AgentInfo(BaseModel):
 class AgentList(BaseModel):
     agents: list[AgentInfo]
     rooms_searched: int
+    rooms_from_history: int | None = Field(
+        default=None, description="Of those, answered from room history's live index (each agent confirmed)."
+    )
 
 
 class Confirmable(BaseModel):
     """The outcome fields of a destructive tool: what it did, or why it did nothing yet."""
-    rooms_from_history: int | None = Field(
-        default=None, description="Of those, answered from room history's live index (each agent confirmed)."
-    )
 
     outcome: Literal["done", "confirmation_required", "declined", "cancelled"] = Field(
         default="done", description="Anything but done: nothing was changed."
@@ -399,13 +399,13 @@ class RoomDetail(BaseModel):
     publishers: list[str] = Field(description="Identities of those publishing tracks.")
     agents: list[AgentInfo]
     dispatches: list[DispatchInfo]
+    recent_history: list[HistoryEntry] | None = Field(
+        default=None, description="The room's last events from history (room_history has them all)."
+    )
 
 
 class CreatedRoom(BaseModel):
     room: RoomSummary
-    recent_history: list[HistoryEntry] | None = Field(
-        default=None, description="The room's last events from history (room_history has them all)."
-    )
     created: bool = Field(description="False when the room already existed (CreateRoom is get-or-create).")
     empty_timeout: int = Field(description="The room's actual settings, whatever was asked.")
     departure_timeout: int

@@ -15,10 +15,10 @@ from livekit_mcp.errors import (
     ParticipantNotFound,
     RoomNotFound,
 )
+from livekit_mcp.history import LiveIndex, live_index
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
-from livekit_mcp.history import LiveIndex, live_index
     AgentList,
     Dispatch,
     DispatchInfo,
@@ -27,13 +27,13 @@ from livekit_mcp.history import LiveIndex, live_index
     Participant,
     RemovedAgents,
 )
+from livekit_mcp.store import StoreError
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
     AnyIdentity,
     AnyRoom,
     ConfirmToken,
-from livekit_mcp.store import StoreError
     DispatchId,
     Metadata,
     RoomName,
@@ -65,6 +65,9 @@ async def find_agent(
 ) -> Annotated[CallToolResult, AgentList]:
     """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
     lk = livekit_of(ctx)
+    indexed: list[AgentInfo] = []
+    from_index: LiveIndex | None = None
+    vouched: set[str] = set()
     if room:
         rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
     else:
@@ -75,20 +78,17 @@ async def find_agent(
         # (livekit-server v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
         vouched = {r.name for r in live if from_index is not None and from_index.rooms.get(r.sid) == r.name}
         rooms = sorted(r.name for r in live if r.name not in vouched)
-    indexed: list[AgentInfo] = []
-    from_index: LiveIndex | None = None
-    vouched: set[str] = set()
         per_room = await lk.gather(lk.list_participants, rooms)
+        if from_index is not None:
+            candidates = [a for a in from_index.agents if a["room"] in vouched]
+            indexed = [a for a in await lk.gather(_confirmed, [(lk, a) for a in candidates]) if a is not None]
+            indexed = [a for a in indexed if not agent_name or a.agent_name == agent_name]
     agents = [
         AgentInfo.of(name, p)
         for name, participants in zip(rooms, per_room, strict=True)
         for p in participants
         if matches(p, agent_name, "")
     ]
-        if from_index is not None:
-            candidates = [a for a in from_index.agents if a["room"] in vouched]
-            indexed = [a for a in await lk.gather(_confirmed, [(lk, a) for a in candidates]) if a is not None]
-            indexed = [a for a in indexed if not agent_name or a.agent_name == agent_name]
     agents = sorted(agents + indexed, key=lambda a: a.room)  # stable: LiveKit's order within a room
     result = AgentList(
         agents=agents,
