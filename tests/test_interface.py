@@ -70,6 +70,8 @@ async def test_every_answer_matches_its_published_output_schema(
     calls: list[tuple[str, dict[str, Any]]] = [
         ("list_rooms", {}),
         ("get_room", {"room": "r"}),
+        ("room_history", {"room": "r"}),
+        ("room_history", {}),
         ("create_room", {"room": "other", "metadata": "m"}),
         ("update_room_metadata", {"room": "other", "metadata": "n"}),
         ("list_participants", {"room": "r"}),

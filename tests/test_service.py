@@ -44,6 +44,7 @@ CHANGE_TOOLS = {
     "cancel_dispatch",
     "remove_agent",
     "send_data",
+    "perform_rpc",
 }
 
 

@@ -18,7 +18,15 @@ from tests.conftest import LiveKitTarget, Served, fails, identities, ok, stdio
 
 pytestmark = pytest.mark.anyio
 
-READ_TOOLS = {"list_rooms", "get_room", "list_participants", "get_participant", "find_agent", "list_dispatches"}
+READ_TOOLS = {
+    "list_rooms",
+    "get_room",
+    "room_history",
+    "list_participants",
+    "get_participant",
+    "find_agent",
+    "list_dispatches",
+}
 TOOLS = READ_TOOLS | {
     "create_room",
     "update_room_metadata",
@@ -30,6 +38,7 @@ TOOLS = READ_TOOLS | {
     "delete_room",
     "remove_agent",
     "cancel_dispatch",
+    "perform_rpc",
 }
 
 

@@ -146,8 +146,6 @@ class Settings(BaseSettings):
     audit_log: Path | None = None
     """File that gets one JSON line per attempted change; if it cannot be written, no change is made."""
 
-    @classmethod
-    def settings_customise_sources(
     # Room history and the state replicas share.
     store: SecretStr | None = None
     """Where history and shared state live: a SQLite file path (default under the state directory), `redis://…`
@@ -159,6 +157,8 @@ class Settings(BaseSettings):
     history_max_events: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
     """Events kept in all; the oldest go first."""
 
+    @classmethod
+    def settings_customise_sources(
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
