@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP/SSE port (default 8000)")
     serve.add_argument("--allowed-hosts", help="extra Host values accepted over HTTP, comma-separated")
     serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
-    serve.add_argument("--toolsets", help="toolsets to offer, comma-separated: rooms,participants,agents,data (all)")
+    serve.add_argument(
+        "--toolsets",
+        help="toolsets to offer, comma-separated: rooms,participants,agents,data,rpc (default); tokens if named",
+    )
     serve.add_argument("--read-only", action="store_const", const=True, help="offer only the tools that change nothing")
     serve.add_argument(
         "--stateless", action="store_const", const=True, help="HTTP without sessions, for replicas behind a balancer"
