@@ -275,7 +275,8 @@ async def test_room_history_tells_a_session_in_plain_words_with_the_changes_made
         "anonymous (HTTP) for U123 Ana ran remove_participant on 'dana' through livekit-mcp"
     ]
     assert "left by itself" in text_answer
-    assert any(r["room"] == "support-call-1042" and r["ended"] for r in recent["rooms"])
+    # The room has two sessions here: the one the webhooks told (ended), and the sandbox's live one of the change.
+    assert any(r["room"] == "support-call-1042" and r.get("ended") for r in recent["rooms"])
 
 
 async def test_off_empty_and_unavailable_are_three_different_answers(

@@ -144,10 +144,15 @@ def _entry(event: Event) -> HistoryEntry:
 def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
     """Events grouped by the room's sid (one session per life of the room), in the order they happened."""
     sessions: dict[str, RoomSession] = {}
+    current: RoomSession | None = None
     for event in events:
-        session = sessions.setdefault(
-            event.room_sid or "(unknown)", RoomSession(room_sid=event.room_sid or "(unknown)")
-        )
+        if event.room_sid:
+            current = sessions.setdefault(event.room_sid, RoomSession(room_sid=event.room_sid))
+            session = current
+        elif current is not None and current.ended is None:  # a change made through us: in the live session
+            session = current
+        else:
+            session = sessions.setdefault("(unknown)", RoomSession(room_sid="(unknown)"))
         session.events.append(_entry(event))
         if event.event == "room_started":
             session.started = iso(event.at)
@@ -209,6 +214,7 @@ async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResul
         return reply(RoomHistory(history="off", note=HISTORY_OFF), HISTORY_OFF)
     policy = app_of(ctx).guard.policy
     rooms: dict[tuple[str, str], RecentRoom] = {}
+    last_sid: dict[str, str] = {}
     cursor: str | None = None
     try:
         for _ in range(20):  # 20 pages of 500: the last 10,000 events
@@ -216,10 +222,10 @@ async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResul
             for event in page.events:
                 if not policy.visible(event.room):
                     continue
-                key = (event.room, event.room_sid)
-                seen = rooms.setdefault(
-                    key, RecentRoom(room=event.room, room_sid=event.room_sid, last_event=None, events=0)
-                )
+                sid = event.room_sid or last_sid.get(event.room, "")  # a change made through us: that session
+                last_sid[event.room] = sid
+                key = (event.room, sid)
+                seen = rooms.setdefault(key, RecentRoom(room=event.room, room_sid=sid, last_event=None, events=0))
                 seen.events += 1
                 seen.last_event = iso(event.at)
                 if event.event == "room_finished":
