@@ -359,8 +359,9 @@ class AgentWorker:
         stop(self.process)
 
 
-def start_agent_worker(server: LiveKitServer, agent_name: str, logs: Path) -> AgentWorker:
-    """Starts a worker serving `agent_name` ("" = automatic dispatch to every new room); waits until registered."""
+def start_agent_worker(server: LiveKitServer, agent_name: str, logs: Path, *flags: str) -> AgentWorker:
+    """Starts a worker serving `agent_name` ("" = automatic dispatch to every new room), the demo agent run with
+    `flags`; waits until registered."""
     log = logs / f"agent-worker-{agent_name or 'auto'}.log"
     env = os.environ | {
         "LIVEKIT_URL": server.ws_url,
@@ -370,7 +371,10 @@ def start_agent_worker(server: LiveKitServer, agent_name: str, logs: Path) -> Ag
     # The demo's agent is the agent users see in the tour; the tests run the same one.
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "livekit_mcp.demo_agent", agent_name], stdout=out, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "livekit_mcp.demo_agent", agent_name, *flags],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     worker = AgentWorker(agent_name, process, log)
     deadline = time.monotonic() + START_SECONDS

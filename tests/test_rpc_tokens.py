@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,7 +27,7 @@ from livekit_mcp.models import SHUTDOWN_METHOD, SHUTDOWN_TOPIC
 from livekit_mcp.sandbox import SandboxAdmin
 from tests._proc import until
 from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
-from tests.real_livekit import START_SECONDS, AgentWorker, LiveKitServer, People, tail
+from tests.real_livekit import AgentWorker, LiveKitServer, People, start_agent_worker
 from tests.test_real_tools import one_agent, participants, unique
 
 pytestmark = pytest.mark.anyio
@@ -367,31 +364,12 @@ async def test_a_listen_only_token_lets_a_real_client_subscribe_but_not_publish(
 # --- remove_agent(grace_seconds) with real livekit-agents workers ---------------------------------------
 
 
-def start_worker(server: LiveKitServer, agent_name: str, logs: Path, *flags: str) -> AgentWorker:
-    """The demo agent worker (with `flags`), registered with the real server."""
-    log = logs / f"agent-worker-{agent_name}.log"
-    env = {"LIVEKIT_URL": server.ws_url, "LIVEKIT_API_KEY": server.api_key, "LIVEKIT_API_SECRET": server.api_secret}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "livekit_mcp.demo_agent", agent_name, *flags],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=os.environ | env,
-        )
-    worker = AgentWorker(agent_name, process, log)
-    deadline = time.monotonic() + START_SECONDS
-    while b"registered worker" not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise AssertionError(f"the agent worker for {agent_name!r} did not register; its log:\n{tail(log)}")
-        time.sleep(0.05)
-    return worker
-
-
 @pytest.fixture(scope="module")
 def deaf_worker(real_livekit: LiveKitServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentWorker]:
     """A worker whose agent ignores the request to leave, as one written without the convention would."""
-    worker = start_worker(real_livekit, "deaf-helper", tmp_path_factory.mktemp("deaf-worker"), "--ignore-shutdown")
+    worker = start_agent_worker(
+        real_livekit, "deaf-helper", tmp_path_factory.mktemp("deaf-worker"), "--ignore-shutdown"
+    )
     yield worker
     worker.stop()
 
