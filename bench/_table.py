@@ -16,7 +16,8 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Row:
-    """One figure: a value per run; `limit` and `below` make it a target (at most / under the limit)."""
+    """One figure: a value per run; `limit` makes it a target: at most the limit, strictly under it (`below`) or at
+    least the limit (`at_least`)."""
 
     key: str
     label: str
@@ -24,6 +25,7 @@ class Row:
     runs: Sequence[float]
     limit: float | None = None
     below: bool = False  # True: strictly under `limit` ("under 12 KB"); False: at most `limit`
+    at_least: bool = False  # True: `limit` or more ("at least 20x faster")
 
     @property
     def median(self) -> float:
@@ -33,14 +35,18 @@ class Row:
     def verdict(self) -> str:
         if self.limit is None:
             return ""
-        met = self.median < self.limit if self.below else self.median <= self.limit
+        if self.at_least:
+            met = self.median >= self.limit
+        else:
+            met = self.median < self.limit if self.below else self.median <= self.limit
         return "ok" if met else "MISS"
 
     @property
     def target(self) -> str:
         if self.limit is None:
             return ""
-        return f"{'<' if self.below else '≤'} {_number(self.limit, self.unit)}"
+        sign = "≥" if self.at_least else "<" if self.below else "≤"
+        return f"{sign} {_number(self.limit, self.unit)}"
 
 
 def _number(value: float, unit: str) -> str:

@@ -1,5 +1,6 @@
 """Figure 9, room history (issue 13): webhook ingest against the receiver's trivial endpoint, store size per event,
-and room_history over a store of `history_events` events against the bare server's trivial tool.
+room_history over a store of `history_events` events against the bare server's trivial tool, and find_agent from
+the webhook index against the scan of every room.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mcp import Client
 
 from bench._procs import BARE, KEY, LIVEKIT_MCP, SECRET, free_port, listening, server_env, stdio
 from bench._table import Row
+from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.store import Event, open_store
 
 SENDERS = 16
@@ -162,3 +164,78 @@ async def room_history_latency(livekit_url: str, runs: int, calls: int, events: 
         Row("9", "trivial tool, bare SDK, p50", "ms", p50_bare),
         Row("9", "room_history ÷ trivial tool", "x", [a / c for a, c in zip(p50_ours, p50_bare, strict=True)]),
     ]
+
+
+async def find_agent_index(
+    admin: SandboxAdmin, livekit_url: str, runs: int, rooms: int, latency_ms: int, concurrency: int
+) -> list[Row]:
+    """find_agent over `rooms` rooms (an agent in every hundredth) answered from the webhook index, against the
+    same question answered by scanning every room; each LiveKit call delayed by `latency_ms`. The sandbox's own
+    webhooks feed the receiver, as a real server's would."""
+    with_agents = [f"idx-{n:05d}" for n in range(0, rooms, 100)]
+    index_ms: list[float] = []
+    scan_ms: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "history.sqlite3"
+        port = free_port()
+        env = server_env(livekit_url, concurrency) | {"LIVEKIT_MCP_STORE": str(store)}
+        with listening([*LIVEKIT_MCP, "webhooks", "--port", str(port)], port, env):
+            await admin.reset(seed=False)
+            await admin.send_webhooks_to([f"http://127.0.0.1:{port}/webhooks/livekit"])
+            try:
+                await admin.populate(rooms=rooms, prefix="idx-")
+                for room in with_agents:
+                    await admin.join_agent(room, "support-agent")
+                await _received(store, "participant_joined", len(with_agents))
+            finally:
+                await admin.send_webhooks_to([])
+        scan_env = env | {"LIVEKIT_MCP_HISTORY": "off", "LIVEKIT_MCP_STORE": "memory"}
+        async with AsyncExitStack() as stack:
+            indexed = await stack.enter_async_context(Client(stdio(LIVEKIT_MCP, env), cache=None))
+            scanning = await stack.enter_async_context(Client(stdio(LIVEKIT_MCP, scan_env), cache=None))
+            answers = [await _agents(indexed), await _agents(scanning)]  # warm-up, and the answers compared
+            if answers[0] != answers[1] or len(answers[0]) != len(with_agents):
+                raise RuntimeError(f"find_agent answered differently: index {answers[0]}, scan {answers[1]}")
+            await admin.fault("*", latency_ms=latency_ms)
+            try:
+                for _ in range(runs):
+                    for client, times in ((indexed, index_ms), (scanning, scan_ms)):
+                        start = time.perf_counter()
+                        await _agents(client)
+                        times.append((time.perf_counter() - start) * 1000)
+            finally:
+                await admin.clear_faults()
+    return [
+        Row("9", f"find_agent over {rooms:,} rooms from the webhook index, {latency_ms} ms per call", "ms", index_ms),
+        Row("9", "find_agent scanning every room (history off)", "ms", scan_ms),
+        Row(
+            "9",
+            "scan ÷ index (same answer)",
+            "x",
+            [s / i for s, i in zip(scan_ms, index_ms, strict=True)],
+            20,
+            at_least=True,
+        ),
+    ]
+
+
+async def _received(store: Path, event: str, count: int) -> None:
+    """Wait until the receiver has kept `count` events named `event` (the sandbox sends them in its own time)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        db = open_store(str(store))
+        try:
+            kept = [e for e in (await db.events(None, 0, 10**9)).events if e.event == event]
+        finally:
+            await db.aclose()
+        if len(kept) >= count:
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"the receiver did not keep {count} {event} events within 300 s")
+
+
+async def _agents(client: Client) -> list[tuple[str, str]]:
+    result = await client.call_tool("find_agent", {})
+    if result.is_error or not isinstance(result.structured_content, dict):
+        raise RuntimeError(f"find_agent failed: {result.content}")
+    return sorted((a["room"], a["identity"]) for a in result.structured_content["agents"])

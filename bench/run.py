@@ -70,6 +70,7 @@ class Sizes:
     clients: int = 32
     load_seconds: float = 5.0
     history_events: int = 100_000  # figure 9: events in the store room_history answers from
+    index_rooms: int = 5000  # figure 9: rooms find_agent answers from the webhook index
 
 
 QUICK = Sizes(
@@ -84,6 +85,7 @@ QUICK = Sizes(
     clients=4,
     load_seconds=1.0,
     history_events=2000,
+    index_rooms=300,
 )
 
 
@@ -598,6 +600,9 @@ async def run_sandbox(sizes: Sizes) -> list[Row]:
                 _say("9: room history")
                 rows += await history.ingest(sizes.runs, sizes.load_seconds)
                 rows += await history.room_history_latency(url, sizes.runs, sizes.calls, sizes.history_events)
+                rows += await history.find_agent_index(
+                    admin, url, sizes.runs, sizes.index_rooms, sizes.latency_ms, sizes.concurrency
+                )
                 return rows + memory
             finally:
                 await lk.aclose()

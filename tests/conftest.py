@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
+import json
 import re
 import subprocess
 import sys
@@ -252,6 +254,47 @@ def no_secret(*outputs: str) -> None:
 # -- the real LiveKit server and its counterparts (tests/real_livekit.py) -------------------------------
 
 
+class WebhookRecorder:
+    """A bare HTTP endpoint that keeps every webhook posted to it as sent (headers and body): what LiveKit sends,
+    before any parsing of ours."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                recorder.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/webhooks"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def events(self, room: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        """The webhooks about `room`, in the order they arrived: their headers and their JSON."""
+        parsed = [(headers, json.loads(body)) for headers, body in list(self.received)]
+        return [(headers, event) for headers, event in parsed if event.get("room", {}).get("name") == room]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def real_webhook_recorder() -> Iterator[WebhookRecorder]:
+    """The raw webhooks of the session's real server (the reference for the sandbox's)."""
+    recorder = WebhookRecorder()
+    yield recorder
+    recorder.close()
+
+
 @dataclass
 class Receiver:
     """`livekit-mcp webhooks` for the real server's webhooks, and the SQLite store it keeps them in."""
@@ -279,10 +322,13 @@ def real_webhooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver
 
 
 @pytest.fixture(scope="session")
-def real_livekit(tmp_path_factory: pytest.TempPathFactory, real_webhooks: Receiver) -> Iterator[LiveKitServer]:
+def real_livekit(
+    tmp_path_factory: pytest.TempPathFactory, real_webhooks: Receiver, real_webhook_recorder: WebhookRecorder
+) -> Iterator[LiveKitServer]:
     """One real `livekit-server --dev` with its Redis for the session, on free loopback ports, posting its webhooks
-    to `real_webhooks`."""
-    with running_server(tmp_path_factory.mktemp("livekit-server"), [real_webhooks.url]) as server:
+    to `real_webhooks` and to `real_webhook_recorder`."""
+    urls = [real_webhooks.url, real_webhook_recorder.url]
+    with running_server(tmp_path_factory.mktemp("livekit-server"), urls) as server:
         yield server
 
 

@@ -1,9 +1,11 @@
 """What replicas share through the store (issue 13, item 2): a confirm token acts once across all of them, and the
-destructive-action budget is theirs together. Two real server processes on one real Redis, or one SQLite file.
+destructive-action budget is theirs together, and so is room history. Two real server processes on one real Redis,
+or one SQLite file.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +82,37 @@ async def test_the_destructive_budget_is_counted_across_replicas(
     assert "max_destructive_per_minute" in text(refused)
     assert "across the replicas" in text(refused)
     assert await identities(lkapi, f"budget-{kind}") == {"ben"}
+
+
+async def test_two_replicas_on_one_redis_answer_the_same_history_whichever_received_the_webhooks(
+    serve_http: Callable[..., Served],
+    livekit: LiveKitTarget,
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    redis_url: str,
+) -> None:
+    """The sandbox's webhooks reach replica A alone; replica B answers room_history and find_agent from the same
+    Redis, and a change made through B is in the history A tells."""
+    env = livekit.env(LIVEKIT_MCP_STORE=redis_url)
+    a, b = serve_http(env=env), serve_http(env=env)
+    room = f"replicated-{uuid.uuid4().hex[:6]}"
+    await admin.send_webhooks_to([a.url.removesuffix("/mcp") + "/webhooks/livekit"])
+    try:
+        await admin.join(room, "dana", name="Dana")
+        agent = await admin.join_agent(room, "support-agent")
+        async with Client(a.url) as first, Client(b.url) as second:
+            with anyio.fail_after(30):
+                while "support-agent" not in text(await call(second, "room_history", room=room)):  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+            found = await ok(second, "find_agent")
+            assert (room, agent["identity"]) in {(x["room"], x["identity"]) for x in found["agents"]}
+            assert found["rooms_from_history"] >= 1
+            await ok(second, "remove_participant", room=room, identity="dana")
+            with anyio.fail_after(30):
+                while "ran remove_participant" not in (told := text(await call(first, "room_history", room=room))):  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+        assert "'dana' (Dana) joined" in told
+        assert "'dana' (Dana) left because it was removed" in told
+        assert await identities(lkapi, room) == {agent["identity"]}
+    finally:
+        await admin.send_webhooks_to([])

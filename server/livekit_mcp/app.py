@@ -140,6 +140,10 @@ def build_server(
     opened: list[LiveKit] = []  # the connection of the running lifespan, for resources (which get no context)
     # A fresh random secret for --sandbox: nobody else needs it, and it is long enough for HS256.
     sandbox_secret = secrets.token_hex(32)
+    receiver = None
+    if history is not None:
+        key, secret = ("sandbox", sandbox_secret) if settings.credentials == "sandbox" else webhook_key(settings)
+        receiver = WebhookEndpoint(history, webhook_verifier(key, secret))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
@@ -147,7 +151,11 @@ def build_server(
             if settings.credentials == "sandbox":
                 from livekit_mcp.sandbox import Sandbox  # only --sandbox pays for importing it
 
-                sandbox = await stack.enter_async_context(Sandbox(keys={"sandbox": sandbox_secret}, seed=True))
+                # Its webhooks go straight to our receiver (signed and verified all the same): history at once.
+                sinks = [receiver.status_of] if receiver is not None else []
+                sandbox = await stack.enter_async_context(
+                    Sandbox(keys={"sandbox": sandbox_secret}, seed=True, webhook_sinks=sinks)
+                )
                 url, key, secret = sandbox.url, sandbox.api_key, SecretStr(sandbox.api_secret)
                 log.warning("LiveKit sandbox with demo rooms at %s", url)
             else:
@@ -194,11 +202,8 @@ def build_server(
     )
     register_resources(server, lambda: opened[-1], history, policy)
     server.custom_route("/healthz", methods=["GET"])(Health(lambda: opened[-1] if opened else None).endpoint)
-    if history is not None:
-        key, secret = ("sandbox", sandbox_secret) if settings.credentials == "sandbox" else webhook_key(settings)
-        server.custom_route(WEBHOOK_PATH, methods=["POST"])(
-            WebhookEndpoint(history, webhook_verifier(key, secret)).receive
-        )
+    if receiver is not None:
+        server.custom_route(WEBHOOK_PATH, methods=["POST"])(receiver.receive)
     return server
 
 

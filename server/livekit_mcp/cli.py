@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=7880)
     sandbox.add_argument("--empty", action="store_true", help="start without the demo rooms")
+    sandbox.add_argument(
+        "--webhook-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send LiveKit's webhooks (signed with the dev key) to URL, e.g. http://127.0.0.1:8001/webhooks/livekit; "
+        "repeatable",
+    )
 
     demo = commands.add_parser("demo", help="a guided tour: the server on the sandbox, driven by a real MCP client")
     where = demo.add_mutually_exclusive_group()
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "sandbox":
         from livekit_mcp.sandbox import serve_forever
 
-        serve_forever(args.host, args.port, seed=not args.empty)
+        serve_forever(args.host, args.port, seed=not args.empty, webhook_urls=args.webhook_url)
     elif args.command == "demo":
         from livekit_mcp.demo import run_demo
 

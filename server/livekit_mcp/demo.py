@@ -24,7 +24,7 @@ import secrets
 import sys
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,9 @@ from pydantic import SecretStr
 
 from livekit_mcp.config import Credentials, MissingCredentialsError, Settings
 from livekit_mcp.errors import LiveKitError, Timeout, Unreachable
-from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.history import WebhookEndpoint
+from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
+from livekit_mcp.store import open_store
 
 if TYPE_CHECKING:
     from livekit import rtc
@@ -90,13 +92,20 @@ async def _user_says_yes(context: ClientRequestContext, params: ElicitRequestPar
     return ElicitResult(action="accept", content={"confirm": True})
 
 
-def _server(url: str, api_key: str, api_secret: str) -> StdioServerParameters:
+def _server(url: str, api_key: str, api_secret: str, store: Path | None = None) -> StdioServerParameters:
+    """The server as a host starts it; `store`: the sandbox tour's own history store (gone with the tour)."""
     env = get_default_environment() | {"LIVEKIT_URL": url, "LIVEKIT_API_KEY": api_key, "LIVEKIT_API_SECRET": api_secret}
+    if store is not None:
+        env["LIVEKIT_MCP_STORE"] = str(store)
     _say(f"Starting `{sys.executable} -m livekit_mcp` over stdio, as an MCP host would.")
     return StdioServerParameters(command=sys.executable, args=["-m", "livekit_mcp"], env=env)
 
 
-async def _tour(server: StdioServerParameters, scene: Scene) -> None:
+async def _tour(
+    server: StdioServerParameters, scene: Scene, settled: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """The calls of the tour; with `settled` (which waits for the webhooks sent so far to be received), it ends
+    with the support call's history."""
     async with Client(server, elicitation_callback=_user_says_yes) as client:
         tools = await client.list_tools()
         _say(f"The server offers {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}.")
@@ -115,14 +124,30 @@ async def _tour(server: StdioServerParameters, scene: Scene) -> None:
     async with Client(server) as bot:
         preview = await _call(bot, "delete_room", {"room": scene.standup})
         await _call(bot, "delete_room", {"room": scene.standup, "confirm_token": preview["confirm_token"]})
+        if settled is not None:
+            await settled()
+            _say(
+                f"\nWhat happened in {scene.support}, from LiveKit's webhooks and the changes made through the server:"
+            )
+            await _call(bot, "room_history", {"room": scene.support})
 
 
 async def _sandbox_tour() -> None:
     from livekit_mcp.sandbox import Sandbox
 
-    async with Sandbox(keys={"demo": secrets.token_hex(32)}, seed=True) as sandbox:
-        _say(f"LiveKit sandbox with demo rooms at {sandbox.url} (key {sandbox.api_key}).")
-        await _tour(_server(sandbox.url, sandbox.api_key, sandbox.api_secret), SANDBOX_SCENE)
+    key, secret = "demo", secrets.token_hex(32)
+    with tempfile.TemporaryDirectory(prefix="livekit-mcp-demo-") as where:
+        # The sandbox's webhooks go to a receiver in this process, into the store the server reads: the setup of
+        # `livekit-mcp webhooks` beside a stdio server, in one process.
+        store = open_store(str(Path(where) / "history.sqlite3"))
+        receiver = WebhookEndpoint(store, webhook_verifier(key, secret))
+        try:
+            async with Sandbox(keys={key: secret}, seed=True, webhook_sinks=[receiver.status_of]) as sandbox:
+                _say(f"LiveKit sandbox with demo rooms at {sandbox.url} (key {sandbox.api_key}), sending its webhooks.")
+                server = _server(sandbox.url, key, secret, Path(where) / "history.sqlite3")
+                await _tour(server, SANDBOX_SCENE, sandbox.webhooks.drained)
+        finally:
+            await store.aclose()
     _say("\nDone. Connect your own assistant with `livekit-mcp --sandbox` (see README: Connecting a client).")
 
 

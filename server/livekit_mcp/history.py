@@ -228,13 +228,19 @@ class WebhookEndpoint:
     async def receive(self, request: Request) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-            return _refused(413, f"a webhook is at most {MAX_BODY} bytes")
+            return _answer(*_refused(413, f"a webhook is at most {MAX_BODY} bytes"))
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY:
-                return _refused(413, f"a webhook is at most {MAX_BODY} bytes")
-        authorization = request.headers.get("authorization", "")
+                return _answer(*_refused(413, f"a webhook is at most {MAX_BODY} bytes"))
+        return _answer(*await self.take(body, request.headers.get("authorization", "")))
+
+    async def take(self, body: bytes, authorization: str) -> tuple[int, dict[str, Any]]:
+        """Verify, parse and keep one webhook; the HTTP status and body to answer with. The in-process sandbox
+        (`--sandbox`, the demo) delivers here directly, signed all the same."""
+        if len(body) > MAX_BODY:
+            return _refused(413, f"a webhook is at most {MAX_BODY} bytes")
         if not authorization:
             return _refused(401, "no Authorization header: LiveKit signs every webhook")
         try:
@@ -244,7 +250,7 @@ class WebhookEndpoint:
             return _refused(status, str(exc))
         event = from_webhook(webhook)
         if event is None:
-            return JSONResponse({"kept": False, "why": "no room in this event"})
+            return 200, {"kept": False, "why": "no room in this event"}
         try:
             new = await self._store.add(event)
             if new:
@@ -257,10 +263,18 @@ class WebhookEndpoint:
         except StoreError as exc:
             log.warning("webhook %s not kept: %s", event.id, exc)
             return _refused(503, "the history store is unavailable; LiveKit will retry")
-        return JSONResponse({"kept": new, "duplicate": not new})
+        return 200, {"kept": new, "duplicate": not new}
+
+    async def status_of(self, body: bytes, authorization: str) -> int:
+        """`take`, as a sandbox webhook sink: the status alone."""
+        return (await self.take(body, authorization))[0]
 
 
-def _refused(status: int, why: str) -> JSONResponse:
+def _answer(status: int, content: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(content, status_code=status)
+
+
+def _refused(status: int, why: str) -> tuple[int, dict[str, Any]]:
     if status != 503:
         log.info("webhook refused (%d): %s", status, why)
-    return JSONResponse({"error": why}, status_code=status)
+    return status, {"error": why}

@@ -15,6 +15,7 @@ import random
 import re
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from types import ModuleType, TracebackType
@@ -323,6 +324,45 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
 
+class _Tokens:
+    """The JWTs LiveKit calls are signed with, reused while they are fresh.
+
+    livekit-api signs a new token (JSON, base64 and HMAC) for every call; livekit-server wants a token per room
+    for room-admin calls (its `room` grant must equal the room asked about), so a fan-out over N rooms needs N
+    tokens whatever we do, but the next scan, the confirmation that re-reads what it is about to change, and
+    find_agent's checks of indexed agents need none. A token lives 10 minutes and is used for its first 5, so it
+    is never sent near its expiry; at most `KEPT` are kept, the least recently used going first.
+    """
+
+    TTL = 600
+    REUSE = 300
+    KEPT = 20_000
+
+    def __init__(self, api_key: str, api_secret: SecretStr) -> None:
+        self._key = api_key
+        self._secret = api_secret
+        self._cache: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+
+    def header(self, grants: api.VideoGrants | None, sip: api.SIPGrants | None = None) -> dict[str, str]:
+        """What livekit-api's `Service._auth_header` returns, from the cache when it can."""
+        key = f"{grants!r}|{sip!r}"  # the grants are dataclasses: their repr names every field
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.REUSE:
+            self._cache.move_to_end(key)
+            return hit[1]
+        token = api.AccessToken(self._key, self._secret.get_secret_value()).with_ttl(timedelta(seconds=self.TTL))
+        if grants is not None:
+            token.with_grants(grants)
+        if sip is not None:
+            token.with_sip_grants(sip)
+        header = {"authorization": f"Bearer {token.to_jwt()}"}
+        self._cache[key] = (now, header)
+        if len(self._cache) > self.KEPT:
+            self._cache.popitem(last=False)
+        return header
+
+
 class LiveKit:
     """A connection to one LiveKit deployment. Use as an async context manager (one per process)."""
 
@@ -383,6 +423,15 @@ class LiveKit:
             self._api = api.LiveKitAPI(
                 self._target, self.api_key, self._secret.get_secret_value(), session=self._session, failover=False
             )
+            tokens = _Tokens(self.api_key, self._secret)
+            for service in (
+                self._api.room,
+                self._api.agent_dispatch,
+                self._api.sip,
+                self._api.egress,
+                self._api.ingress,
+            ):
+                service._auth_header = tokens.header  # type: ignore[method-assign]  # reuse instead of re-signing
         return self._api
 
     # --- Rooms ---------------------------------------------------------------------------------------

@@ -120,6 +120,14 @@ def _workers(state: State, body: Body) -> Any:
     return {"agent_names": sorted(state.workers)}
 
 
+def _webhooks(state: State, body: Body) -> Any:
+    urls = _opt(body, "urls", list, [])
+    if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+        raise SandboxError(400, "'urls' must be a list of http:// or https:// URLs")
+    state.webhooks.set_urls(urls)
+    return {"urls": state.webhooks.urls}
+
+
 def _snapshot(state: State, body: Body) -> Any:
     return state.snapshot()
 
@@ -133,6 +141,7 @@ _ROUTES: list[tuple[str, str, Callable[[State, Body], Any]]] = [
     ("POST", "/workers", _workers),
     ("POST", "/reset", _reset),
     ("POST", "/populate", _populate),
+    ("POST", "/webhooks", _webhooks),
     ("GET", "/state", _snapshot),
 ]
 
@@ -276,6 +285,11 @@ class SandboxAdmin:
         body = {"room": room, "participants": participants, "rooms": rooms, "prefix": prefix}
         result: dict[str, int] = await self._call("POST", "/populate", body)
         return result
+
+    async def send_webhooks_to(self, urls: Sequence[str]) -> list[str]:
+        """Send the sandbox's webhooks to these URLs from now on (none: stop sending)."""
+        result: dict[str, list[str]] = await self._call("POST", "/webhooks", {"urls": list(urls)})
+        return result["urls"]
 
     async def aclose(self) -> None:
         if self._own_session and self._session is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from ._auth import AuthRejected, authenticate
 from ._services import METHODS
 from ._state import State
 from ._twirp import PROTOBUF, TwirpError, bad_route, content_kind, decode, encode, plain_text
+from ._webhooks import Sink, Webhooks
 
 # livekit-server 1.13.5 sets no body limit on its Twirp routes; the sandbox keeps one, far above any
 # real request, only to protect itself.
@@ -123,13 +124,26 @@ class Sandbox:
     """
 
     def __init__(
-        self, keys: Mapping[str, str] | None = None, seed: bool = True, *, no_response_s: float = NO_RESPONSE_S
+        self,
+        keys: Mapping[str, str] | None = None,
+        seed: bool = True,
+        *,
+        no_response_s: float = NO_RESPONSE_S,
+        webhook_urls: Sequence[str] = (),
+        webhook_sinks: Sequence[Sink] = (),
     ) -> None:
         self.keys = dict(keys if keys is not None else DEFAULT_KEYS)
         if not self.keys or not all(self.keys.values()):
             raise ValueError("the sandbox needs at least one API key, each with a non-empty secret")
-        self.state = State()
+        # Webhooks are signed with the first key, as livekit-server signs with its `webhook.api_key`.
+        self.webhooks = Webhooks(self.api_key, self.api_secret)
+        self.webhooks.set_urls(webhook_urls)
+        for n, sink in enumerate(webhook_sinks):
+            self.webhooks.add(f"in-process receiver {n}", sink)
+        # Seeding sends the demo rooms' events too: a sandbox with webhooks is made on a running loop.
+        self.state = State(self.webhooks)
         self.state.reset(seed=seed)
+        self.no_response_s = no_response_s
         self.no_response_s = no_response_s
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -171,6 +185,7 @@ class Sandbox:
         if self._runner is not None:
             runner, self._runner, self._url = self._runner, None, None
             await runner.cleanup()
+        await self.webhooks.aclose()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
@@ -182,23 +197,24 @@ class Sandbox:
         await self.stop()
 
 
-def serve_forever(host: str, port: int, *, seed: bool) -> None:
+def serve_forever(host: str, port: int, *, seed: bool, webhook_urls: Sequence[str] = ()) -> None:
     """Run the sandbox with the dev key until SIGINT or SIGTERM (`livekit-mcp sandbox`)."""
-    asyncio.run(_serve_until_signal(host, port, seed))
+    asyncio.run(_serve_until_signal(host, port, seed, webhook_urls))
 
 
-async def _serve_until_signal(host: str, port: int, seed: bool) -> None:
+async def _serve_until_signal(host: str, port: int, seed: bool, webhook_urls: Sequence[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sandbox = Sandbox(seed=seed)
+    sandbox = Sandbox(seed=seed, webhook_urls=webhook_urls)
     url = await sandbox.start(host, port)
     try:
         # Only the public dev secret is ever printed; stdout stays untouched.
         print(
             f"LiveKit sandbox (an emulator, not LiveKit) on {url} - api key {sandbox.api_key}, "
-            f"secret {sandbox.api_secret}{'' if seed else ', no demo rooms'}; Ctrl-C stops it",
+            f"secret {sandbox.api_secret}{'' if seed else ', no demo rooms'}"
+            f"{''.join(f', webhooks to {url}' for url in webhook_urls)}; Ctrl-C stops it",
             file=sys.stderr,
             flush=True,
         )

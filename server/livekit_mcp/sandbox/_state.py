@@ -28,6 +28,7 @@ from ._faults import Fault, Faults
 from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
 from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
+from ._webhooks import Webhooks
 
 ParticipantInfo = proto_models.ParticipantInfo
 AgentDispatch = proto_dispatch.AgentDispatch
@@ -42,6 +43,7 @@ RPC_MAX_PAYLOAD = 15 * 1024  # bytes of an RPC payload (livekit/protocol utils.D
 
 _ALPHABET = string.ascii_letters + string.digits
 _RUNNING = proto_agent.JobStatus.JS_RUNNING
+_Reason = proto_models.DisconnectReason
 M = TypeVar("M", bound=Message)
 
 
@@ -108,8 +110,10 @@ class State:
     """The sandbox's LiveKit: the Twirp methods (taking and returning protobuf messages) and the
     sandbox-only admin operations (join, join_agent, leave, faults, populate, reset, snapshot)."""
 
-    def __init__(self) -> None:
+    def __init__(self, webhooks: Webhooks | None = None) -> None:
         self.rooms: dict[str, Room] = {}
+        # Where the events of these changes are sent, as livekit-server sends its webhooks (none by default).
+        self.webhooks = webhooks or Webhooks("", "")
         self.faults = Faults(frozenset(METHODS))
         # Agent names a simulated worker serves: a dispatch for one of them gets an agent at once.
         self.workers: set[str] = set()
@@ -147,8 +151,13 @@ class State:
 
     def delete_room(self, req: proto_room.DeleteRoomRequest) -> proto_room.DeleteRoomResponse:
         # Everyone is disconnected with the room; its dispatches go with it.
-        if self.rooms.pop(req.room, None) is None:
+        room = self.rooms.get(req.room)
+        if room is None:
             raise _no_room()
+        for identity in list(room.participants):
+            self._drop(room, identity, _Reason.ROOM_DELETED)
+        del self.rooms[req.room]
+        self.webhooks.emit("room_finished", room.info)
         return proto_room.DeleteRoomResponse()
 
     def list_participants(self, req: proto_room.ListParticipantsRequest) -> proto_room.ListParticipantsResponse:
@@ -160,7 +169,7 @@ class State:
 
     def remove_participant(self, req: proto_room.RoomParticipantIdentity) -> proto_room.RemoveParticipantResponse:
         room, _ = self._find(req.room, req.identity, _no_participant)
-        self._drop(room, req.identity)
+        self._drop(room, req.identity, _Reason.PARTICIPANT_REMOVED)
         return proto_room.RemoveParticipantResponse()
 
     def mute_published_track(self, req: proto_room.MuteRoomTrackRequest) -> proto_room.MuteRoomTrackResponse:
@@ -257,7 +266,7 @@ class State:
                 _end(job, now, proto_agent.JobStateReason.JSR_DISPATCH_DELETED)
                 # A terminated job's agent leaves the room (on livekit-server, moments later).
                 if job.state.participant_identity in room.participants:
-                    self._drop(room, job.state.participant_identity)
+                    self._drop(room, job.state.participant_identity, _Reason.CLIENT_INITIATED)
         return dispatch  # as it stood: livekit-server sets no deleted_at in its answer
 
     # -- sandbox-only admin operations ---------------------------------------------------------------
@@ -302,13 +311,20 @@ class State:
         )
         p.is_publisher = len(p.tracks) > 0
         target = self._room_or_create(room)
-        old = target.participants.pop(identity, None)
-        if old is not None:
-            target.count(old, -1)
+        if identity in target.participants:
+            self._drop(target, identity, _Reason.DUPLICATE_IDENTITY)
         elif target.info.max_participants and target.info.num_participants >= target.info.max_participants:
             raise SandboxError(409, f"room {room!r} is full ({target.info.max_participants} participants)")
         target.participants[identity] = p
         target.count(p, +1)
+        if self.webhooks.active:
+            # A client joins, then publishes: livekit-server's participant_joined shows no tracks yet.
+            arrived = _copy(p)
+            arrived.ClearField("tracks")
+            arrived.is_publisher = False
+            self.webhooks.emit("participant_joined", target.info, participant=arrived)
+        for track in p.tracks:
+            self.webhooks.emit("track_published", target.info, participant=p, track=track)
         return _copy(p)
 
     def join_agent(
@@ -338,7 +354,7 @@ class State:
         target = self.rooms.get(room)
         if target is None or identity not in target.participants:
             raise SandboxError(404, f"no participant {identity!r} in room {room!r}")
-        self._drop(target, identity)
+        self._drop(target, identity, _Reason.CLIENT_INITIATED)
 
     def fault(
         self,
@@ -449,6 +465,7 @@ class State:
             )
         )
         self.rooms[name] = room
+        self.webhooks.emit("room_started", room.info)
         # Without explicit agents a new room gets the default dispatch (empty agent name).
         for spec in agents or [proto_dispatch.RoomAgentDispatch()]:
             self._dispatch(room, spec)
@@ -511,10 +528,17 @@ class State:
         )
         return p
 
-    def _drop(self, room: Room, identity: str) -> None:
+    def _drop(self, room: Room, identity: str, reason: proto_models.DisconnectReason) -> None:
         """Disconnect a participant; if it ran an agent job, the job ends (the dispatch stays listed)."""
         p = room.participants.pop(identity)
         room.count(p, -1)
+        if self.webhooks.active:
+            for track in p.tracks:
+                self.webhooks.emit("track_unpublished", room.info, participant=p, track=track)
+            gone = _copy(p)
+            gone.ClearField("tracks")  # unpublished just before (is_publisher stays, as on livekit-server)
+            gone.state, gone.disconnect_reason = ParticipantInfo.State.DISCONNECTED, reason
+            self.webhooks.emit("participant_left", room.info, participant=gone)
         if p.kind != ParticipantInfo.Kind.AGENT and not p.permission.agent:
             return
         now = time.time_ns()
