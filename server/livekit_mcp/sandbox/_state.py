@@ -23,10 +23,13 @@ from livekit.protocol import agent_dispatch as proto_dispatch
 from livekit.protocol import models as proto_models
 from livekit.protocol import room as proto_room
 
+from ._egress import EgressStore
 from ._errors import SandboxError
 from ._faults import Fault, Faults
+from ._ingress import IngressStore
 from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
+from ._sip import SipStore
 from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
 
 ParticipantInfo = proto_models.ParticipantInfo
@@ -117,6 +120,10 @@ class State:
         # tests see that a client bounds its concurrency.
         self.in_flight: Counter[str] = Counter()
         self.peak_in_flight: Counter[str] = Counter()
+        # The stores of the SIP, egress and ingress services (_sip.py, _egress.py, _ingress.py).
+        self.sip: SipStore = SipStore()
+        self.egress: EgressStore = EgressStore()
+        self.ingress: IngressStore = IngressStore()
 
     # -- RoomService ---------------------------------------------------------------------------------
 
@@ -378,6 +385,9 @@ class State:
         self.rooms.clear()
         self.faults.clear()
         self.workers.clear()
+        self.sip.clear()
+        self.egress.clear()
+        self.ingress.clear()
         self.peak_in_flight = self.in_flight.copy()
         if seed:
             from ._seed import seed_demo  # the demo data is built through this class's own methods

@@ -6,6 +6,7 @@ before anything is sent to LiveKit.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -48,6 +49,18 @@ def max_bytes(limit: int, what: str) -> Callable[[str], str]:
         return value
 
     return check
+
+
+def ids(prefix: str, what: str) -> AfterValidator:
+    """An id LiveKit made (`<prefix>` then letters or digits), checked before anything is sent."""
+    shape = re.compile(re.escape(prefix) + "[A-Za-z0-9]{1,60}")
+
+    def check(value: str) -> str:
+        if not shape.fullmatch(value):
+            raise ValueError(f"must be {what} id: '{prefix}' then letters or digits")
+        return value
+
+    return AfterValidator(check)
 
 
 def attributes_size(value: dict[str, str] | None) -> dict[str, str] | None:

@@ -33,7 +33,7 @@ from livekit_mcp.store import Store
 
 T = TypeVar("T")
 U = TypeVar("U")
-Toolset = Literal["rooms", "participants", "agents", "data", "rpc", "tokens"]
+Toolset = Literal["rooms", "participants", "agents", "data", "rpc", "tokens", "sip", "egress", "ingress"]
 assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
 
@@ -71,14 +71,18 @@ class _Tool:
     fn: Callable[..., Any]
     toolset: Toolset
     annotations: ToolAnnotations
+    confirmed: bool = False
+    """Asks before acting, as destructive tools do, though it destroys nothing (it dials a phone)."""
 
 
 _TOOLS: list[_Tool] = []
 
 
-def tool(toolset: Toolset, annotations: ToolAnnotations) -> Callable[[Callable[..., T]], Callable[..., T]]:
+def tool(
+    toolset: Toolset, annotations: ToolAnnotations, *, confirmed: bool = False
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
     def add(fn: Callable[..., T]) -> Callable[..., T]:
-        _TOOLS.append(_Tool(fn, toolset, annotations))
+        _TOOLS.append(_Tool(fn, toolset, annotations, confirmed))
         return fn
 
     return add
@@ -98,8 +102,8 @@ def build_tools(
             continue
         fn = entry.fn
         if not entry.annotations.read_only_hint:
-            # A destructive tool writes its attempted line itself, once confirmed (`destructive`).
-            ahead = not entry.annotations.destructive_hint
+            # A destructive (or confirmed) tool writes its attempted line itself, once confirmed (`destructive`).
+            ahead = not (entry.annotations.destructive_hint or entry.confirmed)
             fn = audited(entry.fn, lambda ctx: app_of(ctx).audit, write_ahead=ahead)
         tool = Tool.from_function(fn, annotations=entry.annotations)
         tool.parameters = _without_titles(tool.parameters)
