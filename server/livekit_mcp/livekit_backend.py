@@ -849,7 +849,7 @@ class LiveKit:
         if room:
             self.policy.check_room(room, changes=False)
         request = api.ListEgressRequest(room_name=room, egress_id=egress_id, active=active)
-        found = await self._call("ListEgress", lambda: self._lk.egress.list_egress(request))
+        found = await self._call("ListEgress", lambda: self._lk.egress.list_egress(request), item=egress_id)
         return [_egress(e) for e in found.items if self.policy.visible(e.room_name)]
 
     @property

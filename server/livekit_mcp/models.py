@@ -63,7 +63,8 @@ class Track(BaseModel):
 
 
 class Permission(BaseModel):
-    """What a participant may do; LiveKit replaces it whole when it is updated."""
+    # What a participant may do; LiveKit replaces it whole when it is updated (a comment, not a docstring: pydantic
+    # would copy a docstring into update_participant's input schema, which says it already).
 
     can_subscribe: bool = False
     can_publish: bool = False

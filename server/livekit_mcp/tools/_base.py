@@ -57,10 +57,12 @@ def livekit_of(ctx: Context) -> LiveKit:
     return app_of(ctx).livekit
 
 
-READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+# Hints the spec gives a meaning by default are left out, as every byte of tools/list is read into the model's
+# context: idempotentHint is false unless said, and means nothing for a read-only tool.
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
 
 # --- Registration ------------------------------------------------------------------------------------
@@ -106,19 +108,26 @@ def build_tools(
             ahead = not (entry.annotations.destructive_hint or entry.confirmed)
             fn = audited(entry.fn, lambda ctx: app_of(ctx).audit, write_ahead=ahead)
         tool = Tool.from_function(fn, annotations=entry.annotations)
-        tool.parameters = _without_titles(tool.parameters)
+        tool.parameters = _compact_input(tool.parameters)
         schema = tool.fn_metadata.output_schema
         tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
         tools.append(tool)
     return tools
 
 
-def _without_titles(node: Any) -> Any:
-    """A JSON schema without pydantic's `title`s, which repeat the property and model names."""
+def _compact_input(node: Any) -> Any:
+    """An input schema without pydantic's `title`s (they repeat the property and model names), and an optional
+    argument that is "" or null when not given shown as its type alone: leaving it out is how it is not given."""
     if isinstance(node, dict):
-        return {k: _without_titles(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+        if node.get("default", 0) in ("", None):
+            node = {k: v for k, v in node.items() if k != "default"}
+            alternatives = node.get("anyOf")
+            if isinstance(alternatives, list) and len(alternatives) == 2 and {"type": "null"} in alternatives:
+                (kept,) = (a for a in alternatives if a != {"type": "null"})
+                node = {**kept, **{k: v for k, v in node.items() if k != "anyOf"}}
+        return {k: _compact_input(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
     if isinstance(node, list):
-        return [_without_titles(v) for v in node]
+        return [_compact_input(v) for v in node]
     return node
 
 

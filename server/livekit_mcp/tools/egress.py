@@ -34,7 +34,7 @@ async def list_egress(
     room: AnyRoom = "",
     active: Annotated[bool, Field(description="Only those recording now.")] = False,
 ) -> Annotated[CallToolResult, EgressList]:
-    """List recordings and streams (egress), in one room or all: status, start time, outputs."""
+    """List recordings and streams (egress): status, start, outputs."""
     found = await livekit_of(ctx).list_egress(room=room, active=active)
     where = f" of room '{room}'" if room else ""
     lines = [f"{len(found)} {'active ' if active else ''}egress{where}.", *map(egress_line, found)]
@@ -47,7 +47,7 @@ async def start_room_egress(
     room: RoomName,
     audio_only: bool = False,
 ) -> Annotated[CallToolResult, EgressResult]:
-    """Record a room (composite) to the output set in this server's settings; returns the egress id."""
+    """Record a room to the output set in this server's settings; returns the egress id."""
     lk = livekit_of(ctx)
     await lk.get_room(room)  # LiveKit would answer a missing room only after it looked for an egress service
     started = await lk.start_room_egress(room, audio_only=audio_only)

@@ -38,7 +38,7 @@ def ingress_line(i: Ingress) -> str:
 
 @tool("ingress", READ)
 async def list_ingress(ctx: Context, room: AnyRoom = "") -> Annotated[CallToolResult, IngressList]:
-    """List ingress (RTMP/WHIP/URL streams into rooms): room, identity, status; stream keys shortened."""
+    """List ingress (RTMP/WHIP/URL streams into rooms) with status; stream keys shortened."""
     found = await livekit_of(ctx).list_ingress(room=room)
     where = f" into room '{room}'" if room else ""
     return reply(IngressList(ingress=found), "\n".join([f"{len(found)} ingress{where}.", *map(ingress_line, found)]))
@@ -53,7 +53,7 @@ async def create_ingress(
     name: Annotated[str, Field(max_length=256), AfterValidator(optional_name)] = "",
     url: Annotated[str, Field(max_length=2048, description="URL input: what to pull."), AfterValidator(_pull_url)] = "",
 ) -> Annotated[CallToolResult, IngressResult]:
-    """Create an ingress that publishes a stream into a room; RTMP/WHIP: returns where to push, and the key."""
+    """Create an ingress publishing a stream into a room; RTMP/WHIP: returns the push URL and key."""
     if input_type == "URL" and not url:
         raise InvalidInput("url", "required with input_type URL: the http(s):// or srt:// stream to pull")
     if input_type != "URL" and url:

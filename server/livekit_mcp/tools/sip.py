@@ -7,7 +7,7 @@ import re
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import AfterValidator, Field
 
 from livekit_mcp.confirm import Consent, Plan
@@ -15,10 +15,13 @@ from livekit_mcp.errors import InvalidInput, NotFound
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import Participant, SipCall, SipDispatchRuleList, SipTransfer, SipTrunk, SipTrunkList
 from livekit_mcp.tools._args import ConfirmToken, Identity, RoomName, ids, optional_name
-from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, app_of, destructive, livekit_of, reply, tool
+from livekit_mcp.tools._base import READ, app_of, destructive, livekit_of, reply, tool
 
 PHONE_ATTRIBUTE = "sip.phoneNumber"
 CALL_ID_ATTRIBUTE = "sip.callID"
+# Dialling and transferring reach the telephone network, outside LiveKit: an open world.
+DIAL = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+HAND_OVER = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 _PHONE = re.compile(r"\+?[0-9]{2,20}")
 _TRANSFER = re.compile(r"tel:\+?[0-9]{2,20}|sips?:[^\s<>@]+@[A-Za-z0-9.\-\[\]:]+")
 
@@ -59,7 +62,7 @@ def _trunk_text(t: SipTrunk) -> str:
 
 @tool("sip", READ)
 async def list_sip_trunks(ctx: Context) -> Annotated[CallToolResult, SipTrunkList]:
-    """List SIP trunks, inbound and outbound: numbers and addresses as configured, never passwords."""
+    """List SIP trunks (inbound, outbound): numbers and addresses as configured, never passwords."""
     trunks = await livekit_of(ctx).list_sip_trunks()
     inbound = sum(t.direction == "inbound" for t in trunks)
     result = SipTrunkList(trunks=trunks, inbound=inbound, outbound=len(trunks) - inbound)
@@ -69,7 +72,7 @@ async def list_sip_trunks(ctx: Context) -> Annotated[CallToolResult, SipTrunkLis
 
 @tool("sip", READ)
 async def list_sip_dispatch_rules(ctx: Context) -> Annotated[CallToolResult, SipDispatchRuleList]:
-    """List SIP dispatch rules: which inbound calls each takes, and the room and agents it sends them to."""
+    """List SIP dispatch rules: the calls each takes, the room and agents it sends them to."""
     rules = await livekit_of(ctx).list_sip_dispatch_rules()
     lines = [f"{len(rules)} SIP dispatch rule(s)."]
     for r in rules:
@@ -107,7 +110,7 @@ async def _ask_dial(
     return await app_of(ctx).guard.ask(ctx, confirm_token, plan, Consent)
 
 
-@tool("sip", SEND, confirmed=True)
+@tool("sip", DIAL, confirmed=True)
 async def create_sip_participant(
     ctx: Context,
     room: RoomName,
@@ -117,7 +120,7 @@ async def create_sip_participant(
     participant_identity: NewIdentity = "",
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SipCall]:
-    """Call a phone number into a room through an outbound trunk (asks first: it rings a real phone, billed)."""
+    """Dial a phone number into a room via an outbound trunk; asks first (a real, billed call)."""
     lk = livekit_of(ctx)
     base = {"room": room, "sip_trunk_id": sip_trunk_id, "sip_call_to": sip_call_to}
 
@@ -164,7 +167,7 @@ async def _ask_transfer(
     )
 
 
-@tool("sip", DESTRUCTIVE)
+@tool("sip", HAND_OVER)
 async def transfer_sip_participant(
     ctx: Context,
     room: RoomName,
@@ -173,7 +176,7 @@ async def transfer_sip_participant(
     answer: Annotated[ElicitationResult[Consent], Resolve(_ask_transfer)],
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SipTransfer]:
-    """Hand a phone caller over to another number or SIP address; they leave the room."""
+    """Hand a phone caller over to another number or SIP URI; they leave the room."""
     lk = livekit_of(ctx)
 
     def transfer(plan: Plan, p: Participant) -> SipTransfer:
