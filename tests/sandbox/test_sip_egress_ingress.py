@@ -142,6 +142,18 @@ async def test_a_transfer_is_checked_then_needs_the_participant(lk: api.LiveKitA
     )
 
 
+async def test_only_a_participant_with_a_sip_call_can_be_transferred(
+    lk: api.LiveKitAPI, crowd: Crowd, room: str
+) -> None:
+    await crowd.join(room, "alice")
+    not_a_call = api.TransferSIPParticipantRequest(room_name=room, participant_identity="alice", transfer_to="tel:+1")
+    assert await code_of(lk.sip.transfer_sip_participant(not_a_call)) == (
+        "invalid_argument",
+        "twirp error unknown: no SIP session associated with participant",
+        400,
+    )
+
+
 async def test_without_a_sip_service_a_dial_out_is_answered_by_nobody(
     lk: api.LiveKitAPI, room: str, target: Target
 ) -> None:
@@ -166,12 +178,6 @@ async def test_a_dial_out_brings_a_sip_participant_that_a_transfer_takes_away(
     assert p.kind == api.ParticipantInfo.Kind.SIP
     assert (p.attributes["sip.callID"], p.attributes["sip.phoneNumber"]) == (made.sip_call_id, "+15550142")
     await crowd.join(room, "alice")
-    not_a_call = api.TransferSIPParticipantRequest(room_name=room, participant_identity="alice", transfer_to="tel:+1")
-    assert await code_of(lk.sip.transfer_sip_participant(not_a_call)) == (
-        "invalid_argument",
-        "no SIP session associated with participant",
-        400,
-    )
     transfer = api.TransferSIPParticipantRequest(
         room_name=room, participant_identity=made.participant_identity, transfer_to="sip:desk@example.com"
     )

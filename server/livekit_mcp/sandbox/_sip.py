@@ -7,8 +7,9 @@ and transferring need LiveKit's SIP service, which the real server only reaches 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from livekit.protocol import sip as proto_sip
 
@@ -25,9 +26,28 @@ def _invalid(msg: str) -> TwirpError:
 
 
 def _guid(prefix: str) -> str:
-    from ._state import guid  # the id generator of every other sandbox object
+    from ._state import guid  # imported here: _state imports this module (through _services)
 
     return guid(prefix)
+
+
+Trunk = TypeVar("Trunk", proto_sip.SIPInboundTrunkInfo, proto_sip.SIPOutboundTrunkInfo)
+
+
+def _stored(trunk: Trunk, store: dict[str, Trunk]) -> Trunk:
+    """A new trunk, kept under a new `ST_` id (LiveKit makes the id: a given one is refused)."""
+    if trunk.sip_trunk_id:
+        raise _invalid("trunk ID must be empty")
+    made = type(trunk)()
+    made.CopyFrom(trunk)
+    made.sip_trunk_id = _guid("ST_")
+    store[made.sip_trunk_id] = made
+    return made
+
+
+def _listed(store: dict[str, Trunk], ids: Iterable[str]) -> list[Trunk]:
+    wanted = set(ids)
+    return [t for t in store.values() if not wanted or t.sip_trunk_id in wanted]
 
 
 @dataclass
@@ -47,13 +67,7 @@ class SipStore:
             raise _invalid(
                 "for security, one of the fields must be set: AuthUsername+AuthPassword, AllowedAddresses or Numbers"
             )
-        if t.sip_trunk_id:
-            raise _invalid("trunk ID must be empty")
-        made = proto_sip.SIPInboundTrunkInfo()
-        made.CopyFrom(t)
-        made.sip_trunk_id = _guid("ST_")
-        self.inbound[made.sip_trunk_id] = made
-        return made
+        return _stored(t, self.inbound)
 
     def create_outbound(self, req: proto_sip.CreateSIPOutboundTrunkRequest) -> proto_sip.SIPOutboundTrunkInfo:
         t = req.trunk
@@ -61,23 +75,13 @@ class SipStore:
             raise _invalid("no trunk numbers specified")
         if not t.address:
             raise _invalid("no outbound address specified")
-        if t.sip_trunk_id:
-            raise _invalid("trunk ID must be empty")
-        made = proto_sip.SIPOutboundTrunkInfo()
-        made.CopyFrom(t)
-        made.sip_trunk_id = _guid("ST_")
-        self.outbound[made.sip_trunk_id] = made
-        return made
+        return _stored(t, self.outbound)
 
     def list_inbound(self, req: proto_sip.ListSIPInboundTrunkRequest) -> proto_sip.ListSIPInboundTrunkResponse:
-        wanted = set(req.trunk_ids)
-        items = [t for t in self.inbound.values() if not wanted or t.sip_trunk_id in wanted]
-        return proto_sip.ListSIPInboundTrunkResponse(items=items)
+        return proto_sip.ListSIPInboundTrunkResponse(items=_listed(self.inbound, req.trunk_ids))
 
     def list_outbound(self, req: proto_sip.ListSIPOutboundTrunkRequest) -> proto_sip.ListSIPOutboundTrunkResponse:
-        wanted = set(req.trunk_ids)
-        items = [t for t in self.outbound.values() if not wanted or t.sip_trunk_id in wanted]
-        return proto_sip.ListSIPOutboundTrunkResponse(items=items)
+        return proto_sip.ListSIPOutboundTrunkResponse(items=_listed(self.outbound, req.trunk_ids))
 
     def delete_trunk(self, req: proto_sip.DeleteSIPTrunkRequest) -> proto_sip.SIPTrunkInfo:
         if not req.sip_trunk_id:
@@ -178,6 +182,6 @@ def transfer_participant(
     if room is None or p is None:
         raise routed("not_found", "participant does not exist")
     if CALL_ID not in p.attributes:
-        raise _invalid("no SIP session associated with participant")
+        raise routed("invalid_argument", "no SIP session associated with participant")
     state.leave(req.room_name, req.participant_identity)
     return proto_sip.TransferSIPParticipantResponse()

@@ -411,7 +411,8 @@ class State:
         return {"rooms": rooms, "participants": participants}
 
     def snapshot(self) -> dict[str, Any]:
-        """Every room with its participants and dispatches, as protojson (for tests to inspect)."""
+        """Every room with its participants and dispatches, the SIP, egress and ingress stores, as protojson (for
+        tests to inspect)."""
         return {
             "rooms": [
                 {
@@ -423,6 +424,12 @@ class State:
                 }
                 for r in self.rooms.values()
             ],
+            "sip": {
+                "trunks": [to_dict(t) for t in [*self.sip.inbound.values(), *self.sip.outbound.values()]],
+                "rules": [to_dict(r) for r in self.sip.rules.values()],
+            },
+            "egress": [to_dict(e) for e in self.egress.items.values()],
+            "ingress": [to_dict(i) for i in self.ingress.items.values()],
             "workers": sorted(self.workers),
             "faults": {method: asdict(fault) for method, fault in self.faults.active().items()},
             "peak_in_flight": {method: n for method, n in self.peak_in_flight.items() if n},
