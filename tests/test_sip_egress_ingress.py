@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from livekit import api
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
+from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, text
 from tests.real_livekit import People
 from tests.test_real_tools import unique
 
@@ -41,7 +43,8 @@ NEW_TOOLS = {
 STREAM_KEY = "live-key-never-shown-0123"
 STREAM = f"rtmp://live.example.com/app/{STREAM_KEY}"
 NOTHING_SENT = "nothing was sent to LiveKit"
-NOT_RUNNING = "service is not running"
+READ_TOKEN = "viewer-token-0123456789abcdef"
+WRITE_TOKEN = "operator-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +307,69 @@ async def test_an_ingress_key_is_shown_once_never_logged_and_deleting_it_asks_fi
     assert '"delete_ingress"' in logged
     assert key not in logged
     assert key not in await anyio.Path(confirming.log).read_text()
+
+
+# --- policy: protected rooms, roles, the rate of destructive actions -----------------------------------
+
+
+async def test_protected_rooms_are_never_dialled_into_recorded_or_streamed_into_nor_their_recordings_stopped(
+    livekit: LiveKitTarget, serve_http: Callable[..., Served], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    trunk = await outbound_trunk(lkapi)
+    await admin.join("board", "chair")
+    output = api.EncodedFileOutput(filepath="board.mp4")
+    recording = api.RoomCompositeEgressRequest(room_name="board", file_outputs=[output])
+    egress_id = (await lkapi.egress.start_room_composite_egress(recording)).egress_id
+    env = livekit.env(LIVEKIT_MCP_PROTECTED_ROOMS="board", LIVEKIT_MCP_EGRESS_OUTPUT=STREAM)
+    server = serve_http("--toolsets", ALL, env=env)
+    async with Client(server.url) as client:
+        refusals = [
+            await fails(
+                client, "create_sip_participant", room="board", sip_trunk_id=trunk.sip_trunk_id, sip_call_to="+1555"
+            ),
+            await fails(client, "start_room_egress", room="board"),
+            await fails(client, "create_ingress", input_type="WHIP", room="board", participant_identity="cam"),
+            await fails(client, "stop_egress", egress_id=egress_id),
+        ]
+        listed = await ok(client, "list_egress", room="board")  # seen, never changed
+    assert all("refused by policy (protected_rooms)" in r for r in refusals), refusals
+    assert [e["egress_id"] for e in listed["egress"]] == [egress_id]
+    assert await identities(lkapi, "board") == {"chair", egress_id}
+    assert list((await lkapi.ingress.list_ingress(api.ListIngressRequest())).items) == []
+    (info,) = (await lkapi.egress.list_egress(api.ListEgressRequest(egress_id=egress_id))).items
+    assert info.status == api.EgressStatus.EGRESS_ACTIVE
+
+
+async def test_a_read_only_caller_lists_but_changes_nothing_and_the_rate_limit_counts_every_destructive_tool(
+    livekit: LiveKitTarget, serve_http: Callable[..., Served], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("stage", "host")
+    env = livekit.env(
+        LIVEKIT_MCP_EGRESS_OUTPUT=STREAM,
+        LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="1",
+        LIVEKIT_MCP_AUTH_TOKENS=f"viewer:read:{READ_TOKEN},operator:write:{WRITE_TOKEN}",
+    )
+    server = serve_http("--toolsets", ALL, env=env)
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {READ_TOKEN}"}) as http,
+        Client(streamable_http_client(server.url, http_client=http)) as viewer,
+    ):
+        assert (await ok(viewer, "list_ingress"))["ingress"] == []
+        refused = await fails(viewer, "create_ingress", input_type="RTMP", room="stage", participant_identity="cam")
+    assert "refused by policy (role)" in refused
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as http,
+        Client(streamable_http_client(server.url, http_client=http)) as operator,
+    ):
+        ingress_id = (
+            await ok(operator, "create_ingress", input_type="RTMP", room="stage", participant_identity="cam")
+        )["ingress"]["ingress_id"]
+        egress_id = (await ok(operator, "start_room_egress", room="stage"))["egress"]["egress_id"]
+        await ok(operator, "delete_ingress", ingress_id=ingress_id)
+        beyond = await fails(operator, "stop_egress", egress_id=egress_id)
+    assert "refused by policy (max_destructive_per_minute)" in beyond
+    (info,) = (await lkapi.egress.list_egress(api.ListEgressRequest(egress_id=egress_id))).items
+    assert info.status == api.EgressStatus.EGRESS_ACTIVE
 
 
 # --- bad input: the field, what is allowed, and nothing sent ------------------------------------------
