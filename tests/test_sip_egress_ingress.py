@@ -239,6 +239,36 @@ async def test_a_missing_sip_service_is_one_line_naming_it(
     assert "no SIP service is connected to it" in said
     assert "nothing was done" in said
     assert "\n" not in said
+    # Without Redis livekit-server has no SIP store: a read that meets it once is not retried (a retry would pass).
+    await admin.fault("SIP/ListSIPInboundTrunk", error=("internal", "sip not connected (redis required)"), times=1)
+    async with Client(everything.url) as client:
+        said = await fails(client, "list_sip_trunks")
+    assert "ListSIPInboundTrunk was answered 'sip not connected (redis required)'" in said
+    assert "livekit-server runs without Redis, which its SIP service needs" in said
+
+
+async def test_the_demo_sandbox_has_a_phone_line_whose_caller_can_be_handed_over(
+    serve_http: Callable[..., Served],
+) -> None:
+    server = serve_http("--sandbox", "--toolsets", "participants,sip")
+    async with Client(server.url) as client:
+        trunks = await ok(client, "list_sip_trunks")
+        (rule,) = (await ok(client, "list_sip_dispatch_rules"))["rules"]
+        moved = await ok(
+            client,
+            "transfer_sip_participant",
+            room="phone-intake-7",
+            identity="sip_+15550100007",
+            transfer_to="tel:+1555",
+        )
+        left = await ok(client, "list_participants", room="phone-intake-7")
+    assert [(t["direction"], t["name"]) for t in trunks["trunks"]] == [
+        ("inbound", "Main line"),
+        ("outbound", "Provider"),
+    ]
+    assert (rule["kind"], rule["room_prefix"], rule["agents"]) == ("individual", "phone-intake-", ["intake-agent"])
+    assert moved["sip_call_id"] == "SCL_demo7"
+    assert [p["kind"] for p in left["participants"]] == ["AGENT"]
 
 
 # --- egress and ingress on the sandbox ---------------------------------------------------------------
@@ -267,7 +297,8 @@ async def test_a_room_is_recorded_to_the_configured_stream_and_the_stop_names_wh
     (info,) = (await lkapi.egress.list_egress(api.ListEgressRequest(egress_id=egress_id))).items
     assert info.status == api.EgressStatus.EGRESS_COMPLETE
     assert list(info.room_composite.stream_outputs[0].urls) == [STREAM]  # what LiveKit was given: the whole URL
-    for shown in (text(started), json.dumps(started.structured_content), text(preview), json.dumps(stopped)):
+    log = await anyio.Path(confirming.log).read_text()
+    for shown in (text(started), json.dumps(started.structured_content), text(preview), json.dumps(stopped), log):
         assert STREAM_KEY not in shown
 
 
