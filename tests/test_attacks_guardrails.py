@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import ElicitRequestParams, ElicitResult
 
+from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
 from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, room_names, text
 from tests.test_guardrails import guarded, support_room
@@ -360,6 +361,12 @@ ON_THE_SECRET_ROOM: dict[str, dict[str, Any]] = {
     "send_data": {"data": "hello"},
     "perform_rpc": {"destination_identity": "board-member", "method": "ping"},
     "create_join_token": {"identity": "spy"},
+    "create_sip_participant": {},  # the sandbox's trunk and a number: in the test
+    "transfer_sip_participant": {"identity": "sip_+15550111", "transfer_to": "tel:+15550100"},
+    "list_egress": {},
+    "start_room_egress": {},
+    "list_ingress": {},
+    "create_ingress": {"input_type": "RTMP", "participant_identity": "spy"},
 }
 
 
@@ -368,20 +375,45 @@ async def test_no_tool_and_no_resource_reaches_a_room_outside_allowed_rooms(
 ) -> None:
     await admin.join("secret-board", "board-member")
     await admin.join_agent("secret-board", "note-taker")
+    # A phone call, a recording and an ingress of the secret room, and a trunk any call could go through.
+    trunk = api.SIPOutboundTrunkInfo(name="t", address="sip.example.com", numbers=["+15550199"])
+    trunk_id = (await lkapi.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=trunk))).sip_trunk_id
+    cases = {**ON_THE_SECRET_ROOM, "create_sip_participant": {"sip_trunk_id": trunk_id, "sip_call_to": "+15550100"}}
+    call_in = api.CreateSIPParticipantRequest(room_name="secret-board", sip_trunk_id=trunk_id, sip_call_to="+15550111")
+    await lkapi.sip.create_sip_participant(call_in)
+    output = api.EncodedFileOutput(filepath="board.mp4")
+    recording = api.RoomCompositeEgressRequest(room_name="secret-board", file_outputs=[output])
+    egress_id = (await lkapi.egress.start_room_composite_egress(recording)).egress_id
+    stream = api.CreateIngressRequest(
+        input_type=api.IngressInput.RTMP_INPUT, room_name="secret-board", participant_identity="cam"
+    )
+    ingress_id = (await lkapi.ingress.create_ingress(stream)).ingress_id
     before_people = await identities(lkapi, "secret-board")
     before_dispatches = await dispatch_ids(lkapi, "secret-board", "note-taker")
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_ALLOWED_ROOMS="support*", LIVEKIT_MCP_CONFIRM="off"))
+    env = livekit.env(
+        LIVEKIT_MCP_ALLOWED_ROOMS="support*", LIVEKIT_MCP_CONFIRM="off", LIVEKIT_MCP_EGRESS_OUTPUT="rtmp://x.test/a/k"
+    )
+    server = serve_http("--toolsets", ",".join(TOOLSETS), env=env)
     async with Client(server.url) as attacker:
         tools = (await attacker.list_tools()).tools
         with_room = [t.name for t in tools if "room" in (t.input_schema.get("properties") or {})]
-        assert set(with_room) <= set(ON_THE_SECRET_ROOM), "a tool that takes a room has no case here"
+        assert set(with_room) <= set(cases), "a tool that takes a room has no case here"
         for name in with_room:
-            answer = await call(attacker, name, room="secret-board", **ON_THE_SECRET_ROOM[name])
+            answer = await call(attacker, name, room="secret-board", **cases[name])
             assert answer.is_error, name
             assert "refused by policy (allowed_rooms)" in text(answer), (name, text(answer))
+        # By id, the secret room's recording and ingress are not there at all; in lists neither.
+        assert "does not exist" in await fails(attacker, "stop_egress", egress_id=egress_id)
+        assert "does not exist" in await fails(attacker, "delete_ingress", ingress_id=ingress_id)
+        assert (await ok(attacker, "list_egress"))["egress"] == []
+        assert (await ok(attacker, "list_ingress"))["ingress"] == []
         with pytest.raises(MCPError, match=r"refused by policy \(allowed_rooms\)"):
             await attacker.read_resource("livekit://rooms/secret-board")
     assert "secret-board" in await room_names(lkapi)
+    assert [e.status for e in (await lkapi.egress.list_egress(api.ListEgressRequest())).items] == [
+        api.EgressStatus.EGRESS_ACTIVE
+    ]
+    assert [i.ingress_id for i in (await lkapi.ingress.list_ingress(api.ListIngressRequest())).items] == [ingress_id]
     assert await identities(lkapi, "secret-board") == before_people
     assert await dispatch_ids(lkapi, "secret-board", "note-taker") == before_dispatches
     room = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["secret-board"]))).rooms[0]

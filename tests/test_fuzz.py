@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx2
@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import Tool
 
+from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
 from tests.conftest import LiveKitTarget, Served, no_secret, text
 
@@ -45,7 +46,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr:hyp
 
 # Names that exist in the sandbox the tests set up, so that plausible calls reach LiveKit and some succeed.
 ROOM, EMPTY_ROOM, HUMAN, AGENT, AGENT_NAME = "r", "empty", "alice", "agent-1", "helper"
-NAMES = [ROOM, EMPTY_ROOM, HUMAN, AGENT, AGENT_NAME]
+# Values of the SIP, egress and ingress arguments' shapes (ids, a phone number, a transfer target, a pull URL).
+SHAPED = ["ST_x1", "EG_x1", "IN_x1", "+15550100", "tel:+15550100", "sip:desk@example.com", "https://x.test/a"]
+NAMES = [ROOM, EMPTY_ROOM, HUMAN, AGENT, AGENT_NAME, *SHAPED]
 
 unicode = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)  # JSON cannot carry lone surrogates
 control = st.builds(
@@ -123,8 +126,11 @@ def portal() -> Iterator[BlockingPortal]:
 
 
 @pytest.fixture(scope="module")
-def client(portal: BlockingPortal, http_server: Served) -> Iterator[Client]:
-    with portal.wrap_async_context_manager(Client(http_server.url)) as client:
+def client(portal: BlockingPortal, livekit: LiveKitTarget, serve_http: Callable[..., Served]) -> Iterator[Client]:
+    """Every toolset, recording to a stream."""
+    env = livekit.env(LIVEKIT_MCP_EGRESS_OUTPUT="rtmp://live.example.com/app/key")
+    served = serve_http("--toolsets", ",".join(TOOLSETS), env=env)
+    with portal.wrap_async_context_manager(Client(served.url)) as client:
         yield client
 
 
@@ -140,7 +146,8 @@ def tools(portal: BlockingPortal, client: Client) -> dict[str, Tool]:
 
 
 async def populate(admin: SandboxAdmin) -> dict[str, Any]:
-    """A room with a human (with a track) and an agent, an empty room; the state the sandbox then has."""
+    """A room with a human (with a track) and an agent, an empty room; the state the sandbox then has (its SIP,
+    egress and ingress stores empty: a dial-out, a recording or an ingress that succeeds changes it)."""
     await admin.clear_faults()
     await admin.reset(seed=False)
     await admin.join(ROOM, HUMAN, tracks=[{"type": "AUDIO"}], attributes={"a": "1"})
@@ -179,6 +186,18 @@ CRASH = re.compile(r"(Error executing tool \w+(: )?)+")
         "cancel_dispatch",
         "remove_agent",
         "send_data",
+        "perform_rpc",
+        "create_join_token",
+        "list_sip_trunks",
+        "list_sip_dispatch_rules",
+        "create_sip_participant",
+        "transfer_sip_participant",
+        "list_egress",
+        "start_room_egress",
+        "stop_egress",
+        "list_ingress",
+        "create_ingress",
+        "delete_ingress",
     ],
 )
 def test_hostile_arguments_get_a_clean_answer_and_change_only_what_a_successful_change_asked_for(

@@ -1,4 +1,4 @@
-"""The public interface: tools/list is a snapshot (changes must be deliberate) and answers stay small.
+"""The public interface: tools/list of every toolset is a snapshot (changes must be deliberate) and answers stay small.
 
 To accept a deliberate change: LIVEKIT_MCP_UPDATE_SNAPSHOTS=1 pytest tests/test_interface.py, then review the diff.
 """
@@ -17,8 +17,9 @@ from google.protobuf import json_format
 from livekit import api
 from mcp import Client
 
+from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import Served, call, ok, text
+from tests.conftest import LiveKitTarget, Served, call, ok, text
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +38,15 @@ async def tools_list(url: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def with_output_schemas(serve_http: Callable[..., Served]) -> Served:
-    return serve_http("--output-schemas")
+def with_output_schemas(livekit: LiveKitTarget, serve_http: Callable[..., Served]) -> Served:
+    """Every toolset, with output schemas, recording to a (made-up) stream."""
+    env = livekit.env(LIVEKIT_MCP_EGRESS_OUTPUT="rtmp://live.example.com/app/key")
+    return serve_http("--output-schemas", "--toolsets", ",".join(TOOLSETS), env=env)
+
+
+@pytest.fixture(scope="module")
+def every_toolset(serve_http: Callable[..., Served]) -> Served:
+    return serve_http("--toolsets", ",".join(TOOLSETS))
 
 
 async def test_tools_list_matches_the_snapshot(with_output_schemas: Served) -> None:
@@ -49,24 +57,32 @@ async def test_tools_list_matches_the_snapshot(with_output_schemas: Served) -> N
     assert listed == json.loads(SNAPSHOT.read_text()), "the public interface changed: see this module's docstring"
 
 
-async def test_default_tools_list_is_the_snapshot_without_output_schemas_and_within_budget(
-    http_server: Served,
+async def test_tools_list_of_every_toolset_is_the_snapshot_without_output_schemas_and_within_budget(
+    every_toolset: Served, http_server: Served
 ) -> None:
-    listed = await tools_list(http_server.url)
+    listed = await tools_list(every_toolset.url)
     expected = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in json.loads(SNAPSHOT.read_text())]
     assert listed == expected
     assert len(compact(listed)) < TOOLS_LIST_BUDGET
     for tool in listed:
         assert "title" not in compact(tool["inputSchema"])  # pydantic's titles only repeat the names
+    # The default toolsets offer the snapshot's tools of those toolsets (tokens, sip, egress, ingress are off).
+    default = await tools_list(http_server.url)
+    assert default == [t for t in expected if t["name"] in {d["name"] for d in default}]
+    assert len(default) == 18
 
 
 async def test_every_answer_matches_its_published_output_schema(
-    with_output_schemas: Served, admin: SandboxAdmin
+    with_output_schemas: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     # The SDK client validates structuredContent against the tool's outputSchema and fails the call if it differs.
     joined = await admin.join("r", "dana", tracks=[{"type": "AUDIO", "source": "MICROPHONE"}], attributes={"a": "b"})
     agent = await admin.join_agent("r", "helper")
     mic = joined["tracks"][0]["sid"]
+    outbound = api.SIPOutboundTrunkInfo(name="o", address="sip.example.com", numbers=["+15550199"])
+    trunk = await lkapi.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=outbound))
+    rule = api.SIPDispatchRule(dispatch_rule_individual=api.SIPDispatchRuleIndividual(room_prefix="call-"))
+    await lkapi.sip.create_dispatch_rule(api.CreateSIPDispatchRuleRequest(rule=rule))
     calls: list[tuple[str, dict[str, Any]]] = [
         ("list_rooms", {}),
         ("get_room", {"room": "r"}),
@@ -82,6 +98,15 @@ async def test_every_answer_matches_its_published_output_schema(
         ("find_agent", {}),
         ("list_dispatches", {"room": "r"}),
         ("dispatch_agent", {"room": "other", "agent_name": "x"}),
+        ("create_join_token", {"room": "r", "identity": "viewer"}),
+        ("list_sip_trunks", {}),
+        ("list_sip_dispatch_rules", {}),
+        ("create_sip_participant", {"room": "r", "sip_trunk_id": trunk.sip_trunk_id, "sip_call_to": "+15550100"}),
+        ("transfer_sip_participant", {"room": "r", "identity": "sip_+15550100", "transfer_to": "tel:+15550101"}),
+        ("start_room_egress", {"room": "r"}),
+        ("list_egress", {}),
+        ("list_ingress", {}),
+        ("create_ingress", {"input_type": "RTMP", "room": "r", "participant_identity": "obs"}),
         ("remove_participant", {"room": "r", "identity": "dana"}),
         ("remove_agent", {"room": "r", "identity": agent["identity"]}),
         ("delete_room", {"room": "r"}),
@@ -90,6 +115,12 @@ async def test_every_answer_matches_its_published_output_schema(
         for tool, args in calls:
             result = await call(client, tool, **args)
             assert not result.is_error, f"{tool}: {text(result)}"
+        egress = (await ok(client, "list_egress"))["egress"][0]["egress_id"]
+        calls.append(("stop_egress", {"egress_id": egress}))
+        await ok(client, *calls[-1][:1], **calls[-1][1])
+        ingress = (await ok(client, "list_ingress"))["ingress"][0]["ingress_id"]
+        calls.append(("delete_ingress", {"ingress_id": ingress}))
+        await ok(client, *calls[-1][:1], **calls[-1][1])
         dispatch = (await ok(client, "dispatch_agent", room="other", agent_name="y"))["dispatch"]
         calls.append(("cancel_dispatch", {"room": "other", "dispatch_id": dispatch["id"]}))
         await ok(client, *calls[-1][:1], **calls[-1][1])

@@ -23,6 +23,7 @@ from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
 from mcp import Client
 
+from livekit_mcp.config import TOOLSETS
 from livekit_mcp.models import SHUTDOWN_METHOD, SHUTDOWN_TOPIC
 from livekit_mcp.sandbox import SandboxAdmin
 from tests._proc import until
@@ -32,7 +33,7 @@ from tests.test_real_tools import one_agent, participants, unique
 
 pytestmark = pytest.mark.anyio
 
-ALL_TOOLSETS = "rooms,participants,agents,data,rpc,tokens"
+ALL_TOOLSETS = ",".join(TOOLSETS)
 NOTHING_SENT = "nothing was sent to LiveKit"
 
 

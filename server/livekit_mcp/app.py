@@ -169,6 +169,7 @@ def build_server(
                     concurrency=settings.concurrency,
                     retries=settings.retries,
                     policy=policy,
+                    egress_output=settings.egress_output,
                 )
             )
             opened.append(livekit)

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-origins", help="extra Origin values accepted over HTTP, comma-separated")
     serve.add_argument(
         "--toolsets",
-        help="toolsets to offer, comma-separated: rooms,participants,agents,data,rpc (default); tokens if named",
+        help="toolsets to offer, comma-separated: rooms,participants,agents,data,rpc (default); "
+        "tokens, sip, egress, ingress if named",
     )
     serve.add_argument("--read-only", action="store_const", const=True, help="offer only the tools that change nothing")
     serve.add_argument(

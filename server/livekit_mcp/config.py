@@ -23,9 +23,11 @@ from pydantic_settings import (
 )
 
 Transport = Literal["stdio", "http", "sse"]
-TOOLSETS = ("rooms", "participants", "agents", "data", "rpc", "tokens")
+TOOLSETS = ("rooms", "participants", "agents", "data", "rpc", "tokens", "sip", "egress", "ingress")
 DEFAULT_TOOLSETS = ("rooms", "participants", "agents", "data", "rpc")
-"""Every toolset but `tokens`: a join token lets its holder into a call, so it is offered only when asked for."""
+"""Not `tokens`: a join token lets its holder into a call, so it is offered only when asked for. Nor `sip`, `egress`
+and `ingress`: they need LiveKit services many deployments do not run, dialling out costs money, and their ten
+tools would add a quarter to every session's tools/list; an operator who runs those services turns them on."""
 Credentials = Literal["env", "sandbox", "dev"]
 KINDS = ("STANDARD", "INGRESS", "EGRESS", "SIP", "AGENT", "CONNECTOR", "BRIDGE")
 ENV_PREFIX = "LIVEKIT_MCP_"
@@ -35,6 +37,7 @@ DEV_URL = "http://localhost:7880"
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secret"  # noqa: S105 - the well-known dev secret of `livekit-server --dev`
 URL_SCHEMES = ("http", "https", "ws", "wss")
+EGRESS_STREAMS = ("rtmp", "rtmps", "srt")
 MIN_CONFIRM_KEY = 32
 """Bytes a LIVEKIT_MCP_CONFIRM_KEY needs at least: the HMAC key of confirm tokens, so as strong as a random one."""
 
@@ -92,7 +95,7 @@ class Settings(BaseSettings):
     """Extra `Origin` values accepted over HTTP (e.g. `https://mcp.example.com`)."""
 
     toolsets: CommaList = Field(default_factory=lambda: list(DEFAULT_TOOLSETS))
-    """Toolsets whose tools are listed: rooms, participants, agents, data, rpc, and tokens (off by default)."""
+    """Toolsets whose tools are listed: rooms, participants, agents, data, rpc; also tokens, sip, egress, ingress."""
     read_only: bool = False
     """List and allow only the tools that change nothing."""
     output_schemas: bool = False
@@ -146,6 +149,11 @@ class Settings(BaseSettings):
     audit_log: Path | None = None
     """File that gets one JSON line per attempted change; if it cannot be written, no change is made."""
 
+    egress_output: SecretStr | None = None
+    """Where start_room_egress records: a file path template for the egress service's own storage (e.g.
+    `recordings/{room_name}-{time}.mp4`) or an `rtmp://`, `rtmps://` or `srt://` stream URL. A secret: a stream URL
+    carries its key. Unset: start_room_egress refuses. Storage credentials are never taken from chat."""
+
     # Room history and the state replicas share.
     store: SecretStr | None = None
     """Where history and shared state live: a SQLite file path (default under the state directory), `redis://…`
@@ -193,6 +201,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LIVEKIT_URL needs a scheme and a host: wss://, https://, ws:// or http://, "
                 "e.g. wss://my-project.livekit.cloud or http://localhost:7880"
+            )
+        return value
+
+    @field_validator("egress_output")
+    @classmethod
+    def _egress_output(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        output = value.get_secret_value()
+        scheme = output.partition("://")[0].lower() if "://" in output else None
+        if not output.strip() or (scheme is not None and scheme not in EGRESS_STREAMS):
+            raise ValueError(
+                "LIVEKIT_MCP_EGRESS_OUTPUT must be a file path (recordings/{room_name}-{time}.mp4) "
+                "or a stream URL (rtmp://, rtmps:// or srt://)"
             )
         return value
 

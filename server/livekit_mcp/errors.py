@@ -4,6 +4,7 @@
      ├── InvalidInput               an argument is wrong; raised before anything is sent to LiveKit
      ├── PolicyRefusal              the server's policy forbids it (names the rule); nothing was changed
      ├── StoreError                 the history store is not ours, corrupt or down (store.py)
+     ├── EgressOutputMissing        start_room_egress without LIVEKIT_MCP_EGRESS_OUTPUT
      └── LiveKitError               LiveKit answered with an error, or did not answer
           ├── NotFound
           │    ├── RoomNotFound
@@ -13,6 +14,7 @@
           ├── PermissionDenied      the key is valid but lacks the grant for this call
           ├── Unreachable           no connection to the LiveKit URL (refused, DNS, TLS), or it broke mid-call
           ├── Timeout               no answer within our limit (the change may still have happened)
+          ├── ServiceMissing        no SIP, egress or ingress service runs beside LiveKit
           └── ServerFailure         any other error: Twirp code, HTTP status, message
                ├── RoomNotLive      a listed room whose node did not answer a routed call (closing, node down)
                └── BadAnswer        an answer that is not LiveKit's (not protobuf, undecodable, too large)
@@ -147,4 +149,33 @@ class BadAnswer(ServerFailure):
             self,
             f"{url} did not answer {method} as LiveKit does (HTTP {status}, {reason}); "
             f"check that LIVEKIT_URL is the LiveKit server itself, not a web page or a proxy.{unsure(check)}",
+        )
+
+
+class ServiceMissing(LiveKitError):
+    """The SIP, egress or ingress service the call needs does not run beside this LiveKit server."""
+
+    def __init__(self, url: str, service: str, method: str, message: str) -> None:
+        self.service = service
+        if message.endswith("(redis required)"):
+            why = f"livekit-server runs without Redis, which its {service} service needs"
+        else:
+            why = (
+                f"no {service} service is connected to it (livekit/{service.lower()} runs as its own process, "
+                "sharing livekit-server's Redis)"
+            )
+        super().__init__(
+            f"LiveKit's {service} service is not running at {url}: {method} was answered '{message}' because {why}; "
+            "nothing was done."
+        )
+
+
+class EgressOutputMissing(LiveKitMCPError):
+    """start_room_egress was called on a server that has no recording output configured."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no recording output is configured: this server records only to the output set in "
+            "LIVEKIT_MCP_EGRESS_OUTPUT (a file path for the egress service's storage, or an rtmp(s):// stream URL); "
+            "storage credentials are never taken from chat"
         )

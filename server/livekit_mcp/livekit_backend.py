@@ -30,18 +30,23 @@ from livekit_mcp.errors import (
     AuthenticationFailed,
     BadAnswer,
     DispatchNotFound,
+    EgressOutputMissing,
     LiveKitError,
+    NotFound,
     ParticipantNotFound,
     PermissionDenied,
     RoomNotFound,
     RoomNotLive,
     ServerFailure,
+    ServiceMissing,
     Timeout,
     Unreachable,
     unsure,
 )
 from livekit_mcp.models import (
     Dispatch,
+    Egress,
+    Ingress,
     Job,
     JoinToken,
     Participant,
@@ -49,9 +54,13 @@ from livekit_mcp.models import (
     Room,
     RpcAnswer,
     RpcFailure,
+    SipCall,
+    SipDispatchRule,
+    SipTrunk,
     Track,
     effective_kind,
     iso,
+    preview,
 )
 from livekit_mcp.policy import Policy
 
@@ -97,7 +106,19 @@ _NO_RESPONSE = "no response from servers"
 
 # Every LiveKit method this module calls, read or change: the one place that decides what may be sent twice.
 # A read changes nothing, so one that failed in passing (connection, 5xx, 408, 429) is simply sent again.
-READS = frozenset({"ListRooms", "ListParticipants", "GetParticipant", "ListDispatch"})
+READS = frozenset(
+    {
+        "ListRooms",
+        "ListParticipants",
+        "GetParticipant",
+        "ListDispatch",
+        "ListSIPInboundTrunk",
+        "ListSIPOutboundTrunk",
+        "ListSIPDispatchRule",
+        "ListEgress",
+        "ListIngress",
+    }
+)
 # A change is sent once. When its fate is unknown (timeout, connection lost after sending, garbled answer) the
 # error names the tool that shows whether it happened ("": none can).
 CHANGES = {
@@ -111,7 +132,39 @@ CHANGES = {
     "CreateDispatch": "list_dispatches",
     "DeleteDispatch": "list_dispatches",
     "PerformRpc": "",  # the participant's handler may have run: nothing shows it
+    "CreateSIPParticipant": "list_participants",
+    "TransferSIPParticipant": "list_participants",
+    "StartRoomCompositeEgress": "list_egress",
+    "StopEgress": "list_egress",
+    "CreateIngress": "list_ingress",
+    "DeleteIngress": "list_ingress",
 }
+# The LiveKit service behind each method that is not livekit-server's own: SIP, egress and ingress run as separate
+# services (livekit/sip, livekit/egress, livekit/ingress) that livekit-server reaches through Redis.
+SERVICES = {
+    **dict.fromkeys(
+        ("ListSIPInboundTrunk", "ListSIPOutboundTrunk", "ListSIPDispatchRule", "CreateSIPParticipant"), "SIP"
+    ),
+    "TransferSIPParticipant": "SIP",
+    **dict.fromkeys(("ListEgress", "StartRoomCompositeEgress", "StopEgress"), "egress"),
+    **dict.fromkeys(("ListIngress", "CreateIngress", "DeleteIngress"), "ingress"),
+}
+# livekit-server v1.13.5 without Redis: "sip not connected (redis required)", and likewise for egress and ingress.
+_NOT_CONNECTED = "not connected (redis required)"
+_EGRESS_MISSING = "egress does not exist"
+_INGRESS_MISSING = "ingress does not exist"
+_TRUNK_MISSING = "requested sip trunk does not exist"
+_ITEMS_MISSING = (
+    (_EGRESS_MISSING, "egress", "list_egress"),
+    (_INGRESS_MISSING, "ingress", "list_ingress"),
+    (_TRUNK_MISSING, "SIP trunk", "list_sip_trunks"),
+)
+EGRESS_LIMIT = 40.0
+"""Seconds StartRoomCompositeEgress may take: livekit-server v1.13.5 waits ~25 s for an egress service before it
+answers that none is there (docs/livekit-behavior.md), and one that is there answers within seconds."""
+SIP_LIMIT = 30.0
+"""Seconds LiveKit may take to dial out or transfer a call (livekit-server's own limit for both, without waiting
+for an answer); our call waits a little longer, so that LiveKit's answer, not our clock, says how it went."""
 
 BACKOFF_FIRST = 0.05
 """Seconds before the first retry; doubled for each next one, up to BACKOFF_MAX, each with jitter."""
@@ -190,9 +243,16 @@ def _not_live(exc: Exception) -> bool:
     return isinstance(exc, api.ServerError) and exc.status == 503 and exc.message.endswith(_NO_RESPONSE)
 
 
+def _service_missing(exc: Exception) -> bool:
+    """LiveKit's answer when no SIP, egress or ingress service serves the call (docs/livekit-behavior.md)."""
+    if not isinstance(exc, api.ServerError):
+        return False
+    return exc.message.endswith(_NOT_CONNECTED) or (exc.status == 503 and exc.message.endswith(_NO_RESPONSE))
+
+
 def _transient(exc: Exception) -> bool:
     """A failure that another attempt may not meet: the only kind a read is retried on."""
-    if _not_live(exc):
+    if _not_live(exc) or _service_missing(exc):
         return False
     if isinstance(exc, api.ServerError):
         # 501 (unimplemented) is a 5xx that will never change.
@@ -307,6 +367,98 @@ def _dispatch(d: api.AgentDispatch) -> Dispatch:
     )
 
 
+def _inbound_trunk(t: api.SIPInboundTrunkInfo) -> SipTrunk:
+    # auth_password is never read: it must not reach a model's context, a log or the audit log.
+    return SipTrunk(
+        id=t.sip_trunk_id,
+        direction="inbound",
+        name=t.name or None,
+        numbers=list(t.numbers),
+        allowed_addresses=list(t.allowed_addresses) or None,
+        allowed_numbers=list(t.allowed_numbers) or None,
+        auth_username=t.auth_username or None,
+        metadata=preview(t.metadata)[0],
+    )
+
+
+def _outbound_trunk(t: api.SIPOutboundTrunkInfo) -> SipTrunk:
+    return SipTrunk(
+        id=t.sip_trunk_id,
+        direction="outbound",
+        name=t.name or None,
+        numbers=list(t.numbers),
+        address=t.address or None,
+        transport=_enum_name(api.SIPTransport, t.transport) if t.transport else None,
+        auth_username=t.auth_username or None,
+        metadata=preview(t.metadata)[0],
+    )
+
+
+def _dispatch_rule(r: api.SIPDispatchRuleInfo) -> SipDispatchRule:
+    which = r.rule.WhichOneof("rule")
+    room = prefix = None
+    pin = ""
+    if which == "dispatch_rule_direct":
+        room, pin = r.rule.dispatch_rule_direct.room_name, r.rule.dispatch_rule_direct.pin
+    elif which == "dispatch_rule_individual":
+        prefix, pin = r.rule.dispatch_rule_individual.room_prefix, r.rule.dispatch_rule_individual.pin
+    elif which == "dispatch_rule_callee":
+        prefix, pin = r.rule.dispatch_rule_callee.room_prefix, r.rule.dispatch_rule_callee.pin
+    kinds = {
+        "dispatch_rule_direct": "direct",
+        "dispatch_rule_individual": "individual",
+        "dispatch_rule_callee": "callee",
+    }
+    return SipDispatchRule(
+        id=r.sip_dispatch_rule_id,
+        name=r.name or None,
+        kind=kinds.get(which or "", "unknown"),
+        room=room,
+        room_prefix=prefix if which != "dispatch_rule_direct" else None,
+        pin_required=bool(pin) or None,  # the pin itself is a secret of the callers
+        trunk_ids=list(r.trunk_ids),
+        numbers=list(r.numbers) or list(r.inbound_numbers),
+        agents=[a.agent_name for a in r.room_config.agents],
+        hide_phone_number=r.hide_phone_number or None,
+        metadata=preview(r.metadata)[0],
+    )
+
+
+_EGRESS_KINDS = ("room_composite", "web", "participant", "track_composite", "track", "egress", "replay")
+
+
+def _egress(e: api.EgressInfo) -> Egress:
+    outputs = [f"file {f.filename or f.location}" for f in e.file_results]
+    outputs += [f"stream {display_url(s.url)}" for s in e.stream_results]  # a stream URL carries its key
+    outputs += [f"segments {s.playlist_name}" for s in e.segment_results]
+    return Egress(
+        egress_id=e.egress_id,
+        room=e.room_name,
+        kind=next((k for k in _EGRESS_KINDS if e.HasField(k)), "unknown"),
+        status=_enum_name(api.EgressStatus, e.status).removeprefix("EGRESS_"),
+        started_at=iso(e.started_at / 1e9),
+        ended_at=iso(e.ended_at / 1e9),
+        outputs=outputs,
+        error=e.error or None,
+    )
+
+
+def _ingress(i: api.IngressInfo, *, masked: bool) -> Ingress:
+    key = i.stream_key
+    return Ingress(
+        ingress_id=i.ingress_id,
+        name=i.name or None,
+        input_type=_enum_name(api.IngressInput, i.input_type).removesuffix("_INPUT"),
+        room=i.room_name,
+        participant_identity=i.participant_identity,
+        status=_enum_name(api.IngressState.Status, i.state.status).removeprefix("ENDPOINT_"),
+        url=i.url or None,
+        stream_key=("…" + key[-4:] if masked else key) if key else None,
+        publishing=i.state.status == api.IngressState.Status.ENDPOINT_PUBLISHING or None,
+        error=i.state.error or None,
+    )
+
+
 class ParticipantPage(NamedTuple):
     participants: list[Participant]
     total: int
@@ -376,10 +528,13 @@ class LiveKit:
         concurrency: int,
         retries: int = 3,
         policy: Policy | None = None,
+        egress_output: SecretStr | None = None,
     ) -> None:
         """`timeout` bounds each call, retries included; `concurrency` bounds the calls of fan-outs in flight at
         once, process-wide; `retries` is how many times a read that failed in passing is sent again; `policy`
-        says which rooms may be seen and changed (checked here, so nothing can get around it)."""
+        says which rooms may be seen and changed (checked here, so nothing can get around it); `egress_output` is
+        where start_room_egress records (LIVEKIT_MCP_EGRESS_OUTPUT)."""
+        self._egress_output = egress_output
         self.policy = policy or Policy()
         self.url = display_url(url)
         self._target = url
@@ -678,6 +833,141 @@ class LiveKit:
         )
         return _dispatch(dispatch)
 
+    # --- SIP, egress and ingress ---------------------------------------------------------------------
+
+    async def list_sip_trunks(self) -> list[SipTrunk]:
+        """Inbound and outbound trunks, numbers and addresses as configured; passwords are never read out."""
+        sip = self._lk.sip
+        inbound = await self._call(
+            "ListSIPInboundTrunk", lambda: sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
+        )
+        outbound = await self._call(
+            "ListSIPOutboundTrunk", lambda: sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())
+        )
+        return [_inbound_trunk(t) for t in inbound.items] + [_outbound_trunk(t) for t in outbound.items]
+
+    async def list_sip_dispatch_rules(self) -> list[SipDispatchRule]:
+        found = await self._call(
+            "ListSIPDispatchRule", lambda: self._lk.sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())
+        )
+        rules = [_dispatch_rule(r) for r in found.items]
+        # A rule sending every call to one room shows that room: one outside allowed_rooms stays unseen.
+        return [r for r in rules if r.room is None or self.policy.visible(r.room)]
+
+    async def create_sip_participant(
+        self, room: str, sip_trunk_id: str, sip_call_to: str, *, identity: str, name: str
+    ) -> SipCall:
+        """Dials `sip_call_to` through the outbound trunk; LiveKit answers once the SIP participant is in the room
+        (before the phone is picked up)."""
+        request = api.CreateSIPParticipantRequest(
+            room_name=room,
+            sip_trunk_id=sip_trunk_id,
+            sip_call_to=sip_call_to,
+            participant_identity=identity,
+            participant_name=name,
+        )
+        made = await self._call(
+            "CreateSIPParticipant",
+            lambda: self._lk.sip.create_sip_participant(request, timeout=SIP_LIMIT),
+            room=room,
+            item=sip_trunk_id,
+            limit=max(self.timeout, SIP_LIMIT + 5),
+        )
+        return SipCall(
+            room=room,
+            sip_trunk_id=sip_trunk_id,
+            sip_call_to=sip_call_to,
+            participant_identity=made.participant_identity or None,
+            participant_sid=made.participant_id or None,
+            sip_call_id=made.sip_call_id or None,
+        )
+
+    async def transfer_sip_participant(self, room: str, identity: str, transfer_to: str) -> None:
+        request = api.TransferSIPParticipantRequest(
+            room_name=room, participant_identity=identity, transfer_to=transfer_to
+        )
+        await self._call(
+            "TransferSIPParticipant",
+            lambda: self._lk.sip.transfer_sip_participant(request, timeout=SIP_LIMIT),
+            room=room,
+            identity=identity,
+            limit=max(self.timeout, SIP_LIMIT + 5),
+        )
+
+    async def list_egress(self, *, room: str = "", egress_id: str = "", active: bool = False) -> list[Egress]:
+        if room:
+            self.policy.check_room(room, changes=False)
+        request = api.ListEgressRequest(room_name=room, egress_id=egress_id, active=active)
+        found = await self._call("ListEgress", lambda: self._lk.egress.list_egress(request), item=egress_id)
+        return [_egress(e) for e in found.items if self.policy.visible(e.room_name)]
+
+    @property
+    def egress_output(self) -> str | None:
+        """Where start_room_egress records, as it may be shown: a file path template, or a stream's host."""
+        if self._egress_output is None:
+            return None
+        output = self._egress_output.get_secret_value()
+        return f"stream {display_url(output)}" if "://" in output else f"file {output}"
+
+    async def start_room_egress(self, room: str, *, audio_only: bool) -> Egress:
+        """Records (or streams) the room to the output of LIVEKIT_MCP_EGRESS_OUTPUT, which the caller never sees
+        whole: a stream URL carries its key, and file storage is the egress service's own configuration."""
+        if self._egress_output is None:
+            raise EgressOutputMissing()
+        output = self._egress_output.get_secret_value()
+        request = api.RoomCompositeEgressRequest(room_name=room, audio_only=audio_only)
+        if "://" in output:
+            request.stream_outputs.append(api.StreamOutput(urls=[output]))
+        else:
+            request.file_outputs.append(api.EncodedFileOutput(filepath=output))
+        started = await self._call(
+            "StartRoomCompositeEgress",
+            lambda: self._lk.egress.start_room_composite_egress(request),
+            room=room,
+            limit=max(self.timeout, EGRESS_LIMIT),
+        )
+        return _egress(started)
+
+    async def stop_egress(self, room: str, egress_id: str) -> Egress:
+        stopped = await self._call(
+            "StopEgress",
+            lambda: self._lk.egress.stop_egress(api.StopEgressRequest(egress_id=egress_id)),
+            room=room,
+            item=egress_id,
+        )
+        return _egress(stopped)
+
+    async def list_ingress(self, *, room: str = "", ingress_id: str = "") -> list[Ingress]:
+        if room:
+            self.policy.check_room(room, changes=False)
+        request = api.ListIngressRequest(room_name=room, ingress_id=ingress_id)
+        found = await self._call("ListIngress", lambda: self._lk.ingress.list_ingress(request), item=ingress_id)
+        return [_ingress(i, masked=True) for i in found.items if self.policy.visible(i.room_name)]
+
+    async def create_ingress(
+        self, room: str, input_type: str, *, identity: str, name: str, participant_name: str, url: str
+    ) -> Ingress:
+        """A new ingress; its stream key (anyone holding it can publish into the room) is in this answer only."""
+        request = api.CreateIngressRequest(
+            input_type=input_type,  # the enum value's name, which protobuf accepts
+            room_name=room,
+            participant_identity=identity,
+            participant_name=participant_name,
+            name=name,
+            url=url,
+        )
+        made = await self._call("CreateIngress", lambda: self._lk.ingress.create_ingress(request), room=room)
+        return _ingress(made, masked=False)
+
+    async def delete_ingress(self, room: str, ingress_id: str) -> Ingress:
+        deleted = await self._call(
+            "DeleteIngress",
+            lambda: self._lk.ingress.delete_ingress(api.DeleteIngressRequest(ingress_id=ingress_id)),
+            room=room,
+            item=ingress_id,
+        )
+        return _ingress(deleted, masked=True)
+
     # --- Fan-out -------------------------------------------------------------------------------------
 
     async def gather(self, fn: Callable[[T], Awaitable[U]], items: Sequence[T]) -> list[U]:
@@ -719,10 +1009,11 @@ class LiveKit:
         room: str = "",
         identity: str = "",
         dispatch_id: str = "",
+        item: str = "",
         limit: float | None = None,
     ) -> T:
         """One LiveKit call within `limit` seconds (our timeout unless given), a read retried while it fails in
-        passing; errors mapped."""
+        passing; errors mapped. `item` names the trunk, egress or ingress the call is about, for its not-found."""
         if room:
             self.policy.check_room(room, changes=method in CHANGES)
         self._opened()  # before the clock starts: importing livekit-api is not LiveKit's time
@@ -731,7 +1022,13 @@ class LiveKit:
                 return await self._attempts(method, request, scope.deadline)
         except Exception as exc:
             error = self._mapped(
-                exc, method, room=room, identity=identity, dispatch_id=dispatch_id, timeout=limit or self.timeout
+                exc,
+                method,
+                room=room,
+                identity=identity,
+                dispatch_id=dispatch_id,
+                item=item,
+                timeout=limit or self.timeout,
             )
             if error is None:
                 raise  # not a LiveKit or transport failure: a bug of ours, for the SDK to log with its traceback
@@ -775,13 +1072,13 @@ class LiveKit:
             return None
 
     def _mapped(
-        self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str, timeout: float
+        self, exc: Exception, method: str, *, room: str, identity: str, dispatch_id: str, item: str, timeout: float
     ) -> LiveKitError | None:
         check = CHANGES.get(method)  # None for a read
         if isinstance(exc, TimeoutError):
             return Timeout(self.url, timeout, method, check=check)
         if isinstance(exc, api.ServerError):
-            return self._refused(exc, method, room=room, identity=identity, dispatch_id=dispatch_id)
+            return self._refused(exc, method, room=room, identity=identity, dispatch_id=dispatch_id, item=item)
         if isinstance(exc, _NotLiveKit):
             return BadAnswer(self.url, method, exc.status, exc.reason, check=check)
         if isinstance(exc, DecodeError):
@@ -810,7 +1107,7 @@ class LiveKit:
         return None
 
     def _refused(
-        self, exc: api.ServerError, method: str, *, room: str, identity: str, dispatch_id: str
+        self, exc: api.ServerError, method: str, *, room: str, identity: str, dispatch_id: str, item: str
     ) -> LiveKitError:
         """A non-200 answer: a Twirp error, or plain text (`livekit-api` makes that code "unknown", no message)."""
         plain = exc.code == "unknown" and not exc.message
@@ -826,6 +1123,12 @@ class LiveKit:
                 return ParticipantNotFound(room, identity)
             if exc.message.endswith(_DISPATCH_MISSING):
                 return DispatchNotFound(room, dispatch_id)
+            for missing, what, lister in _ITEMS_MISSING:
+                if exc.message.endswith(missing):
+                    return NotFound(f"{what} '{item}' does not exist; {lister} shows the ones that do")
+        service = SERVICES.get(method)
+        if service is not None and _service_missing(exc):
+            return ServiceMissing(self.url, service, method, exc.message)
         if _not_live(exc) and room:
             # Routed to whoever hosts the participant (mute) or the room (data, dispatches): nobody does.
             return ParticipantNotFound(room, identity) if identity else RoomNotFound(room)

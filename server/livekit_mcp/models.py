@@ -63,7 +63,8 @@ class Track(BaseModel):
 
 
 class Permission(BaseModel):
-    """What a participant may do; LiveKit replaces it whole when it is updated."""
+    # What a participant may do; LiveKit replaces it whole when it is updated (a comment, not a docstring: pydantic
+    # would copy a docstring into update_participant's input schema, which says it already).
 
     can_subscribe: bool = False
     can_publish: bool = False
@@ -545,3 +546,110 @@ class RoomHistory(BaseModel):
 
 
 RoomDetail.model_rebuild()  # it names HistoryEntry, defined after it
+
+
+# --- SIP, egress and ingress -------------------------------------------------------------------------
+
+
+class SipTrunk(BaseModel):
+    """A SIP trunk as configured: its numbers and addresses, never its password."""
+
+    id: str
+    direction: Literal["inbound", "outbound"]
+    name: str | None = None
+    numbers: list[str] = Field(default_factory=list)
+    address: str | None = Field(default=None, description="Outbound: the SIP server calls are sent to.")
+    transport: str | None = None
+    allowed_addresses: list[str] | None = Field(default=None, description="Inbound: only calls from these.")
+    allowed_numbers: list[str] | None = Field(default=None, description="Inbound: only calls from these numbers.")
+    auth_username: str | None = Field(default=None, description="Set when the trunk uses digest auth.")
+    metadata: str | None = None
+
+
+class SipTrunkList(BaseModel):
+    trunks: list[SipTrunk]
+    inbound: int
+    outbound: int
+
+
+class SipDispatchRule(BaseModel):
+    """Which inbound calls a rule takes, and the room (and agents) it sends them to."""
+
+    id: str
+    name: str | None = None
+    kind: Literal["direct", "individual", "callee", "unknown"]
+    room: str | None = Field(default=None, description="direct: every call goes to this room.")
+    room_prefix: str | None = Field(default=None, description="individual, callee: rooms named from this prefix.")
+    pin_required: bool | None = None
+    trunk_ids: list[str] = Field(default_factory=list, description="Empty: calls on any inbound trunk.")
+    numbers: list[str] = Field(default_factory=list, description="Called numbers it matches; empty: any.")
+    agents: list[str] = Field(default_factory=list, description="Agents dispatched into the call's room.")
+    hide_phone_number: bool | None = None
+    metadata: str | None = None
+
+
+class SipDispatchRuleList(BaseModel):
+    rules: list[SipDispatchRule]
+
+
+class SipCall(Confirmable):
+    """A phone call dialled into a room: the SIP participant LiveKit created for it."""
+
+    room: str
+    sip_trunk_id: str
+    sip_call_to: str
+    participant_identity: str | None = None
+    participant_sid: str | None = None
+    sip_call_id: str | None = None
+
+
+class SipTransfer(Confirmable):
+    room: str
+    identity: str
+    transfer_to: str
+    phone_number: str | None = Field(default=None, description="The caller's number, as LiveKit shows it.")
+    sip_call_id: str | None = None
+
+
+class Egress(BaseModel):
+    """A recording or stream of a room (an egress), without any storage credential or stream key."""
+
+    egress_id: str
+    room: str
+    kind: str = Field(description="room_composite, participant, track_composite, track, web.")
+    status: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    outputs: list[str] = Field(default_factory=list, description="Files and streams (hosts only).")
+    error: str | None = None
+
+
+class EgressList(BaseModel):
+    egress: list[Egress]
+
+
+class EgressResult(Confirmable):
+    egress: Egress
+
+
+class Ingress(BaseModel):
+    """An ingress: where a stream is pushed (or pulled from) to publish into a room."""
+
+    ingress_id: str
+    name: str | None = None
+    input_type: str
+    room: str
+    participant_identity: str
+    status: str
+    url: str | None = Field(default=None, description="RTMP/WHIP: where to push; URL input: what is pulled.")
+    stream_key: str | None = Field(default=None, description="In lists only its last 4 characters.")
+    publishing: bool | None = None
+    error: str | None = None
+
+
+class IngressList(BaseModel):
+    ingress: list[Ingress]
+
+
+class IngressResult(Confirmable):
+    ingress: Ingress

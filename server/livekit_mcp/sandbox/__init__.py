@@ -1,4 +1,5 @@
-"""The LiveKit sandbox: a RoomService + AgentDispatchService emulator over real HTTP (see README.md).
+"""The LiveKit sandbox: a RoomService, AgentDispatchService, SIP, Egress and Ingress emulator over real HTTP
+(see README.md).
 
 It speaks LiveKit's Twirp protocol (protobuf and JSON) with LiveKit's auth, grants, errors and rules, and
 adds a sandbox-only admin API under /_sandbox/ to make participants join and to inject faults.

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from livekit.protocol import agent_dispatch as proto_dispatch
 from livekit.protocol import room as proto_room
+from livekit.protocol import sip as proto_sip
 
 if TYPE_CHECKING:
     from ._state import State
@@ -45,7 +46,24 @@ def seed_demo(state: State) -> None:
     for n in range(1, VIEWERS + 1):
         state.join("town-hall", f"viewer-{n:02d}", name=f"Viewer {n}", permission=viewer_permission)
 
-    # A phone call: a SIP caller and the intake agent that answers it.
+    # A phone line: calls on it get a room of their own with the intake agent; calls out go through a provider.
+    line = proto_sip.SIPInboundTrunkInfo(name="Main line", numbers=["+15550199999"])
+    inbound = state.sip.create_inbound(proto_sip.CreateSIPInboundTrunkRequest(trunk=line))
+    provider = proto_sip.SIPOutboundTrunkInfo(name="Provider", address="sip.example.com", numbers=["+15550199999"])
+    state.sip.create_outbound(proto_sip.CreateSIPOutboundTrunkRequest(trunk=provider))
+    each_call = proto_sip.SIPDispatchRuleIndividual(room_prefix="phone-intake-")
+    state.sip.create_rule(
+        proto_sip.CreateSIPDispatchRuleRequest(
+            name="Intake",
+            rule=proto_sip.SIPDispatchRule(dispatch_rule_individual=each_call),
+            trunk_ids=[inbound.sip_trunk_id],
+            room_config=proto_room.RoomConfiguration(
+                agents=[proto_dispatch.RoomAgentDispatch(agent_name="intake-agent")]
+            ),
+        )
+    )
+
+    # A phone call on that line: a SIP caller and the intake agent that answers it.
     _room_with_agent(state, "phone-intake-7", "intake-agent", "")
     state.join(
         "phone-intake-7",
@@ -53,6 +71,8 @@ def seed_demo(state: State) -> None:
         kind="SIP",
         name="Phone +1 555 0100 007",
         attributes={
+            "sip.callID": "SCL_demo7",
+            "sip.trunkID": inbound.sip_trunk_id,
             "sip.phoneNumber": "+15550100007",
             "sip.trunkPhoneNumber": "+15550199999",
             "sip.callStatus": "active",

@@ -13,7 +13,7 @@ from livekit.api.access_token import Claims
 
 from ._admin import add_admin_routes
 from ._auth import AuthRejected, authenticate
-from ._services import METHODS
+from ._services import METHODS, SERVICES
 from ._state import State
 from ._twirp import PROTOBUF, TwirpError, bad_route, content_kind, decode, encode, plain_text
 from ._webhooks import Sink, Webhooks
@@ -22,7 +22,6 @@ from ._webhooks import Sink, Webhooks
 # real request, only to protect itself.
 MAX_BODY = 64 * 1024 * 1024
 TWIRP_PREFIX = "/twirp/livekit."
-SERVICES = ("RoomService/", "AgentDispatchService/")
 # livekit-server waits ~3 s before answering a call nobody claims; the sandbox waits this long by default.
 NO_RESPONSE_S = 0.1
 # Field 31 with wire type 7, which does not exist: no protobuf message decodes this.

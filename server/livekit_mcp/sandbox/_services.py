@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from google.protobuf.message import Message
 from livekit.api.access_token import Claims
 from livekit.protocol import agent_dispatch as proto_dispatch
+from livekit.protocol import egress as proto_egress
+from livekit.protocol import ingress as proto_ingress
 from livekit.protocol import room as proto_room
+from livekit.protocol import sip as proto_sip
 
+from . import _egress, _ingress, _sip
 from ._limits import check_participant_update, check_room_metadata
 
 if TYPE_CHECKING:
@@ -32,6 +36,28 @@ def _room_admin(claims: Claims | None, req: Any) -> bool:
     return bool(claims and claims.video and claims.video.room_admin and claims.video.room == req.room)
 
 
+def _sip_admin(claims: Claims | None, req: Any) -> bool:
+    return bool(claims and claims.sip and claims.sip.admin)
+
+
+def _sip_call(claims: Claims | None, req: Any) -> bool:
+    return bool(claims and claims.sip and claims.sip.call)
+
+
+def _sip_call_and_room_admin(claims: Claims | None, req: Any) -> bool:
+    # TransferSIPParticipant: both, the room admin grant for the call's room.
+    video = claims.video if claims else None
+    return _sip_call(claims, req) and bool(video and video.room_admin and video.room == req.room_name)
+
+
+def _room_record(claims: Claims | None, req: Any) -> bool:
+    return bool(claims and claims.video and claims.video.room_record)
+
+
+def _ingress_admin(claims: Claims | None, req: Any) -> bool:
+    return bool(claims and claims.video and claims.video.ingress_admin)
+
+
 def _no_check(req: Any) -> None:
     return None
 
@@ -46,6 +72,7 @@ class Method(Generic[Req]):
 
 ROOM = "livekit.RoomService"
 DISPATCH = "livekit.AgentDispatchService"
+SERVICES = ("RoomService/", "AgentDispatchService/", "SIP/", "Egress/", "Ingress/")
 
 # Keys are "Service/Method" without the "livekit." package, as the fault API names them.
 METHODS: dict[str, Method[Any]] = {
@@ -89,5 +116,45 @@ METHODS: dict[str, Method[Any]] = {
     ),
     "AgentDispatchService/DeleteDispatch": Method(
         proto_dispatch.DeleteAgentDispatchRequest, _room_admin, lambda s, r: s.delete_dispatch(r)
+    ),
+    # SIP, egress and ingress: _sip.py, _egress.py, _ingress.py.
+    "SIP/CreateSIPInboundTrunk": Method(
+        proto_sip.CreateSIPInboundTrunkRequest, _sip_admin, lambda s, r: s.sip.create_inbound(r)
+    ),
+    "SIP/CreateSIPOutboundTrunk": Method(
+        proto_sip.CreateSIPOutboundTrunkRequest, _sip_admin, lambda s, r: s.sip.create_outbound(r)
+    ),
+    "SIP/ListSIPInboundTrunk": Method(
+        proto_sip.ListSIPInboundTrunkRequest, _sip_admin, lambda s, r: s.sip.list_inbound(r)
+    ),
+    "SIP/ListSIPOutboundTrunk": Method(
+        proto_sip.ListSIPOutboundTrunkRequest, _sip_admin, lambda s, r: s.sip.list_outbound(r)
+    ),
+    "SIP/DeleteSIPTrunk": Method(proto_sip.DeleteSIPTrunkRequest, _sip_admin, lambda s, r: s.sip.delete_trunk(r)),
+    "SIP/CreateSIPDispatchRule": Method(
+        proto_sip.CreateSIPDispatchRuleRequest, _sip_admin, lambda s, r: s.sip.create_rule(r)
+    ),
+    "SIP/ListSIPDispatchRule": Method(
+        proto_sip.ListSIPDispatchRuleRequest, _sip_admin, lambda s, r: s.sip.list_rules(r)
+    ),
+    "SIP/DeleteSIPDispatchRule": Method(
+        proto_sip.DeleteSIPDispatchRuleRequest, _sip_admin, lambda s, r: s.sip.delete_rule(r)
+    ),
+    "SIP/CreateSIPParticipant": Method(proto_sip.CreateSIPParticipantRequest, _sip_call, _sip.create_participant),
+    "SIP/TransferSIPParticipant": Method(
+        proto_sip.TransferSIPParticipantRequest,
+        _sip_call_and_room_admin,
+        _sip.transfer_participant,
+        _sip.check_transfer,
+    ),
+    "Egress/StartRoomCompositeEgress": Method(
+        proto_egress.RoomCompositeEgressRequest, _room_record, _egress.start_room_composite
+    ),
+    "Egress/ListEgress": Method(proto_egress.ListEgressRequest, _room_record, lambda s, r: s.egress.list(r)),
+    "Egress/StopEgress": Method(proto_egress.StopEgressRequest, _room_record, _egress.stop),
+    "Ingress/CreateIngress": Method(proto_ingress.CreateIngressRequest, _ingress_admin, _ingress.create),
+    "Ingress/ListIngress": Method(proto_ingress.ListIngressRequest, _ingress_admin, lambda s, r: s.ingress.list(r)),
+    "Ingress/DeleteIngress": Method(
+        proto_ingress.DeleteIngressRequest, _ingress_admin, lambda s, r: s.ingress.delete(r)
     ),
 }

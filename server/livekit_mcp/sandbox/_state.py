@@ -23,10 +23,13 @@ from livekit.protocol import agent_dispatch as proto_dispatch
 from livekit.protocol import models as proto_models
 from livekit.protocol import room as proto_room
 
+from ._egress import EgressStore
 from ._errors import SandboxError
 from ._faults import Fault, Faults
+from ._ingress import IngressStore
 from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
+from ._sip import SipStore
 from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
 from ._webhooks import Webhooks
 
@@ -121,6 +124,10 @@ class State:
         # tests see that a client bounds its concurrency.
         self.in_flight: Counter[str] = Counter()
         self.peak_in_flight: Counter[str] = Counter()
+        # The stores of the SIP, egress and ingress services (_sip.py, _egress.py, _ingress.py).
+        self.sip: SipStore = SipStore()
+        self.egress: EgressStore = EgressStore()
+        self.ingress: IngressStore = IngressStore()
 
     # -- RoomService ---------------------------------------------------------------------------------
 
@@ -394,6 +401,9 @@ class State:
         self.rooms.clear()
         self.faults.clear()
         self.workers.clear()
+        self.sip.clear()
+        self.egress.clear()
+        self.ingress.clear()
         self.peak_in_flight = self.in_flight.copy()
         if seed:
             from ._seed import seed_demo  # the demo data is built through this class's own methods
@@ -417,7 +427,8 @@ class State:
         return {"rooms": rooms, "participants": participants}
 
     def snapshot(self) -> dict[str, Any]:
-        """Every room with its participants and dispatches, as protojson (for tests to inspect)."""
+        """Every room with its participants and dispatches, the SIP, egress and ingress stores, as protojson (for
+        tests to inspect)."""
         return {
             "rooms": [
                 {
@@ -429,6 +440,12 @@ class State:
                 }
                 for r in self.rooms.values()
             ],
+            "sip": {
+                "trunks": [to_dict(t) for t in [*self.sip.inbound.values(), *self.sip.outbound.values()]],
+                "rules": [to_dict(r) for r in self.sip.rules.values()],
+            },
+            "egress": [to_dict(e) for e in self.egress.items.values()],
+            "ingress": [to_dict(i) for i in self.ingress.items.values()],
             "workers": sorted(self.workers),
             "faults": {method: asdict(fault) for method, fault in self.faults.active().items()},
             "peak_in_flight": {method: n for method, n in self.peak_in_flight.items() if n},

@@ -6,6 +6,7 @@ before anything is sent to LiveKit.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -50,6 +51,18 @@ def max_bytes(limit: int, what: str) -> Callable[[str], str]:
     return check
 
 
+def ids(prefix: str, what: str) -> AfterValidator:
+    """An id LiveKit made (`<prefix>` then letters or digits), checked before anything is sent."""
+    shape = re.compile(re.escape(prefix) + "[A-Za-z0-9]{1,60}")
+
+    def check(value: str) -> str:
+        if not shape.fullmatch(value):
+            raise ValueError(f"must be {what} id: '{prefix}' then letters or digits")
+        return value
+
+    return AfterValidator(check)
+
+
 def attributes_size(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:  # the validator sees the optional argument whole: an explicit null comes here too
         return value
@@ -60,10 +73,9 @@ def attributes_size(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-RoomName = Annotated[str, Field(min_length=1, max_length=256, description="Room name."), AfterValidator(plain_name)]
-Identity = Annotated[
-    str, Field(min_length=1, max_length=256, description="Participant identity."), AfterValidator(plain_name)
-]
+# No description for a room or an identity: the argument's name says it, and tools/list carries it ~40 times.
+RoomName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(plain_name)]
+Identity = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(plain_name)]
 AgentName = Annotated[
     str, Field(min_length=1, max_length=256, description="Agent name (lk.agent_name)."), AfterValidator(plain_name)
 ]
@@ -79,7 +91,7 @@ Metadata = Annotated[str, AfterValidator(max_bytes(512 * 1024, "metadata"))]
 Cursor = Annotated[str, Field(max_length=1024, description="next_cursor from the previous page.")]
 AnyRoom = Annotated[
     str,
-    Field(max_length=256, description="Search only this room; every room when omitted."),
+    Field(max_length=256, description="Only this room; all when omitted."),
     AfterValidator(optional_name),
 ]
 AnyAgentName = Annotated[
@@ -88,9 +100,7 @@ AnyAgentName = Annotated[
 AnyIdentity = Annotated[
     str, Field(max_length=256, description="Only the participant with this identity."), AfterValidator(optional_name)
 ]
-ConfirmToken = Annotated[
-    str, Field(max_length=200, description="The confirm_token of the previous answer, to go ahead.")
-]
+ConfirmToken = Annotated[str, Field(max_length=200, description="From the last answer, to go ahead.")]
 Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]
 
 _UNITS = {"m": 60, "h": 3600, "d": 86_400}

@@ -33,7 +33,7 @@ from livekit_mcp.store import Store
 
 T = TypeVar("T")
 U = TypeVar("U")
-Toolset = Literal["rooms", "participants", "agents", "data", "rpc", "tokens"]
+Toolset = Literal["rooms", "participants", "agents", "data", "rpc", "tokens", "sip", "egress", "ingress"]
 assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
 
@@ -57,10 +57,12 @@ def livekit_of(ctx: Context) -> LiveKit:
     return app_of(ctx).livekit
 
 
-READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+# Hints the spec gives a meaning by default are left out, as every byte of tools/list is read into the model's
+# context: idempotentHint is false unless said, and means nothing for a read-only tool.
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
 
 # --- Registration ------------------------------------------------------------------------------------
@@ -71,14 +73,18 @@ class _Tool:
     fn: Callable[..., Any]
     toolset: Toolset
     annotations: ToolAnnotations
+    confirmed: bool = False
+    """Asks before acting, as destructive tools do, though it destroys nothing (it dials a phone)."""
 
 
 _TOOLS: list[_Tool] = []
 
 
-def tool(toolset: Toolset, annotations: ToolAnnotations) -> Callable[[Callable[..., T]], Callable[..., T]]:
+def tool(
+    toolset: Toolset, annotations: ToolAnnotations, *, confirmed: bool = False
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
     def add(fn: Callable[..., T]) -> Callable[..., T]:
-        _TOOLS.append(_Tool(fn, toolset, annotations))
+        _TOOLS.append(_Tool(fn, toolset, annotations, confirmed))
         return fn
 
     return add
@@ -98,23 +104,30 @@ def build_tools(
             continue
         fn = entry.fn
         if not entry.annotations.read_only_hint:
-            # A destructive tool writes its attempted line itself, once confirmed (`destructive`).
-            ahead = not entry.annotations.destructive_hint
+            # A destructive (or confirmed) tool writes its attempted line itself, once confirmed (`destructive`).
+            ahead = not (entry.annotations.destructive_hint or entry.confirmed)
             fn = audited(entry.fn, lambda ctx: app_of(ctx).audit, write_ahead=ahead)
         tool = Tool.from_function(fn, annotations=entry.annotations)
-        tool.parameters = _without_titles(tool.parameters)
+        tool.parameters = _compact_input(tool.parameters)
         schema = tool.fn_metadata.output_schema
         tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
         tools.append(tool)
     return tools
 
 
-def _without_titles(node: Any) -> Any:
-    """A JSON schema without pydantic's `title`s, which repeat the property and model names."""
+def _compact_input(node: Any) -> Any:
+    """An input schema without pydantic's `title`s (they repeat the property and model names), and an optional
+    argument that is "" or null when not given shown as its type alone: leaving it out is how it is not given."""
     if isinstance(node, dict):
-        return {k: _without_titles(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+        if node.get("default", 0) in ("", None):
+            node = {k: v for k, v in node.items() if k != "default"}
+            alternatives = node.get("anyOf")
+            if isinstance(alternatives, list) and len(alternatives) == 2 and {"type": "null"} in alternatives:
+                (kept,) = (a for a in alternatives if a != {"type": "null"})
+                node = {**kept, **{k: v for k, v in node.items() if k != "anyOf"}}
+        return {k: _compact_input(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
     if isinstance(node, list):
-        return [_without_titles(v) for v in node]
+        return [_compact_input(v) for v in node]
     return node
 
 

@@ -135,7 +135,7 @@ async def _confirmed(item: tuple[LiveKit, dict[str, str]]) -> AgentInfo | None:
 
 @tool("agents", READ)
 async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
-    """List a room's agent dispatches, each with the agents of it in the room now, and their jobs."""
+    """List a room's agent dispatches with their jobs and their agents in the room now."""
     lk = livekit_of(ctx)
     # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
     await lk.get_room(room)
@@ -152,7 +152,7 @@ async def dispatch_agent(
     agent_name: AgentName,
     metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
 ) -> Annotated[CallToolResult, DispatchResult]:
-    """Send an agent into a room (the room is created if needed); a worker serving agent_name must be running."""
+    """Send an agent into a room (created if needed); a worker serving agent_name must be running."""
     lk = livekit_of(ctx)
     existed = bool(await lk.list_rooms([room]))
     dispatch = await lk.create_dispatch(room, agent_name, metadata)

@@ -130,7 +130,7 @@ async def update_participant(
     ] = None,
     permission: Annotated[
         Permission | None,
-        Field(description="Replaces the whole permission: give every field you want set (agent stays as it is)."),
+        Field(description="Replaces the whole permission (agent stays as it is)."),
     ] = None,
 ) -> Annotated[CallToolResult, UpdatedParticipant]:
     """Change a participant's name, metadata, attributes or permission."""

@@ -68,7 +68,7 @@ async def list_rooms(
     limit: Annotated[int, Field(ge=1, le=500)] = 50,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomList]:
-    """List the rooms on the LiveKit server with participant counts (LiveKit's, a few seconds behind), by name."""
+    """List rooms with participant counts (LiveKit's, a few seconds behind), by name."""
     rooms = sorted(await livekit_of(ctx).list_rooms(names or ()), key=lambda r: r.name)
     page, next_cursor = page_of(rooms, lambda r: [r.name], limit, cursor)
     found = {r.name for r in rooms}
@@ -183,8 +183,8 @@ async def room_history(
     limit: Annotated[int, Field(ge=1, le=500)] = 100,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomHistory]:
-    """What happened in a room, from LiveKit's webhooks: who joined and left and why, tracks, recordings, and the
-    changes made through this server, by session. Without a room: the rooms active or ended recently."""
+    """A room's history from LiveKit's webhooks, by session: joins, leaves and why, tracks, recordings, changes made
+    here. No room: the rooms active or ended recently."""
     if not room:
         return await _recent_rooms(ctx, since_time(since), limit)
     found = await recent_events(ctx, room, since_time(since), limit, cursor)
@@ -260,7 +260,7 @@ async def create_room(
     max_participants: Annotated[int | None, Field(ge=0, le=2**32 - 1)] = None,
     metadata: Metadata = "",
 ) -> Annotated[CallToolResult, CreatedRoom]:
-    """Create a room; if it exists, return it unchanged (LiveKit does not apply settings to an existing room)."""
+    """Create a room; an existing one is returned unchanged (LiveKit ignores the settings then)."""
     lk = livekit_of(ctx)
     existed = bool(await lk.list_rooms([room]))
     made = await lk.create_room(

@@ -31,7 +31,7 @@ ResponseTimeout = Annotated[
     Field(
         ge=1,
         le=15,
-        description="Seconds the participant has to answer, 1-15; LiveKit calls a handler slower than 3 s again.",
+        description="Seconds to answer, 1-15; LiveKit resends to a handler slower than 3 s.",
     ),
 ]
 # The participant never answered: no acknowledgement (1501), no answer in time (1502), LiveKit gave up (None).
