@@ -31,6 +31,8 @@ BACKENDS = ["sandbox", "real"]
 # Marks a test (or, as `pytestmark`, a module) of a sandbox-only feature: it runs against the sandbox
 # alone. A fixture rather than a custom mark, so that no marker registration outside this directory is needed.
 sandbox_only = pytest.mark.usefixtures("sandbox_only")
+# Marks a test of what only the real server shows here (a service the sandbox plays as connected, absent).
+real_only = pytest.mark.usefixtures("real_only")
 
 
 @pytest.fixture(name="sandbox_only")
@@ -38,9 +40,18 @@ def _sandbox_only() -> None:
     """Requested through @sandbox_only: the test's `target` is the sandbox only."""
 
 
+@pytest.fixture(name="real_only")
+def _real_only() -> None:
+    """Requested through @real_only: the test's `target` is the real server only."""
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" in metafunc.fixturenames:
-        backends = BACKENDS[:1] if "sandbox_only" in metafunc.fixturenames else BACKENDS
+        backends = BACKENDS
+        if "sandbox_only" in metafunc.fixturenames:
+            backends = BACKENDS[:1]
+        elif "real_only" in metafunc.fixturenames:
+            backends = BACKENDS[1:]
         metafunc.parametrize("target", backends, indirect=True)
 
 

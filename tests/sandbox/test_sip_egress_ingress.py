@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from livekit import api
 
-from .conftest import Twirp, sandbox_only
-from .support import Crowd, Target, code_of, unique
+from .conftest import Twirp, real_only, sandbox_only
+from .support import Crowd, code_of, unique
 
 pytestmark = pytest.mark.anyio
 
@@ -154,11 +154,8 @@ async def test_only_a_participant_with_a_sip_call_can_be_transferred(
     )
 
 
-async def test_without_a_sip_service_a_dial_out_is_answered_by_nobody(
-    lk: api.LiveKitAPI, room: str, target: Target
-) -> None:
-    if not target.real:
-        pytest.skip("the sandbox plays a connected SIP service: its dial-out is tested below")
+@real_only  # the sandbox plays a connected SIP service: its dial-out is tested below
+async def test_without_a_sip_service_a_dial_out_is_answered_by_nobody(lk: api.LiveKitAPI, room: str) -> None:
     trunk = await new_outbound(lk)
     request = api.CreateSIPParticipantRequest(room_name=room, sip_trunk_id=trunk.sip_trunk_id, sip_call_to="+1555")
     assert await code_of(lk.sip.create_sip_participant(request)) == NO_SERVICE
@@ -262,11 +259,8 @@ async def test_an_ingress_needs_a_participant_identity(lk: api.LiveKitAPI, room:
     )
 
 
-async def test_without_an_ingress_service_a_url_ingress_is_answered_by_nobody(
-    lk: api.LiveKitAPI, room: str, target: Target
-) -> None:
-    if not target.real:
-        pytest.skip("the sandbox plays a connected ingress service")
+@real_only  # the sandbox plays a connected ingress service
+async def test_without_an_ingress_service_a_url_ingress_is_answered_by_nobody(lk: api.LiveKitAPI, room: str) -> None:
     request = api.CreateIngressRequest(
         input_type=api.IngressInput.URL_INPUT, room_name=room, participant_identity="u", url="https://example.com/a"
     )
