@@ -17,22 +17,26 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 from livekit import api
+from mcp import Client
+from mcp.types import RequestParamsMeta
 
 from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.service import ON_BEHALF_OF_META
 from livekit_mcp.slack.blocks import CANCEL, CONFIRM, MORE
 
 from ._proc import stop
-from .conftest import LIVEKIT_MCP, LiveKitTarget, Served, identities, room_names, run_cli, spawn
+from .conftest import LIVEKIT_MCP, LiveKitTarget, Served, identities, room_names, run_cli, stdio, wait_for_listening
 from .real_livekit import AgentWorker, LiveKitServer
 from .slack_standin import (
     ModelStandIn,
     SlackStandIn,
     click_body,
+    click_payload,
     event_payload,
     signed,
     slash_body,
@@ -53,6 +57,8 @@ ASKER, ASKER_NAME = "U0ASKER", "asker"
 OTHER, OTHER_NAME = "U0OTHER", "other"
 OPS = "C0OPS"
 CONFIRM_TOKEN = re.compile(r"\bv\d+\.\d{6,}(?:\.[A-Za-z0-9_-]+){2,6}")
+STARTUP = 90.0
+"""Seconds the app and its server may take to start (the stdio server imports livekit-api and the MCP SDK)."""
 MANIFEST = Path(__file__).parent.parent / "slack-manifest.json"
 
 
@@ -154,8 +160,16 @@ def start_app(slack: SlackStandIn, livekit: LiveKitTarget, tmp_path: Path) -> It
         where.mkdir()
         audit = where / "audit.jsonl"
         env = app_env(target or livekit, slack, audit, **extra)
-        process, port = spawn(["slack", "--port", "0", "--log-level", "INFO", *flags], env, where / "stderr.log")
-        app = SlackApp(f"http://127.0.0.1:{port}/slack/events", slack, process, where / "stderr.log", audit)
+        log = where / "stderr.log"
+        with log.open("wb") as err:
+            process = subprocess.Popen([LIVEKIT_MCP, "slack", "--port", "0", *flags], env=env, stderr=err)
+        try:
+            # The app, then the server it starts over stdio: on a loaded machine that can take a while.
+            port = wait_for_listening(process, log, STARTUP)
+        except AssertionError:
+            stop(process)
+            raise
+        app = SlackApp(f"http://127.0.0.1:{port}/slack/events", slack, process, log, audit)
         started.append(app)
         return app
 
@@ -235,6 +249,20 @@ async def test_unsigned_stale_and_forged_requests_are_refused_before_anything_ru
     assert [c.method for c in slack.calls] == []  # not even auth.test: refused before authorization
 
 
+async def test_slacks_url_verification_is_answered_with_its_challenge(start_app: Callable[..., SlackApp]) -> None:
+    app = start_app()
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        }
+    ).encode()
+    status, text = await app.post(body, signed(body, SIGNING_SECRET), "application/json")
+    assert status == 200
+    assert json.loads(text) == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+
+
 async def test_livekit_and_mcp_failures_are_one_readable_line(
     start_app: Callable[..., SlackApp], admin: SandboxAdmin, tmp_path: Path
 ) -> None:
@@ -265,7 +293,7 @@ async def test_remove_is_confirmed_by_the_asker_alone_and_the_audit_line_names_t
 ) -> None:
     await admin.join("support", "customer", name="Dana")
     await admin.join("support", "caller", kind="SIP")
-    app = start_app()
+    app = start_app("--log-level", "DEBUG")  # the most the logs ever say: still no token of any kind
 
     asked = await app.command("remove support customer")
     shown = texts(asked["blocks"])
@@ -298,6 +326,9 @@ async def test_remove_is_confirmed_by_the_asker_alone_and_the_audit_line_names_t
     assert finished["on_behalf_of"] == f"slack:{ASKER} ({ASKER_NAME})"
     assert finished["principal"].endswith("(stdio)")
     assert finished["arguments"]["confirm_token"] == "(given)"
+
+    history = texts((await app.command("history support"))["blocks"])
+    assert f"for slack:{ASKER} ({ASKER_NAME}) ran remove_participant on 'customer'" in history
 
 
 async def test_an_approver_may_confirm_and_cancel_changes_nothing(
@@ -403,7 +434,7 @@ async def test_a_running_http_service_gets_the_person_as_x_on_behalf_of(
 
 
 async def test_socket_mode_acks_each_envelope_and_answers_through_the_response_url(
-    slack: SlackStandIn, livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+    slack: SlackStandIn, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, tmp_path: Path
 ) -> None:
     await admin.join("support", "customer")
     env = app_env(livekit, slack, tmp_path / "audit.jsonl", SLACK_APP_TOKEN=APP_TOKEN)
@@ -412,7 +443,7 @@ async def test_socket_mode_acks_each_envelope_and_answers_through_the_response_u
     with log.open("wb") as err:
         process = subprocess.Popen([LIVEKIT_MCP, "slack"], env=env, stderr=err)  # noqa: ASYNC220 - starts at once
     try:
-        await until("the app connects over Socket Mode", slack.connected)
+        await until("the app connects over Socket Mode", slack.connected, STARTUP)
         opened = [c for c in slack.calls if c.method == "apps.connections.open"]
         assert opened[0].authorization == f"Bearer {APP_TOKEN}"  # the app-level token, not the bot's
         response_url = slack.response_url()
@@ -427,6 +458,24 @@ async def test_socket_mode_acks_each_envelope_and_answers_through_the_response_u
         await until("the envelope is acked", lambda: [a for a in slack.acks if a.get("envelope_id") == "e-1"])
         answer = await until("the answer", lambda: [r for r in slack.responses if r["url"] == response_url])
         assert "*customer*" in texts(answer[0]["blocks"])
+
+        async def envelope(envelope_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+            """An envelope as Slack pushes it; the answer at the payload's response URL, once acked."""
+            slack.send_envelope({"envelope_id": envelope_id, "type": kind, "payload": payload})
+            await until(f"{envelope_id} is acked", lambda: [a for a in slack.acks if a["envelope_id"] == envelope_id])
+            url = payload["response_url"]
+            found = await until("the answer", lambda: [r for r in slack.responses if r["url"] == url])
+            return dict(found[-1])
+
+        asked = await envelope(
+            "e-2",
+            "slash_commands",
+            slash_payload("remove support customer", ASKER, ASKER_NAME, OPS, slack.response_url()),
+        )
+        click = click_payload(CONFIRM, button(asked, CONFIRM), ASKER, ASKER_NAME, OPS, slack.response_url(), None)
+        done = await envelope("e-3", "interactive", click)
+        assert f"Done, confirmed by <@{ASKER}>." in texts(done["blocks"])
+        assert "customer" not in await identities(lkapi, "support")
     finally:
         stop(process)
     no_secrets_in(log.read_text(errors="replace"))
@@ -508,11 +557,21 @@ async def test_the_ai_mode_uses_the_tools_and_turns_a_destructive_step_into_butt
     assert (finished["outcome"], finished["on_behalf_of"]) == ("done", f"slack:{ASKER} ({ASKER_NAME})")
 
 
-async def test_the_ai_mode_is_off_without_a_key(start_app: Callable[..., SlackApp], slack: SlackStandIn) -> None:
+async def test_the_ai_mode_is_off_without_a_key_in_mentions_and_dms(
+    start_app: Callable[..., SlackApp], slack: SlackStandIn
+) -> None:
     app = start_app()
     await mention(app, "<@U0BOT> who is in support?")
     (said,) = await until("the answer", lambda: slack.posted("chat.postMessage"))
     assert said["text"].startswith("The AI mode is off")
+    assert (said["channel"], said["thread_ts"]) == (OPS, "1700000000.000100")
+
+    dm = {"type": "message", "channel_type": "im", "user": ASKER, "text": "hi", "ts": "1700000002.000300"}
+    dm["channel"] = "D0DIRECT"
+    body = json.dumps(event_payload(dm)).encode()
+    assert (await app.post(body, signed(body, SIGNING_SECRET), "application/json"))[0] == 200
+    answers = await until("the DM's answer", lambda: slack.posted("chat.postMessage")[1:])
+    assert (answers[0]["channel"], answers[0]["thread_ts"]) == ("D0DIRECT", "1700000002.000300")
 
 
 # --- The real server ---------------------------------------------------------------------------------------
@@ -590,3 +649,37 @@ async def test_the_acknowledgement_comes_at_once_and_slow_work_answers_later(
     assert (status, text) == (200, "")
     assert app.responses(response_url) == []  # acknowledged while LiveKit was still answering
     assert "*support*" in texts((await app.answer(response_url))["blocks"])
+
+
+async def test_the_readme_path_on_the_built_in_sandbox_ends_in_a_confirmed_remove_agent(
+    start_app: Callable[..., SlackApp],
+) -> None:
+    app = start_app("--sandbox")  # the server it starts runs the sandbox, with its demo rooms
+    found = texts((await app.command("agent support-call-1042"))["blocks"])
+    assert "*1 agent(s)*" in found
+    assert "support-agent" in found
+    asked = await app.command("remove-agent support-call-1042")
+    url = await app.click(CONFIRM, button(asked, CONFIRM))
+    assert f"Done, confirmed by <@{ASKER}>." in texts(app.responses(url)[0]["blocks"])
+    assert "*0 agent(s)*" in texts((await app.command("agent support-call-1042"))["blocks"])
+    assert [line["outcome"] for line in app.audit_lines() if line["tool"] == "remove_agent"][-1] == "done"
+
+
+async def test_a_stdio_server_records_the_person_of_the_requests_meta_on_one_line(
+    livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+) -> None:
+    """The way the Slack app names the person to a stdio server (which has no headers): `_meta`, bounded and
+    printable as the header is."""
+    await admin.join("support", "customer")
+    audit = tmp_path / "audit.jsonl"
+    env = livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(audit))
+    async with Client(stdio(env)) as client:
+        meta = cast(RequestParamsMeta, {ON_BEHALF_OF_META: 'slack:U1 (ann)\n{"principal": "admin"}'})
+        result = await client.call_tool("remove_participant", {"room": "support", "identity": "customer"}, meta=meta)
+        assert not result.is_error
+        plain = await client.call_tool("update_room_metadata", {"room": "support", "metadata": "x"})
+        assert not plain.is_error
+    done, unnamed = [line for line in map(json.loads, audit.read_text().splitlines()) if line["outcome"] == "done"]
+    assert done["on_behalf_of"] == 'slack:U1 (ann)?{"principal": "admin"}'
+    assert done["principal"].endswith("(stdio)")
+    assert "on_behalf_of" not in unnamed

@@ -8,7 +8,6 @@ that a person was asked, and never sees the token (every tool answer it reads ha
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -107,11 +106,11 @@ class Assistant:
         post_buttons: PostButtons,
     ) -> tuple[str, bool]:
         if tool in destructive:
-            blocks = await self._commands.destructive(tool, arguments, person, channel)
-            await post_buttons(blocks)
-            shown = " ".join(json.dumps(b.get("text", {}).get("text", "")) for b in blocks[:1])
+            shown = await self._commands.destructive(tool, arguments, person, channel)
+            await post_buttons(shown)
+            what = str(shown[0].get("text", {}).get("text", ""))  # the plan, or why there is none
             return withheld(
-                f"Not done: a person was shown Confirm / Cancel buttons in Slack and decides. {shown}"
+                f"Not done: a person was shown Confirm / Cancel buttons in Slack and decides. {what}"
             ), False
         answer = await self._commands.tools.call(tool, arguments, person.on_behalf_of)
         return withheld(answer.text), not answer.ok

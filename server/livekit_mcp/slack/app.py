@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -31,6 +31,9 @@ from livekit_mcp.slack.commands import Access, Commands, Person
 from livekit_mcp.slack.mcp_client import LiveKitTools
 from livekit_mcp.slack.settings import SlackSettings, server_environment
 
+if TYPE_CHECKING:
+    from livekit_mcp.slack.ai import Assistant
+
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
@@ -40,10 +43,17 @@ MENTION = re.compile(r"<@[A-Z0-9]+>")
 def build_app(settings: SlackSettings, tools: LiveKitTools) -> AsyncApp:
     """The Bolt app over `tools`, its Web API client pointed at LIVEKIT_MCP_SLACK_API_URL."""
     assert settings.bot_token is not None
-    client = AsyncWebClient(token=settings.bot_token.get_secret_value(), base_url=settings.api_url)
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
     # Socket Mode has no signatures to check (the WebSocket is ours); HTTP mode checks every request.
-    app = AsyncApp(client=client, signing_secret=secret, request_verification_enabled=settings.mode() == "http")
+    app = AsyncApp(
+        token=settings.bot_token.get_secret_value(),
+        signing_secret=secret,
+        request_verification_enabled=settings.mode() == "http",
+    )
+    # Bolt takes the base URL only with a client of our own, and then warns that the token (which it reads from
+    # the environment by itself) goes unused: its own client, pointed where the settings say, says nothing.
+    client: AsyncWebClient = app.client
+    client.base_url = settings.api_url.rstrip("/") + "/"
 
     async def members(group: str) -> set[str]:
         try:
@@ -129,10 +139,11 @@ def build_app(settings: SlackSettings, tools: LiveKitTools) -> AsyncApp:
     return app
 
 
-def _assistant(settings: SlackSettings, commands: Commands) -> Any:
+def _assistant(settings: SlackSettings, commands: Commands) -> Assistant | None:
+    """The AI mode, or None without an Anthropic key."""
     if settings.anthropic_api_key is None:
         return None
-    import anthropic  # only the AI mode needs it
+    import anthropic  # a few seconds to import: only the AI mode pays for it
 
     from livekit_mcp.slack.ai import Assistant
 

@@ -189,15 +189,14 @@ class Commands:
 
     async def click(self, key: str, confirmed: bool, person: Person) -> tuple[list[Block] | None, str | None]:
         """A Confirm or Cancel click: the message's new blocks (None: unchanged) and a note for the clicker alone."""
+        closed = "This request is no longer open (already answered, or the app restarted). Run the command again."
         pending = self.confirmations.get(key)
         if pending is None:
-            return (
-                None,
-                "This request is no longer open (already answered, or the app restarted). Run the command again.",
-            )
+            return None, closed
         if not await self.access.may_confirm(person, pending):
             return None, f"Only <@{pending.asker.user_id}> or an approver may answer this request."
-        self.confirmations.take(key)
+        if self.confirmations.take(key) is None:  # another click took it while we looked the clicker up
+            return None, closed
         if not confirmed:
             return blocks.outcome(f"Cancelled by <@{person.user_id}>: nothing was changed.", pending.question), None
         if time.time() > pending.expires_at:
