@@ -10,7 +10,9 @@ and the audit line with the clicker's id.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+import anyio
 import pytest
 from livekit import api
 from mcp import Client
@@ -683,3 +686,35 @@ async def test_a_stdio_server_records_the_person_of_the_requests_meta_on_one_lin
     assert done["on_behalf_of"] == 'slack:U1 (ann)?{"principal": "admin"}'
     assert done["principal"].endswith("(stdio)")
     assert "on_behalf_of" not in unnamed
+
+
+def stdio_server_of(pid: int) -> int:
+    """The process id of the livekit-mcp server the app `pid` started over stdio (from /proc: Linux only)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (server,) = [int(child) for child in children if b"livekit_mcp" in Path(f"/proc/{child}/cmdline").read_bytes()]
+    return server
+
+
+async def test_a_lost_stdio_server_is_one_line_and_started_again(
+    start_app: Callable[..., SlackApp], admin: SandboxAdmin
+) -> None:
+    await admin.join("support", "customer")
+    app = start_app()
+    assert "*support*" in texts((await app.command("rooms"))["blocks"])
+    os.kill(stdio_server_of(app.process.pid), signal.SIGKILL)
+
+    lost = ":x: livekit-mcp stopped while asked for list_rooms; it is starting again: try again"
+    first = texts((await app.command("rooms"))["blocks"])
+    assert first == lost or "*support*" in first  # the new server may already be up
+    answers: list[str] = []
+
+    async def answered() -> bool:
+        answers.append(texts((await app.command("rooms"))["blocks"]))
+        return "*support*" in answers[-1]
+
+    with anyio.fail_after(STARTUP):
+        while not await answered():  # noqa: ASYNC110 - another process starts its server in its own time
+            await anyio.sleep(0.2)
+    assert set(answers[:-1]) <= {lost}
+    assert "the livekit-mcp server was lost; starting it again" in app.stderr()
+    assert "Traceback" not in app.stderr()

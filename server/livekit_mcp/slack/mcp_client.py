@@ -1,9 +1,10 @@
 """The Slack app's way to LiveKit: an MCP client of livekit-mcp, so every guardrail, policy and audit line applies.
 
 Two ways to reach the server:
-- stdio (the default): one `livekit-mcp serve` child process for the app's life, started with our environment and
-  the server flags given to `livekit-mcp slack`. Stdio has no headers: the person a call is made for travels as
-  the request's `_meta` entry `livekit-mcp/on-behalf-of`, which the server records as it records the header.
+- stdio (the default): one `livekit-mcp serve` child process, started with our environment and the server flags
+  given to `livekit-mcp slack`, and started again if it is lost (the call that found it gone fails in one line).
+  Stdio has no headers: the person a call is made for travels as the request's `_meta` entry
+  `livekit-mcp/on-behalf-of`, which the server records as it records the header.
 - HTTP (`--mcp-url`): a running service, with a bearer token; the person is the `X-On-Behalf-Of` header. The
   SDK's HTTP transport sends a connection's headers with every request, so each call gets a connection of its own.
 """
@@ -19,19 +20,27 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
+import anyio.abc
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, RequestParamsMeta, TextContent, Tool
+from mcp.shared.exceptions import MCPError
+from mcp.types import CONNECTION_CLOSED, CallToolResult, RequestParamsMeta, TextContent, Tool
 
 from livekit_mcp.service import _CONFIRM_TOKEN, ON_BEHALF_OF, ON_BEHALF_OF_META, failure_summary
 
 log = logging.getLogger(__name__)
 
 _SDK_PREFIX = re.compile(r"^Error executing tool \S+: ")
+RESTART_PAUSE = 1.0
+"""Seconds between starting a lost stdio server again, so one that cannot start does not spin."""
 CALL_TIMEOUT = 90.0
 """Seconds one tool call may take, end to end (the server bounds each LiveKit call itself; remove_agent with a
 grace period waits up to a minute)."""
+
+
+class ServerLost(Exception):
+    """The stdio server is gone (crashed, killed); it is being started again."""
 
 
 @dataclass
@@ -69,30 +78,58 @@ class LiveKitTools:
         url: str | None = None,
         token: str | None = None,
     ) -> None:
-        self._server_args = list(server_args)
-        self._env = env
+        self._params = StdioServerParameters(
+            command=sys.executable, args=["-m", "livekit_mcp", "serve", *server_args], env=env
+        )
         self._url = url
         self._token = token
         self._stack = AsyncExitStack()
         self._stdio: Client | None = None
+        self._lost = anyio.Event()
 
     async def __aenter__(self) -> LiveKitTools:
         if self._url is None:
-            params = StdioServerParameters(
-                command=sys.executable, args=["-m", "livekit_mcp", "serve", *self._server_args], env=self._env
-            )
-            self._stdio = await self._stack.enter_async_context(Client(params))
+            tasks = await self._stack.enter_async_context(anyio.create_task_group())
+            self._stack.callback(tasks.cancel_scope.cancel)
+            await tasks.start(self._keep_server)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
+    async def _keep_server(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Own the stdio server for the app's life (the SDK's client must be closed by the task that opened it),
+        and start it again when it is lost: a crashed server must not leave Slack without LiveKit."""
+        started = False
+        while True:
+            try:
+                async with Client(self._params) as client:
+                    self._stdio, self._lost = client, anyio.Event()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await self._lost.wait()
+            except Exception as exc:
+                if not started:
+                    raise
+                log.warning("the livekit-mcp server could not be started again: %s", failure_summary(exc))
+            self._stdio = None
+            log.warning("the livekit-mcp server was lost; starting it again")
+            await anyio.sleep(RESTART_PAUSE)
+
     @asynccontextmanager
     async def _client(self, person: str) -> AsyncIterator[tuple[Client, RequestParamsMeta | None]]:
-        if self._stdio is not None:
-            yield self._stdio, cast(RequestParamsMeta, {ON_BEHALF_OF_META: person})
+        if self._url is None:
+            if self._stdio is None:
+                raise ServerLost
+            try:
+                yield self._stdio, cast(RequestParamsMeta, {ON_BEHALF_OF_META: person})
+            except MCPError as exc:
+                if exc.error.code == CONNECTION_CLOSED:
+                    self._lost.set()
+                    raise ServerLost from exc
+                raise
             return
-        assert self._url is not None
         headers = {ON_BEHALF_OF: person}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -110,6 +147,8 @@ class LiveKitTools:
                     result = await client.call_tool(tool, arguments, meta=meta)
         except TimeoutError:
             return Answer(False, f"livekit-mcp did not answer {tool} within {CALL_TIMEOUT:g} s; try again")
+        except ServerLost:
+            return Answer(False, f"livekit-mcp stopped while asked for {tool}; it is starting again: try again")
         except Exception as exc:  # the server unreachable, a protocol error: one line, the detail at DEBUG
             log.warning("calling %s failed: %s", tool, failure_summary(exc))
             log.debug("calling %s failed in detail", tool, exc_info=exc)
