@@ -718,3 +718,47 @@ async def test_a_lost_stdio_server_is_one_line_and_started_again(
     assert set(answers[:-1]) <= {lost}
     assert "the livekit-mcp server was lost; starting it again" in app.stderr()
     assert "Traceback" not in app.stderr()
+
+
+async def test_the_ai_mode_offers_no_change_in_a_read_only_channel_and_a_model_failure_is_one_line(
+    start_app: Callable[..., SlackApp],
+    model: ModelStandIn,
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    slack: SlackStandIn,
+) -> None:
+    await admin.join("support", "customer")
+    model.script = [
+        [
+            {
+                "type": "tool_use",
+                "id": "tu_1",
+                "name": "remove_participant",
+                "input": {"room": "support", "identity": "customer"},
+            }
+        ],
+        [{"type": "text", "text": "I cannot do that here."}],
+    ]
+    app = start_app(
+        ANTHROPIC_API_KEY=MODEL_KEY, ANTHROPIC_BASE_URL=model.url, LIVEKIT_MCP_SLACK_CHANGE_CHANNELS="C0ELSE"
+    )
+    await mention(app, "<@U0BOT> kick the customer out of support")
+    (said,) = await until("the answer", lambda: slack.posted("chat.postMessage"))
+    assert said["text"] == "I cannot do that here."
+    offered = {t["name"] for t in model.requests[0]["tools"]}
+    assert "list_participants" in offered
+    assert not offered & {"remove_participant", "delete_room", "remove_agent", "update_room_metadata"}
+    (result,) = [
+        c for m in model.requests[-1]["messages"] if m["role"] == "user" for c in m["content"] if isinstance(c, dict)
+    ]
+    assert (result["content"], result["is_error"]) == (
+        "remove_participant is not available to this person in this channel.",
+        True,
+    )
+    assert "customer" in await identities(lkapi, "support")
+
+    # The script has ended: the stand-in answers 500, as the API does when it fails.
+    await mention(app, "<@U0BOT> and now?")
+    failed = await until("the second answer", lambda: slack.posted("chat.postMessage")[1:])
+    assert failed[0]["text"] == "The model could not answer (InternalServerError); `/livekit help` works without it."
+    assert "Traceback" not in app.stderr()
