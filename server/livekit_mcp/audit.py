@@ -179,7 +179,7 @@ def audited(
         ctx: Context = kwargs["ctx"]
         log_file = audit_log(ctx)
         log_file.check_writable()
-        caller = caller_of(ctx.request_context.request, ctx.headers)
+        caller = caller_of(ctx.request_context.request, ctx.headers, ctx.request_context.meta)
         arguments = {k: _shown(k, v) for k, v in kwargs.items() if k not in HIDDEN_ARGUMENTS}
         record = _Record(
             fn.__name__,
@@ -221,6 +221,6 @@ def record_invalid(
     ctx: Context[Any, Any], log_file: AuditLog, tool: str, arguments: Mapping[str, Any], reason: str
 ) -> None:
     """The line of a change call refused for its arguments, before the tool (and its wrapper) could run."""
-    caller = caller_of(ctx.request_context.request, ctx.headers)
+    caller = caller_of(ctx.request_context.request, ctx.headers, ctx.request_context.meta)
     shown = {k: _shown(k, v if isinstance(v, str) else repr(v)) for k, v in arguments.items()}
     log_file.record(_Record(tool, shown, caller.principal, caller.on_behalf_of), "invalid", reason)

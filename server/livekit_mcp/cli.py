@@ -1,4 +1,4 @@
-"""The command line: `livekit-mcp [serve] | sandbox | demo | check | webhooks`.
+"""The command line: `livekit-mcp [serve] | sandbox | demo | check | webhooks | slack`.
 
 Logs go to stderr: in stdio mode stdout carries nothing but the protocol.
 """
@@ -20,14 +20,15 @@ from livekit_mcp.config import ConfigFileError, MissingCredentialsError, Setting
 
 WEBHOOKS_PORT = 8001
 """`livekit-mcp webhooks` listens here by default: beside `serve --transport http` on 8000."""
-COMMANDS = ("serve", "sandbox", "demo", "check", "webhooks")
+COMMANDS = ("serve", "sandbox", "demo", "check", "webhooks", "slack")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livekit-mcp",
         description="An MCP server that lets AI assistants operate LiveKit rooms.",
-        epilog="Commands: serve (default), sandbox, demo, check, webhooks. `livekit-mcp COMMAND --help` for each.",
+        epilog="Commands: serve (default), sandbox, demo, check, webhooks, slack. "
+        "`livekit-mcp COMMAND --help` for each.",
     )
     parser.add_argument("--version", action="version", version=f"livekit-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -100,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
     webhooks.add_argument("--host", help="bind address (default 127.0.0.1)")
     webhooks.add_argument("--port", type=int, help=f"port (default {WEBHOOKS_PORT})")
     _add_livekit_flags(webhooks, sandbox=False)
+
+    slack = commands.add_parser(
+        "slack", help="the Slack app: /livekit, confirmation buttons, AI answers (needs livekit-mcp[slack])"
+    )
+    slack.add_argument("--mcp-url", help="use a running livekit-mcp HTTP service (…/mcp) instead of starting one")
+    slack.add_argument("--host", help="HTTP mode: bind address of /slack/events (default 127.0.0.1)")
+    slack.add_argument("--port", type=int, help="HTTP mode: port of /slack/events (default 3000)")
+    slack.add_argument("--config", type=Path, help="TOML file of the server's settings (policy, audit log, ...)")
+    slack.add_argument("--audit-log", type=Path, help="the server's audit log (one JSON line per attempted change)")
+    slack.add_argument("--toolsets", help="the server's toolsets, comma-separated")
+    slack.add_argument("--read-only", action="store_const", const=True, help="the server offers only read tools")
+    _add_livekit_flags(slack, sandbox=True)
     return parser
 
 
@@ -153,7 +166,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         _fail(f"invalid setting: {problems}")
-    if settings.credentials == "env" and getattr(args, "command", None) != "webhooks":  # webhooks: key and secret
+    # webhooks: key and secret only; slack with --mcp-url: the service it uses has its own
+    remote = getattr(args, "command", None) == "webhooks" or getattr(args, "mcp_url", None) is not None
+    if settings.credentials == "env" and not remote:
         try:
             settings.livekit_credentials()
         except MissingCredentialsError as exc:
@@ -177,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from livekit_mcp.demo import run_demo
 
         run_demo(args.credentials or "sandbox")
+    elif args.command == "slack":
+        _run_slack(args)
     elif args.command == "check":
         from livekit_mcp.check import run_check
 
@@ -194,3 +211,36 @@ def main(argv: Sequence[str] | None = None) -> None:
                 (run_webhooks if args.command == "webhooks" else run)(settings)
         except StartupError as exc:
             _fail(str(exc))
+
+
+def _run_slack(args: argparse.Namespace) -> None:
+    try:
+        import anyio
+
+        from livekit_mcp.slack.app import serve
+        from livekit_mcp.slack.settings import MissingSlackSetting, SlackSettings
+    except ImportError as exc:
+        _fail(f"the Slack app needs its extra: pip install 'livekit-mcp[slack]' ({exc.name} is missing)")
+    from livekit_mcp.service import configure_logging
+
+    flags = {k: getattr(args, k) for k in ("mcp_url", "host", "port") if getattr(args, k) is not None}
+    args.host = args.port = None  # the Slack app's, not the server's
+    settings = _settings(args)
+    try:
+        slack = SlackSettings(**flags)
+        slack.check()
+    except MissingSlackSetting as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail("invalid setting: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+    configure_logging(settings.log_level, settings.log_format, [*settings.secrets(), *slack.secrets()])
+    server_args: list[str] = []  # handed on to the server started over stdio
+    if args.credentials in ("sandbox", "dev"):
+        server_args.append(f"--{args.credentials}")
+    for name in ("config", "audit_log", "toolsets", "timeout", "log_level", "log_format"):
+        if getattr(args, name, None) is not None:
+            server_args += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.read_only:
+        server_args.append("--read-only")
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve, settings, slack, server_args)

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 ON_BEHALF_OF = "x-on-behalf-of"
 """Header a bot sets to name the person it acts for: recorded, never taken as an identity."""
+ON_BEHALF_OF_META = "livekit-mcp/on-behalf-of"
+"""The same over stdio, which has no headers: a `_meta` entry of the request (honoured on stdio only; over HTTP
+the header is the one way, checked by `OnBehalfOfCheck`)."""
 MAX_ON_BEHALF_OF = 200
 """Characters of `X-On-Behalf-Of` accepted: a user id, an e-mail address or a name fits."""
 HEALTH_CACHE = 5.0
@@ -111,8 +114,9 @@ def _user_of(request: object) -> AuthenticatedUser | None:
     return user if isinstance(user, AuthenticatedUser) else None
 
 
-def caller_of(request: object, headers: Mapping[str, str] | None) -> Caller:
-    """Who is calling: the HTTP token's principal, anonymous HTTP, or the local user on stdio."""
+def caller_of(request: object, headers: Mapping[str, str] | None, meta: Mapping[str, Any] | None = None) -> Caller:
+    """Who is calling: the HTTP token's principal, anonymous HTTP, or the local user on stdio (with the person a
+    local bot acts for, from the request's `_meta`)."""
     token = get_access_token()
     user = _user_of(request)
     if token is None and user is not None:
@@ -122,7 +126,10 @@ def caller_of(request: object, headers: Mapping[str, str] | None) -> Caller:
         return Caller(token.client_id, on_behalf_of, WRITE_SCOPE in token.scopes)
     if headers is not None:
         return Caller("anonymous (HTTP)", on_behalf_of)
-    return Caller(f"{_local_user()} (stdio)")
+    named = meta.get(ON_BEHALF_OF_META) if meta is not None else None
+    # Whoever can write to a stdio server's stdin is the local user already: like the header, a name recorded.
+    on_behalf_of = _clean_on_behalf_of(named.encode().decode("latin-1")) if isinstance(named, str) else None
+    return Caller(f"{_local_user()} (stdio)", on_behalf_of)
 
 
 @functools.cache
@@ -242,7 +249,7 @@ class CallerMiddleware:
         self._change_tools = frozenset(change_tools)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        caller = caller_of(ctx.request, getattr(ctx.request, "headers", None))
+        caller = caller_of(ctx.request, getattr(ctx.request, "headers", None), ctx.meta)
         reset = _request.set((str(ctx.request_id) if ctx.request_id is not None else "-", caller))
         try:
             result = await call_next(ctx)

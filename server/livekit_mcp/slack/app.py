@@ -1,0 +1,214 @@
+"""The Bolt app: Slack's requests in (Socket Mode or signed HTTP), `Commands` and `Assistant` behind them.
+
+Every listener acknowledges first (Slack wants it within 3 s) and answers afterwards: a slash command and a
+click through the response URL (their messages are ephemeral), an AI answer with chat.postMessage in the thread,
+the outcome of a click on a posted message with chat.update.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from livekit_mcp.config import Settings
+from livekit_mcp.service import failure_summary, listen, serve_http
+from livekit_mcp.slack import blocks
+from livekit_mcp.slack.blocks import Block
+from livekit_mcp.slack.commands import Access, Commands, Person
+from livekit_mcp.slack.mcp_client import LiveKitTools
+from livekit_mcp.slack.settings import SlackSettings, server_environment
+
+if TYPE_CHECKING:
+    from livekit_mcp.slack.ai import Assistant
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+MENTION = re.compile(r"<@[A-Z0-9]+>")
+
+
+def build_app(settings: SlackSettings, tools: LiveKitTools) -> AsyncApp:
+    """The Bolt app over `tools`, its Web API client pointed at LIVEKIT_MCP_SLACK_API_URL."""
+    assert settings.bot_token is not None
+    secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
+    # Socket Mode has no signatures to check (the WebSocket is ours); HTTP mode checks every request.
+    app = AsyncApp(
+        token=settings.bot_token.get_secret_value(),
+        signing_secret=secret,
+        request_verification_enabled=settings.mode() == "http",
+    )
+    # Bolt takes the base URL only with a client of our own, and then warns that the token (which it reads from
+    # the environment by itself) goes unused: its own client, pointed where the settings say, says nothing.
+    client: AsyncWebClient = app.client
+    client.base_url = settings.api_url.rstrip("/") + "/"
+
+    async def members(group: str) -> set[str]:
+        try:
+            answer = await client.usergroups_users_list(usergroup=group)
+        except SlackApiError as exc:
+            log.warning("members of user group %s unknown: %s", group, exc.response.get("error"))
+            return set()
+        return set(answer.get("users") or [])
+
+    commands = Commands(tools, settings, Access(settings, members))
+    assistant = _assistant(settings, commands)
+
+    @app.command("/livekit")
+    async def slash(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        person = Person(command["user_id"], command.get("user_name", ""))
+        shown = await _guarded(commands.run(command.get("text", ""), person, command["channel_id"]))
+        await respond(blocks=shown, text=_fallback(shown), response_type="ephemeral")
+
+    @app.action(blocks.MORE)
+    async def more(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        value = json.loads(action["value"])
+        shown = await _guarded(commands.run(str(value["c"]), _clicker(body), _channel(body), int(value["o"])))
+        await respond(blocks=shown, text=_fallback(shown), response_type="ephemeral", replace_original=True)
+
+    async def clicked(body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, confirmed: bool) -> None:
+        person = _clicker(body)
+        try:
+            shown, note = await commands.click(action["value"], confirmed, person)
+        except Exception as exc:
+            log.error("a click failed: %s", failure_summary(exc))
+            shown, note = None, "That click failed inside the Slack app; nothing more is known. Try the command again."
+        if note is not None:
+            await respond(text=note, response_type="ephemeral", replace_original=False)
+        if shown is None:
+            return
+        container = body.get("container", {})
+        if container.get("is_ephemeral") or "message_ts" not in container:
+            await respond(blocks=shown, text=_fallback(shown), replace_original=True)
+        else:
+            await client.chat_update(
+                channel=container["channel_id"], ts=container["message_ts"], blocks=shown, text=_fallback(shown)
+            )
+
+    @app.action(blocks.CONFIRM)
+    async def confirm(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await clicked(body, action, respond, True)
+
+    @app.action(blocks.CANCEL)
+    async def cancel(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await clicked(body, action, respond, False)
+
+    async def ask(event: dict[str, Any]) -> None:
+        channel, thread = event["channel"], event.get("thread_ts") or event["ts"]
+        person = Person(event["user"])
+
+        async def post_buttons(shown: list[Block]) -> None:
+            await client.chat_postMessage(channel=channel, thread_ts=thread, blocks=shown, text=_fallback(shown))
+
+        if assistant is None:
+            said = "The AI mode is off (no ANTHROPIC_API_KEY is set); `/livekit help` lists the commands."
+        else:
+            question = MENTION.sub("", event.get("text", "")).strip()
+            try:
+                said = await assistant.answer(question, person, channel, post_buttons)
+            except Exception as exc:
+                log.error("an AI answer failed: %s", failure_summary(exc))
+                said = "Answering that failed inside the Slack app; `/livekit` still works."
+        await client.chat_postMessage(channel=channel, thread_ts=thread, text=said)
+
+    @app.event("app_mention")
+    async def mentioned(event: dict[str, Any]) -> None:
+        await ask(event)
+
+    @app.event("message")
+    async def direct(event: dict[str, Any]) -> None:
+        if event.get("channel_type") == "im" and not event.get("subtype") and not event.get("bot_id"):
+            await ask(event)
+
+    return app
+
+
+def _assistant(settings: SlackSettings, commands: Commands) -> Assistant | None:
+    """The AI mode, or None without an Anthropic key."""
+    if settings.anthropic_api_key is None:
+        return None
+    import anthropic  # a few seconds to import: only the AI mode pays for it
+
+    from livekit_mcp.slack.ai import Assistant
+
+    client = anthropic.AsyncAnthropic(
+        api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url, max_retries=1
+    )
+    return Assistant(commands, client, settings.model, settings.max_turns)
+
+
+async def _guarded(work: Any) -> list[Block]:
+    """A command's blocks, or one line if something failed that `LiveKitTools` did not already turn into one."""
+    try:
+        shown: list[Block] = await work
+    except Exception as exc:
+        log.error("a command failed: %s", failure_summary(exc))
+        return [blocks.section(":x: That failed inside the Slack app; nothing more is known. Try again.")]
+    return shown
+
+
+def _clicker(body: dict[str, Any]) -> Person:
+    user = body.get("user", {})
+    return Person(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""))
+
+
+def _channel(body: dict[str, Any]) -> str:
+    return str(body.get("channel", {}).get("id") or body.get("container", {}).get("channel_id") or "")
+
+
+def _fallback(shown: list[Block]) -> str:
+    """The notification text of a message (Slack wants one beside the blocks)."""
+    for block in shown:
+        text = block.get("text", {}).get("text")
+        if text:
+            return str(text)[:300]
+    return "livekit"
+
+
+def events_app(app: AsyncApp) -> Starlette:
+    """HTTP mode: slash commands, interactivity and events all at /slack/events, each request's signature checked."""
+    handler = AsyncSlackRequestHandler(app)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    routes = [
+        Route(EVENTS_PATH, events, methods=["POST"]),
+        Route("/healthz", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+async def serve(settings: Settings, slack: SlackSettings, server_args: list[str]) -> None:
+    """`livekit-mcp slack`: connect to livekit-mcp, then take Slack's requests until interrupted."""
+    token = slack.mcp_token.get_secret_value() if slack.mcp_token else None
+    async with LiveKitTools(server_args=server_args, env=server_environment(), url=slack.mcp_url, token=token) as tools:
+        app = build_app(slack, tools)
+        if slack.mode() == "socket":
+            assert slack.app_token is not None
+            handler = AsyncSocketModeHandler(app, slack.app_token.get_secret_value(), web_client=app.client)
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            log.warning("connected to Slack in Socket Mode")
+            try:
+                await anyio.sleep_forever()
+            finally:
+                await handler.close_async()  # type: ignore[no-untyped-call]
+        else:
+            sock = listen(slack.host, slack.port)
+            await serve_http(events_app(app), settings, sock, what="Slack events")
