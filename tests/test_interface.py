@@ -85,6 +85,7 @@ async def test_every_answer_matches_its_published_output_schema(
         ("remove_participant", {"room": "r", "identity": "dana"}),
         ("remove_agent", {"room": "r", "identity": agent["identity"]}),
         ("delete_room", {"room": "r"}),
+        ("list_projects", {}),
     ]
     async with Client(with_output_schemas.url) as client:
         for tool, args in calls:

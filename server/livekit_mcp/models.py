@@ -545,3 +545,14 @@ class RoomHistory(BaseModel):
 
 
 RoomDetail.model_rebuild()  # it names HistoryEntry, defined after it
+
+
+class ProjectInfo(BaseModel):
+    name: str = Field(description='As `lk` names it; "" for the project of LIVEKIT_URL (pass no project for it).')
+    url: str
+    default: bool = False
+    read_only: bool = False
+
+
+class ProjectList(BaseModel):
+    projects: list[ProjectInfo]

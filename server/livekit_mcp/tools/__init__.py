@@ -6,7 +6,7 @@ to a toolset (`rooms`, `participants`, `agents`, `data`, `rpc`, `tokens`); `buil
 """
 
 # Importing the toolset modules registers their tools, in this order: the order of tools/list.
-from livekit_mcp.tools import rooms, participants, agents, data, rpc, tokens  # noqa: F401, I001
+from livekit_mcp.tools import rooms, participants, agents, data, rpc, tokens, projects  # noqa: F401, I001
 from livekit_mcp.tools._base import AppContext, build_tools, invalid_arguments
 from livekit_mcp.tools.rooms import room_detail
 

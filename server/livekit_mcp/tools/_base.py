@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import inspect
 import json
 import math
 from collections import Counter
@@ -29,6 +31,7 @@ from livekit_mcp.models import (
     Participant,
     ParticipantSummary,
 )
+from livekit_mcp.projects import Project, Projects, current
 from livekit_mcp.store import Store
 
 T = TypeVar("T")
@@ -39,13 +42,25 @@ assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
 @dataclass
 class AppContext:
-    """What the lifespan hands every tool."""
+    """What the lifespan hands every tool: the projects, and what they share."""
 
-    livekit: LiveKit
-    guard: Guard
+    projects: Projects
     audit: AuditLog
     history: Store | None = None
     """Room history, or None with LIVEKIT_MCP_HISTORY=off."""
+
+    @property
+    def project(self) -> Project:
+        """The project of the call under way (the default outside one)."""
+        return current() or self.projects.default
+
+    @property
+    def livekit(self) -> LiveKit:
+        return self.project.livekit
+
+    @property
+    def guard(self) -> Guard:
+        return self.project.guard
 
 
 def app_of(ctx: Context) -> AppContext:
@@ -84,6 +99,29 @@ def tool(toolset: Toolset, annotations: ToolAnnotations) -> Callable[[Callable[.
     return add
 
 
+PROJECT_ARGUMENT = "project"
+"""The argument every tool but list_projects takes, a bare string: tools/list repeats it for every tool, so it is
+explained once, by list_projects and the server's instructions (a name it does not know is refused, listing the
+known ones)."""
+UNSCOPED = frozenset({"list_projects"})
+
+
+def with_project(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """`fn` with an optional `project` argument. The server selects the project before the call runs (and before
+    resolvers ask anything), so the body, and tools added later, need not know about it: it is dropped here."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        kwargs.pop(PROJECT_ARGUMENT, None)
+        return await fn(*args, **kwargs)
+
+    signature = inspect.signature(fn, eval_str=True)
+    extra = inspect.Parameter(PROJECT_ARGUMENT, inspect.Parameter.KEYWORD_ONLY, default="", annotation=str)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**inspect.get_annotations(fn, eval_str=True), PROJECT_ARGUMENT: str}
+    return wrapper
+
+
 def build_tools(
     *, toolsets: Collection[str] = TOOLSETS, read_only: bool = False, output_schemas: bool = False
 ) -> list[Tool]:
@@ -94,15 +132,19 @@ def build_tools(
     """
     tools: list[Tool] = []
     for entry in _TOOLS:
-        if entry.toolset not in toolsets or (read_only and not entry.annotations.read_only_hint):
+        listed = entry.toolset in toolsets or entry.fn.__name__ in UNSCOPED  # list_projects: whatever the toolsets
+        if not listed or (read_only and not entry.annotations.read_only_hint):
             continue
         fn = entry.fn
         if not entry.annotations.read_only_hint:
             # A destructive tool writes its attempted line itself, once confirmed (`destructive`).
             ahead = not entry.annotations.destructive_hint
             fn = audited(entry.fn, lambda ctx: app_of(ctx).audit, write_ahead=ahead)
+        if entry.fn.__name__ not in UNSCOPED:
+            fn = with_project(fn)
         tool = Tool.from_function(fn, annotations=entry.annotations)
         tool.parameters = _without_titles(tool.parameters)
+        tool.parameters.get("properties", {}).get(PROJECT_ARGUMENT, {}).pop("default", None)  # bytes: "" says nothing
         schema = tool.fn_metadata.output_schema
         tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
         tools.append(tool)
