@@ -167,6 +167,7 @@ async def test_the_same_tool_shows_each_projects_own_rooms(
         default = await ok(client, "list_rooms", limit=500)
         unknown = await fails(client, "list_rooms", project="staging")
         resource = await client.read_resource("livekit://projects/sandbox/rooms")
+        history = await ok(client, "room_history", project="sandbox", room=on_sandbox)
         projects_text = text(await client.call_tool("list_projects", {}))
     assert listed == {
         "projects": [
@@ -186,6 +187,8 @@ async def test_the_same_tool_shows_each_projects_own_rooms(
     assert "no project 'staging'" in unknown
     assert "'real', 'sandbox'" in unknown
     assert on_sandbox in getattr(resource.contents[0], "text", "")
+    assert history["history"] == "off"
+    assert "default project only" in history["note"]
 
 
 async def test_a_read_only_project_refuses_changes_while_the_other_makes_them(

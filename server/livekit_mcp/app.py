@@ -239,7 +239,7 @@ def build_server(
             opened.append(projects)
             try:
                 yield AppContext(
-                    projects=projects, audit=AuditLog(settings.audit_log, history, default), history=history
+                    projects=projects, audit=AuditLog(settings.audit_log, history, default), kept_history=history
                 )
             finally:
                 opened.remove(projects)

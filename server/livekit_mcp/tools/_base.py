@@ -46,13 +46,19 @@ class AppContext:
 
     projects: Projects
     audit: AuditLog
-    history: Store | None = None
-    """Room history, or None with LIVEKIT_MCP_HISTORY=off."""
+    kept_history: Store | None = None
+    """Room history, or None with LIVEKIT_MCP_HISTORY=off: the default project's, whose webhooks feed it."""
 
     @property
     def project(self) -> Project:
         """The project of the call under way (the default outside one)."""
         return current() or self.projects.default
+
+    @property
+    def history(self) -> Store | None:
+        """Room history of the project of the call under way: None for any but the default, whose rooms it holds
+        (another project's rooms would be judged by it: find_agent trusts its index of live rooms)."""
+        return self.kept_history if self.project is self.projects.default else None
 
     @property
     def livekit(self) -> LiveKit:

@@ -128,6 +128,7 @@ RECENT_EVENTS = 5
 RECENT_SECONDS = 3600
 """get_room shows the last RECENT_EVENTS events of the room's current session from the last hour."""
 HISTORY_OFF = "History is off on this server (LIVEKIT_MCP_HISTORY=off): it keeps no record of past rooms."
+HISTORY_ELSEWHERE = "History is kept for the default project only (its webhooks feed it); get_room shows this one's."
 
 
 def _entry(event: Event) -> HistoryEntry:
@@ -161,11 +162,16 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
     return list(sessions.values())
 
 
+def _no_history(ctx: Context) -> str:
+    """Why a call has no history: it is off, or kept for another project."""
+    return HISTORY_OFF if app_of(ctx).kept_history is None else HISTORY_ELSEWHERE
+
+
 async def recent_events(ctx: Context, room: str, since: float, limit: int, cursor: str = "") -> Page | str:
     """The room's events from history, or the sentence saying why there are none to give (off, or unavailable)."""
     store = app_of(ctx).history
     if store is None:
-        return HISTORY_OFF
+        return _no_history(ctx)
     app_of(ctx).guard.policy.check_room(room, changes=False)  # history obeys allowed_rooms like LiveKit's calls
     try:
         return await store.events(room, since, limit, cursor or None)
@@ -189,7 +195,7 @@ async def room_history(
         return await _recent_rooms(ctx, since_time(since), limit)
     found = await recent_events(ctx, room, since_time(since), limit, cursor)
     if isinstance(found, str):
-        status: Literal["off", "unavailable"] = "off" if found == HISTORY_OFF else "unavailable"
+        status: Literal["off", "unavailable"] = "off" if found in (HISTORY_OFF, HISTORY_ELSEWHERE) else "unavailable"
         return reply(RoomHistory(history=status, room=room, note=found), found)
     sessions = sessions_of(found.events)
     result = RoomHistory(history="on", room=room, sessions=sessions, next_cursor=found.cursor)
@@ -211,7 +217,7 @@ async def room_history(
 async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResult:
     store = app_of(ctx).history
     if store is None:
-        return reply(RoomHistory(history="off", note=HISTORY_OFF), HISTORY_OFF)
+        return reply(RoomHistory(history="off", note=_no_history(ctx)), _no_history(ctx))
     policy = app_of(ctx).guard.policy
     rooms: dict[tuple[str, str], RecentRoom] = {}
     last_sid: dict[str, str] = {}
