@@ -337,8 +337,10 @@ async def test_an_http_token_limited_to_a_project_cannot_use_another(
         allowed = await ok(client, "list_rooms", project="sandbox")
         refused = await fails(client, "list_rooms", project="real")
         by_default = await fails(client, "list_rooms")
+        unknown = await fails(client, "list_rooms", project="prod")
     assert [p["name"] for p in listed["projects"]] == ["sandbox"]
     assert "total" in allowed
+    assert "known: 'sandbox' (omit" in unknown  # the projects it may not use are not named to it
     for message in (refused, by_default):
         assert "refused by policy (projects): 'staging-bot' may use project(s) sandbox only" in message
 

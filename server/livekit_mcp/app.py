@@ -140,8 +140,9 @@ class _Server(MCPServer[AppContext]):
 def _project_for(projects: Projects, arguments: dict[str, Any], context: Context[AppContext, Any]) -> Project:
     """The project a call names (the default when it names none), if the caller's token may use it."""
     named = arguments.get("project")
-    project = projects.get(named if isinstance(named, str) else None)  # not a string: the arguments check says so
     caller = caller_of(context.request_context.request, context.headers)
+    # Not a string: the arguments check says so.
+    project = projects.get(named if isinstance(named, str) else None, caller.projects)
     if caller.projects is not None and project.name not in caller.projects:
         raise PolicyRefusal(
             "projects",

@@ -311,13 +311,15 @@ class Projects:
     def __len__(self) -> int:
         return len(self._by_name)
 
-    def get(self, name: str | None) -> Project:
-        """The project of this name; the default for None or "". InvalidInput, listing the known ones, otherwise."""
+    def get(self, name: str | None, allowed: frozenset[str] | None = None) -> Project:
+        """The project of this name; the default for None or "". InvalidInput, listing the known ones (those in
+        `allowed`, when the caller is limited to some: the others are not named to it), otherwise."""
         if not name:
             return self.default
         found = self._by_name.get(name)
         if found is None:
-            known = ", ".join(repr(n) for n in self._by_name if n) or "none by name"
+            known = ", ".join(repr(n) for n in self._by_name if n and (allowed is None or n in allowed))
+            known = known or "none by name"
             raise InvalidInput(
                 "project", f"no project '{name[:64]}' here; known: {known} (omit project for the default)"
             )
