@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from livekit_mcp.config import Settings
 from livekit_mcp.projects import ProjectSpec, read_lk_file, toml_projects
+from tests._proc import stop
 from tests.conftest import (
     SECRET,
     LiveKitTarget,
@@ -33,11 +34,13 @@ from tests.conftest import (
     ok,
     room_names,
     run_cli,
+    spawn,
     stdio,
     text,
 )
 from tests.real_livekit import free_port
 from tests.test_attacks_guardrails import as_principal
+from tests.test_webhooks import post, signed, webhook
 
 pytestmark = pytest.mark.anyio
 
@@ -343,6 +346,24 @@ async def test_an_http_token_limited_to_a_project_cannot_use_another(
     assert "known: 'sandbox' (omit" in unknown  # the projects it may not use are not named to it
     for message in (refused, by_default):
         assert "refused by policy (projects): 'staging-bot' may use project(s) sandbox only" in message
+
+
+async def test_webhooks_are_taken_signed_with_the_default_projects_key(
+    tmp_path: Path, both: dict[str, LiveKitTarget]
+) -> None:
+    lk_file(tmp_path, both, default="sandbox")
+    env = env_of(tmp_path, LIVEKIT_MCP_STORE=str(tmp_path / "history.sqlite3"))
+    process, port = spawn(["webhooks", "--port", "0"], env, tmp_path / "log")
+    try:
+        body = webhook("room_finished", roomEndReason="ROOM_END_API_DELETE")
+        url = f"http://127.0.0.1:{port}/webhooks/livekit"
+        sandbox, real = both["sandbox"], both["real"]
+        taken = await post(url, body, signed(body, sandbox.api_key, sandbox.api_secret))
+        other = await post(url, body, signed(body, real.api_key, real.api_secret))
+    finally:
+        stop(process)
+    assert taken.status_code == 200
+    assert other.status_code == 401
 
 
 # --- Bad input at start --------------------------------------------------------------------------------------
