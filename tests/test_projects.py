@@ -258,6 +258,32 @@ async def test_a_confirm_token_from_one_project_is_refused_on_the_other(
     assert room in await room_names(real_lkapi)
 
 
+async def test_replicas_sharing_a_store_keep_a_destructive_budget_per_project(
+    tmp_path: Path,
+    both: dict[str, LiveKitTarget],
+    lkapi: api.LiveKitAPI,
+    real_lkapi: api.LiveKitAPI,
+    rooms: Callable[[str], str],
+) -> None:
+    first, second, on_real = rooms("sandbox"), rooms("sandbox"), rooms("real")
+    for client, room in ((lkapi, first), (lkapi, second), (real_lkapi, on_real)):
+        await make_room(client, room)
+    lk_file(tmp_path, both, default="real")
+    env = env_of(
+        tmp_path, LIVEKIT_MCP_STORE=str(tmp_path / "shared.sqlite3"), LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="1"
+    )
+    async with Client(stdio(env)) as one, Client(stdio(env)) as other:
+        await ok(one, "delete_room", project="sandbox", room=first)
+        elsewhere = await ok(other, "delete_room", project="real", room=on_real)  # its own budget
+        refused = await fails(other, "delete_room", project="sandbox", room=second)
+    assert elsewhere["outcome"] == "done"
+    assert "project 'sandbox': refused by policy (max_destructive_per_minute)" in refused
+    assert "across the replicas" in refused
+    assert second in await room_names(lkapi)
+    assert first not in await room_names(lkapi)
+    assert on_real not in await room_names(real_lkapi)
+
+
 async def test_a_project_that_does_not_answer_neither_holds_up_nor_breaks_the_other(
     tmp_path: Path, both: dict[str, LiveKitTarget], real_lkapi: api.LiveKitAPI, rooms: Callable[[str], str]
 ) -> None:

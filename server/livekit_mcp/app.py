@@ -234,7 +234,7 @@ def build_server(
                         policy=policy,
                     )
                 )
-                guard = Guard(policy, tokens, settings.confirm, shared)
+                guard = Guard(policy, tokens, settings.confirm, shared, spec.name)
                 running.append(Project(spec, livekit, guard, read_only_for(spec, settings)))
             projects = Projects(running, default)
             opened.append(projects)

@@ -206,6 +206,8 @@ class Guard:
     shared: Store | None = None
     """The store replicas share (SQLite or Redis): a token is redeemed once across all of them, and the
     destructive-action budget is theirs together. None: this process alone, which counts its own."""
+    project: str = ""
+    """The project it guards: its budget in the shared store is its own."""
     _own: MemoryStore = field(default_factory=MemoryStore, init=False, repr=False)
 
     def _check_policy(self, plan: Plan) -> None:
@@ -303,7 +305,7 @@ class Guard:
         limit = self.policy.max_destructive_per_minute
         if not limit or self.shared is None:
             return None
-        slot = await self.shared.take_slot(WINDOW, limit)
+        slot = await self.shared.take_slot(WINDOW, limit, self.project)
         if slot is None:
             raise PolicyRefusal(
                 "max_destructive_per_minute",
