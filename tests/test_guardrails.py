@@ -310,7 +310,7 @@ def test_tokens_expire_and_name_the_reason() -> None:
     with pytest.raises(InvalidInput, match="not a token"):
         tokens.check("v1.garbage", plan, "alice", now=1000.0)
     with pytest.raises(InvalidInput, match="not a token"):
-        tokens.check(token.replace("v2.", "v2.\u0661"), plan, "alice", now=1000.0)  # a non-ASCII digit
+        tokens.check(token.replace("v3.", "v3.\u0661"), plan, "alice", now=1000.0)  # a non-ASCII digit
     with pytest.raises(InvalidInput, match="another principal"):
         tokens.check(token, plan, "bob", now=1000.0)
 

@@ -62,7 +62,7 @@ def test_inspector_lists_the_tools_with_schemas_and_annotations(livekit: LiveKit
         if "result" in listed
         else {t["name"]: t for t in listed["tools"]}
     )
-    assert len(tools) == 18
+    assert len(tools) == 19
     assert tools["find_agent"]["annotations"]["readOnlyHint"] is True
     assert tools["delete_room"]["annotations"]["destructiveHint"] is True
     assert "room" in tools["list_participants"]["inputSchema"]["required"]

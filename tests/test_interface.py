@@ -66,10 +66,11 @@ async def test_tools_list_of_every_toolset_is_the_snapshot_without_output_schema
     assert len(compact(listed)) < TOOLS_LIST_BUDGET
     for tool in listed:
         assert "title" not in compact(tool["inputSchema"])  # pydantic's titles only repeat the names
-    # The default toolsets offer the snapshot's tools of those toolsets (tokens, sip, egress, ingress are off).
+    # The default toolsets offer the snapshot's tools of those toolsets (tokens, sip, egress, ingress are off), and
+    # list_projects, which is listed whatever the toolsets.
     default = await tools_list(http_server.url)
     assert default == [t for t in expected if t["name"] in {d["name"] for d in default}]
-    assert len(default) == 18
+    assert len(default) == 19
 
 
 async def test_every_answer_matches_its_published_output_schema(
@@ -110,6 +111,7 @@ async def test_every_answer_matches_its_published_output_schema(
         ("remove_participant", {"room": "r", "identity": "dana"}),
         ("remove_agent", {"room": "r", "identity": agent["identity"]}),
         ("delete_room", {"room": "r"}),
+        ("list_projects", {}),
     ]
     async with Client(with_output_schemas.url) as client:
         for tool, args in calls:

@@ -186,6 +186,17 @@ async def test_slots_of_the_budget_are_taken_up_to_the_limit_and_given_back(stor
     assert await store.take_slot(0.2, 1) is not None  # out of a short window, they no longer count
 
 
+async def test_each_project_has_its_own_slots_of_the_budget(store: Store) -> None:
+    production = await store.take_slot(60, 1, "production")
+    assert production is not None
+    assert await store.take_slot(60, 1, "production") is None
+    assert await store.take_slot(60, 1, "prod_x") is not None  # another project: "_" is no wildcard here
+    assert await store.take_slot(60, 1) is not None  # the unnamed project
+    assert await store.take_slot(60, 1) is None
+    await store.give_back(production)
+    assert await store.take_slot(60, 1, "production") is not None
+
+
 async def test_an_unredeemed_token_can_be_redeemed_again(store: Store) -> None:
     assert await store.redeem_once("k", 60) is True
     await store.unredeem("k")

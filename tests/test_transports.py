@@ -26,6 +26,7 @@ READ_TOOLS = {
     "get_participant",
     "find_agent",
     "list_dispatches",
+    "list_projects",
 }
 TOOLS = READ_TOOLS | {
     "create_room",

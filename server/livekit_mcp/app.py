@@ -22,16 +22,35 @@ from starlette.routing import Route
 from livekit_mcp import __version__
 from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
-from livekit_mcp.config import Settings
+from livekit_mcp.config import MissingCredentialsError, Settings
 from livekit_mcp.confirm import Guard, Tokens
+from livekit_mcp.errors import LiveKitMCPError, PolicyRefusal
 from livekit_mcp.history import WEBHOOK_PATH, WebhookEndpoint
 from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
 from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
-from livekit_mcp.policy import Policy
+from livekit_mcp.projects import (
+    Project,
+    Projects,
+    ProjectsError,
+    ProjectSpec,
+    policy_for,
+    project_specs,
+    read_only_for,
+    using,
+)
 from livekit_mcp.resources import register_resources
-from livekit_mcp.service import CallerMiddleware, Health, OnBehalfOfCheck, failure_summary, listen, serve_http
+from livekit_mcp.service import (
+    CallerMiddleware,
+    Health,
+    OnBehalfOfCheck,
+    caller_of,
+    failure_summary,
+    listen,
+    serve_http,
+)
 from livekit_mcp.store import MemoryStore, Retention, Store, StoreError, open_store
 from livekit_mcp.tools import AppContext, build_tools, invalid_arguments
+from livekit_mcp.tools._base import UNSCOPED
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +59,11 @@ Operate the rooms of a LiveKit server: see who is in a room, find the AI agent, 
 delete a room. Agents are participants of kind AGENT (older ones: STANDARD with the agent permission);
 find_agent finds them. Removing a participant does not revoke their token. Destructive tools act on live
 calls: they may ask the user to confirm, or answer outcome=confirmation_required with a confirm_token; then
-show the user what would happen and call again with the token only if they agree."""
+show the user what would happen and call again with the token only if they agree. Several LiveKit projects
+may be served: list_projects names them, and every tool takes one as `project` (the default when omitted)."""
+
+SANDBOX_PROJECTS = ("staging", "production")
+"""The demo projects of --sandbox, each its own sandbox with its own key; the first is the default."""
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -77,6 +100,29 @@ class _Server(MCPServer[AppContext]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if context is None or name in UNSCOPED:
+            return await self._call(name, arguments, context)
+        app: AppContext = context.request_context.lifespan_context
+        try:
+            project = _project_for(app.projects, arguments, context)
+        except LiveKitMCPError as exc:  # the call is refused before its tool runs: as for arguments
+            if name in self._change_tools:
+                record_invalid(context, app.audit, name, arguments, str(exc))
+            raise ToolError(str(exc)) from exc
+        with using(project):
+            try:
+                return await self._call(name, arguments, context)
+            except ToolError as exc:
+                if not project.name or isinstance(exc.__cause__, ValidationError):
+                    raise
+                # Which of several projects failed: the message of a LiveKit error names a URL at best.
+                said, head = str(exc), f"Error executing tool {name}: "
+                head = head if said.startswith(head) else ""
+                raise ToolError(f"{head}project '{project.name}': {said.removeprefix(head)}") from exc.__cause__
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
+    ) -> CallToolResult | InputRequiredResult:
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
@@ -89,6 +135,21 @@ class _Server(MCPServer[AppContext]):
                 app: AppContext = context.request_context.lifespan_context
                 record_invalid(context, app.audit, name, arguments, message)
             raise ToolError(message) from exc.__cause__
+
+
+def _project_for(projects: Projects, arguments: dict[str, Any], context: Context[AppContext, Any]) -> Project:
+    """The project a call names (the default when it names none), if the caller's token may use it."""
+    named = arguments.get("project")
+    caller = caller_of(context.request_context.request, context.headers)
+    # Not a string: the arguments check says so.
+    project = projects.get(named if isinstance(named, str) else None, caller.projects)
+    if caller.projects is not None and project.name not in caller.projects:
+        raise PolicyRefusal(
+            "projects",
+            f"'{caller.principal}' may use project(s) {', '.join(sorted(caller.projects))} only, "
+            f"not {project.spec.label}",
+        )
+    return project
 
 
 def _reported(tool: str, crash: UnexpectedToolError) -> ToolError:
@@ -127,62 +188,76 @@ def build_server(
     present a token `verifier` accepts, when there is one. `store` holds what replicas share and, with history on,
     room history; then HTTP also receives LiveKit's webhooks at /webhooks/livekit."""
     history = store if settings.history == "on" else None
-
-    policy = Policy(
-        allowed_rooms=settings.allowed_rooms,
-        protected_rooms=settings.protected_rooms,
-        protected_kinds=settings.protected_kinds,
-        max_destructive_per_minute=settings.max_destructive_per_minute,
-    )
+    sandboxed = settings.credentials == "sandbox"
+    try:
+        specs, default = ([], SANDBOX_PROJECTS[0]) if sandboxed else project_specs(settings)
+    except (ProjectsError, MissingCredentialsError) as exc:
+        raise StartupError(str(exc)) from None
+    if verifier is not None and not sandboxed:
+        known = {spec.name for spec in specs}
+        for principal, names in verifier.projects_named().items():
+            if unknown := sorted(set(names) - known):
+                raise StartupError(
+                    f"auth tokens: the token of '{principal}' names unknown project {', '.join(unknown)}"
+                )
     confirm_key = settings.confirm_key.get_secret_value().encode() if settings.confirm_key else None
     shared = None if store is None or isinstance(store, MemoryStore) else store  # memory: this process alone
-    guard = Guard(policy, Tokens(confirm_key, settings.confirm_ttl), settings.confirm, shared)
-    opened: list[LiveKit] = []  # the connection of the running lifespan, for resources (which get no context)
-    # A fresh random secret for --sandbox: nobody else needs it, and it is long enough for HS256.
-    sandbox_secret = secrets.token_hex(32)
-    receiver = None
+    tokens = Tokens(confirm_key, settings.confirm_ttl)  # one key: a token names its project, checked on redeeming
+    opened: list[Projects] = []  # the projects of the running lifespan, for resources (which get no context)
+    # Fresh random secrets for --sandbox: nobody else needs them, and they are long enough for HS256.
+    sandbox_secrets = [secrets.token_hex(32) for _ in SANDBOX_PROJECTS]
+    receiver = None  # history is the default project's: its webhooks feed it
     if history is not None:
-        key, secret = ("sandbox", sandbox_secret) if settings.credentials == "sandbox" else webhook_key(settings)
+        key, secret = ("sandbox", sandbox_secrets[0]) if sandboxed else webhook_key(settings)
         receiver = WebhookEndpoint(history, webhook_verifier(key, secret))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         async with AsyncExitStack() as stack:
-            if settings.credentials == "sandbox":
+            serving = specs
+            if sandboxed:
                 from livekit_mcp.sandbox import Sandbox  # only --sandbox pays for importing it
 
-                # Its webhooks go straight to our receiver (signed and verified all the same): history at once.
-                sinks = [receiver.status_of] if receiver is not None else []
-                sandbox = await stack.enter_async_context(
-                    Sandbox(keys={"sandbox": sandbox_secret}, seed=True, webhook_sinks=sinks)
+                serving = []
+                for name, secret in zip(SANDBOX_PROJECTS, sandbox_secrets, strict=True):
+                    # The default project's webhooks go straight to our receiver (signed and verified all the
+                    # same): history at once.
+                    sinks = [receiver.status_of] if receiver is not None and not serving else []
+                    sandbox = await stack.enter_async_context(
+                        Sandbox(keys={"sandbox": secret}, seed=True, webhook_sinks=sinks)
+                    )
+                    serving.append(ProjectSpec(name, sandbox.url, sandbox.api_key, SecretStr(secret), "--sandbox"))
+                    log.warning("LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name)
+            running = []
+            for spec in serving:
+                policy = policy_for(spec, settings)
+                # Each its own connection and limits: a project that is down slows none of the others.
+                livekit = await stack.enter_async_context(
+                    LiveKit(
+                        spec.url,
+                        spec.api_key,
+                        spec.api_secret,
+                        timeout=settings.timeout,
+                        concurrency=settings.concurrency,
+                        retries=settings.retries,
+                        policy=policy,
+                        egress_output=settings.egress_output,
+                    )
                 )
-                url, key, secret = sandbox.url, sandbox.api_key, SecretStr(sandbox.api_secret)
-                log.warning("LiveKit sandbox with demo rooms at %s", url)
-            else:
-                url, key, secret = settings.livekit_credentials()
-            livekit = await stack.enter_async_context(
-                LiveKit(
-                    url,
-                    key,
-                    secret,
-                    timeout=settings.timeout,
-                    concurrency=settings.concurrency,
-                    retries=settings.retries,
-                    policy=policy,
-                    egress_output=settings.egress_output,
-                )
-            )
-            opened.append(livekit)
+                guard = Guard(policy, tokens, settings.confirm, shared, spec.name)
+                running.append(Project(spec, livekit, guard, read_only_for(spec, settings)))
+            projects = Projects(running, default)
+            opened.append(projects)
             try:
                 yield AppContext(
-                    livekit=livekit, guard=guard, audit=AuditLog(settings.audit_log, history), history=history
+                    projects=projects, audit=AuditLog(settings.audit_log, history, default), kept_history=history
                 )
             finally:
-                opened.remove(livekit)
+                opened.remove(projects)
 
-    tools = build_tools(
-        toolsets=settings.toolsets, read_only=settings.read_only, output_schemas=settings.output_schemas
-    )
+    # Change tools are listed while any project may change things; a read-only project refuses them (audit.py).
+    read_only = settings.read_only if sandboxed else all(read_only_for(spec, settings) for spec in specs)
+    tools = build_tools(toolsets=settings.toolsets, read_only=read_only, output_schemas=settings.output_schemas)
     auth = None
     if verifier is not None:
         url = public_url(settings)
@@ -201,8 +276,10 @@ def build_server(
         middleware=[CallerMiddleware(change_tools)],
         change_tools=change_tools,
     )
-    register_resources(server, lambda: opened[-1], history, policy)
-    server.custom_route("/healthz", methods=["GET"])(Health(lambda: opened[-1] if opened else None).endpoint)
+    register_resources(server, lambda: opened[-1], history)
+    server.custom_route("/healthz", methods=["GET"])(
+        Health(lambda: opened[-1].default.livekit if opened else None).endpoint
+    )
     if receiver is not None:
         server.custom_route(WEBHOOK_PATH, methods=["POST"])(receiver.receive)
     return server
@@ -210,12 +287,22 @@ def build_server(
 
 def webhook_key(settings: Settings) -> tuple[str, str]:
     """The API key and secret LiveKit signs its webhooks with: the ones we call it with (`webhook.api_key`)."""
-    if settings.credentials == "dev":
-        _, key, secret = settings.livekit_credentials()
-        return key, secret.get_secret_value()
-    if not settings.api_key or settings.api_secret is None or not settings.api_secret.get_secret_value():
-        raise StartupError("webhooks need LIVEKIT_API_KEY and LIVEKIT_API_SECRET: LiveKit signs them with that pair")
-    return settings.api_key, settings.api_secret.get_secret_value()
+    if (
+        settings.credentials != "dev"
+        and settings.api_key
+        and settings.api_secret
+        and settings.api_secret.get_secret_value()
+    ):
+        return settings.api_key, settings.api_secret.get_secret_value()
+    try:
+        specs, default = project_specs(settings)  # the default project's, as `lk` would pick it
+    except (ProjectsError, MissingCredentialsError):
+        raise StartupError(
+            "webhooks need LIVEKIT_API_KEY and LIVEKIT_API_SECRET (or a default project of `lk`'s): "
+            "LiveKit signs them with that pair"
+        ) from None
+    spec = next(spec for spec in specs if spec.name == default)
+    return spec.api_key, spec.api_secret.get_secret_value()
 
 
 def open_shared_store(settings: Settings) -> Store:

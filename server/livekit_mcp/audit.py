@@ -29,6 +29,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel
 
 from livekit_mcp.errors import InvalidInput, LiveKitMCPError, PolicyRefusal
+from livekit_mcp.projects import current, current_name
 from livekit_mcp.service import caller_of
 from livekit_mcp.store import Event, Store, StoreError
 
@@ -58,6 +59,7 @@ class _Record:
     before: dict[str, Any] | None = None
     log: AuditLog | None = None
     attempt_failed: bool = False
+    project: str = field(default_factory=current_name)
 
 
 _current: ContextVar[_Record | None] = ContextVar("audit_record", default=None)
@@ -87,16 +89,17 @@ def attempt() -> None:
 class AuditLog:
     """The JSON-lines file (when configured), and room history, which also tells the changes made through us."""
 
-    def __init__(self, path: Path | None, history: Store | None = None) -> None:
+    def __init__(self, path: Path | None, history: Store | None = None, history_project: str = "") -> None:
         self.path = path
         self.history = history
+        self.history_project = history_project
 
     async def tell_history(self, record: _Record) -> None:
         """A change that was made, as a `changed` event of its room's history (who did it, for whom). History is
         a record for people, not a guardrail: a store that is down costs the event, never the change."""
         room = record.arguments.get("room")
-        if self.history is None or not isinstance(room, str):
-            return
+        if self.history is None or not isinstance(room, str) or record.project != self.history_project:
+            return  # history holds the rooms of one project: the one whose webhooks it receives
         who = record.principal + (f" for {record.on_behalf_of}" if record.on_behalf_of else "")
         target = record.arguments.get("identity") or record.arguments.get("agent_name") or ""
         said = f"{who} ran {record.tool}" + (f" on '{target}'" if target else "") + " through livekit-mcp"
@@ -126,6 +129,7 @@ class AuditLog:
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "principal": record.principal,
             "on_behalf_of": record.on_behalf_of,
+            "project": record.project or None,
             "tool": record.tool,
             "arguments": record.arguments,
             "before": record.before,
@@ -193,6 +197,12 @@ def audited(
         try:
             if not caller.can_write:
                 raise PolicyRefusal("role", f"'{caller.principal}' has a read-only token; {fn.__name__} changes things")
+            project = current()
+            if project is not None and project.read_only:
+                raise PolicyRefusal(
+                    "read_only",
+                    f"{project.spec.label} is read-only: {fn.__name__} changes things (list_projects shows which are)",
+                )
             if write_ahead:
                 attempt()
             result = await fn(**kwargs)

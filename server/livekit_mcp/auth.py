@@ -20,6 +20,8 @@ from mcp.server.auth.provider import AccessToken
 
 READ_SCOPE = "livekit:read"
 WRITE_SCOPE = "livekit:write"
+PROJECT_SCOPE = "livekit:project:"
+"""Followed by a project's name: a token with such scopes may use those projects only (none: every project)."""
 SCOPES = {"read": [READ_SCOPE], "write": [READ_SCOPE, WRITE_SCOPE]}
 Role = Literal["read", "write"]
 
@@ -33,6 +35,8 @@ class _Entry:
     principal: str
     role: Role
     digest: bytes  # sha256 of the token: the tokens themselves are not kept
+    projects: tuple[str, ...] = ()
+    """The projects it may use; () for every project."""
 
 
 def _entry(principal: str, role: str, *, token: object = None, digest_hex: object = None) -> _Entry:
@@ -85,11 +89,32 @@ def read_token_file(path: Path) -> list[_Entry]:
     if not tables:
         raise AuthConfigError(f"{path}: no [[tokens]] table: it would leave the server without authentication")
     return [
-        _entry(
-            str(t.get("principal", "")), str(t.get("role", "")), token=t.get("token"), digest_hex=t.get("token_sha256")
+        _limited(
+            _entry(
+                str(t.get("principal", "")),
+                str(t.get("role", "")),
+                token=t.get("token"),
+                digest_hex=t.get("token_sha256"),
+            ),
+            t.get("projects"),
         )
         for t in tables
     ]
+
+
+def _limited(entry: _Entry, projects: object) -> _Entry:
+    """The entry limited to the `projects` of its table, when it has that key."""
+    if projects is None:
+        return entry
+    if not isinstance(projects, list) or not projects or not all(isinstance(p, str) and p for p in projects):
+        raise AuthConfigError(f"token of '{entry.principal}': projects is a non-empty list of project names")
+    return _Entry(entry.principal, entry.role, entry.digest, tuple(projects))
+
+
+def projects_of(scopes: Iterable[str]) -> frozenset[str] | None:
+    """The projects a token's scopes limit it to; None when they do not."""
+    named = frozenset(s.removeprefix(PROJECT_SCOPE) for s in scopes if s.startswith(PROJECT_SCOPE))
+    return named or None
 
 
 class StaticTokens:
@@ -112,6 +137,10 @@ class StaticTokens:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
+    def projects_named(self) -> dict[str, tuple[str, ...]]:
+        """Principal → the projects its token is limited to, for those that are (checked at start)."""
+        return {e.principal: e.projects for e in self._entries if e.projects}
+
     async def verify_token(self, token: str) -> AccessToken | None:
         digest = hashlib.sha256(token.encode()).digest()
         found: _Entry | None = None
@@ -120,4 +149,5 @@ class StaticTokens:
                 found = entry
         if found is None:
             return None
-        return AccessToken(token=token, client_id=found.principal, scopes=SCOPES[found.role])
+        scopes = SCOPES[found.role] + [PROJECT_SCOPE + p for p in found.projects]
+        return AccessToken(token=token, client_id=found.principal, scopes=scopes)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from livekit_mcp import __version__
 from livekit_mcp.config import ConfigFileError, MissingCredentialsError, Settings
+from livekit_mcp.projects import ProjectsError, project_specs
 
 WEBHOOKS_PORT = 8001
 """`livekit-mcp webhooks` listens here by default: beside `serve --transport http` on 8000."""
@@ -129,6 +130,7 @@ def _add_livekit_flags(parser: argparse.ArgumentParser, *, sandbox: bool) -> Non
     source.add_argument(
         "--dev", action="store_const", const="dev", dest="credentials", help="use `livekit-server --dev` on :7880"
     )
+    parser.add_argument("--project", help="the default project, by its name in lk's file (as `lk --project`)")
     parser.add_argument("--timeout", type=float, help="seconds a LiveKit call may take (default 10)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     parser.add_argument("--log-format", choices=["text", "json"], help="stderr log lines as text (default) or JSON")
@@ -157,6 +159,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "stateless",
         "allow_unauthenticated",
         "log_format",
+        "project",
     )
     overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     try:
@@ -168,12 +171,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         _fail(f"invalid setting: {problems}")
     # webhooks: key and secret only; slack with --mcp-url: the service it uses has its own
     remote = getattr(args, "command", None) == "webhooks" or getattr(args, "mcp_url", None) is not None
-    if settings.credentials == "env" and not remote:
+    if settings.credentials != "sandbox" and not remote:
         try:
-            settings.livekit_credentials()
-        except MissingCredentialsError as exc:
+            project_specs(settings)  # at start, in one line: the projects' files and credentials
+        except (MissingCredentialsError, ProjectsError) as exc:
             _fail(str(exc))
     return settings
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Every secret for the logs to blank out: the settings' and each project's API secret."""
+    try:
+        specs = project_specs(settings)[0] if settings.credentials != "sandbox" else []
+    except (MissingCredentialsError, ProjectsError):
+        specs = []
+    return settings.secrets() + [s.api_secret.get_secret_value() for s in specs]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "webhooks" and args.port is None:
             args.port = WEBHOOKS_PORT
         settings = _settings(args)
-        configure_logging(settings.log_level, settings.log_format, settings.secrets())
+        configure_logging(settings.log_level, settings.log_format, _secrets(settings))
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 (run_webhooks if args.command == "webhooks" else run)(settings)

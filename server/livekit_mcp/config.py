@@ -8,12 +8,13 @@ command-line flags, environment variables, the TOML file of `--config`, defaults
 from __future__ import annotations
 
 import contextvars
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -41,6 +42,9 @@ EGRESS_STREAMS = ("rtmp", "rtmps", "srt")
 MIN_CONFIRM_KEY = 32
 """Bytes a LIVEKIT_MCP_CONFIRM_KEY needs at least: the HMAC key of confirm tokens, so as strong as a random one."""
 
+LK_CONFIG = Path(".livekit") / "cli-config.yaml"
+"""Where `lk` keeps its projects, under the home directory (livekit-cli pkg/config: `getConfigLocation`)."""
+
 # The --config file of the `Settings.load` under way: read by pydantic-settings as one of its sources.
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
 
@@ -53,6 +57,27 @@ def _comma_list(value: object) -> object:
 
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+
+
+def url_problem(value: str, what: str) -> None:
+    """Raise ValueError, in one line naming `what`, for a LiveKit URL that would fail: refused at start, since a URL
+    with a password would be sent (and shown) with every call, and one without a scheme or host fails every call
+    only once the server is running."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{what} is not a URL; use e.g. wss://my-project.livekit.cloud") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{what} must not carry a user or password; "
+            "give the key and secret in LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+        )
+    if parts.scheme.lower() not in URL_SCHEMES or not parts.hostname:
+        raise ValueError(
+            f"{what} needs a scheme and a host: wss://, https://, ws:// or http://, "
+            "e.g. wss://my-project.livekit.cloud or http://localhost:7880"
+        )
 
 
 class MissingCredentialsError(Exception):
@@ -76,6 +101,10 @@ class Settings(BaseSettings):
 
     credentials: Credentials = "env"
     """Where LiveKit comes from: the environment, an in-process sandbox (--sandbox) or `lk --dev` (--dev)."""
+    project: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_\-]+$")
+    """The default project, by its name in `lk`'s file or [[projects]] (as `lk --project`)."""
+    projects: list[dict[str, Any]] = Field(default_factory=list)
+    """[[projects]] tables of the --config file: more projects, or the policy of projects `lk` knows (projects.py)."""
 
     transport: Transport = "stdio"
     host: str = "127.0.0.1"
@@ -183,25 +212,9 @@ class Settings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _usable_url(cls, value: str | None) -> str | None:
-        # Refused at start, in one line: a URL with a password would be sent (and shown) with every call; one
-        # without a scheme or host fails every call only once the server is running.
         if value is None or value == "":
             return value
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            raise ValueError("LIVEKIT_URL is not a URL; use e.g. wss://my-project.livekit.cloud") from None
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "LIVEKIT_URL must not carry a user or password; "
-                "give the key and secret in LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
-            )
-        if parts.scheme.lower() not in URL_SCHEMES or not parts.hostname:
-            raise ValueError(
-                "LIVEKIT_URL needs a scheme and a host: wss://, https://, ws:// or http://, "
-                "e.g. wss://my-project.livekit.cloud or http://localhost:7880"
-            )
+        url_problem(value, "LIVEKIT_URL")
         return value
 
     @field_validator("egress_output")
@@ -247,6 +260,22 @@ class Settings(BaseSettings):
             )
         return value
 
+    _config_path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_path(self) -> Path | None:
+        """The --config file these settings were read from, to name it in errors about its entries."""
+        return self._config_path
+
+    def lk_config_path(self) -> Path:
+        """`lk`'s own file of projects: ~/.livekit/cli-config.yaml (its home directory is $HOME, as for `lk`)."""
+        return Path.home() / LK_CONFIG
+
+    def env_secret(self, name: str) -> SecretStr | None:
+        """The value of the environment variable a [[projects]] entry names for its secret (never written inline)."""
+        value = os.environ.get(name, "")
+        return SecretStr(value) if value else None
+
     def secrets(self) -> list[str]:
         """Every secret value configured, for logs to blank out: API secret, confirm key, bearer tokens."""
         found = [s.get_secret_value() for s in (self.api_secret, self.confirm_key) if s is not None]
@@ -272,6 +301,7 @@ class Settings(BaseSettings):
         if missing:
             raise MissingCredentialsError(
                 f"missing {', '.join(missing)}: set them in the environment, "
+                "add a project with `lk project add`, "
                 "or pass --sandbox (built-in LiveKit sandbox) or --dev (a local `livekit-server --dev`)"
             )
         return self.url or "", self.api_key or "", self.api_secret or SecretStr("")
@@ -297,6 +327,8 @@ class Settings(BaseSettings):
         # pydantic-settings owns the precedence of sources (see settings_customise_sources).
         reset = _config_file.set(config_file)
         try:
-            return cls(**flags)
+            settings = cls(**flags)
         finally:
             _config_file.reset(reset)
+        settings._config_path = config_file
+        return settings

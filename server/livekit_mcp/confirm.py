@@ -48,6 +48,7 @@ from livekit_mcp.errors import (
 )
 from livekit_mcp.models import iso
 from livekit_mcp.policy import WINDOW, Policy
+from livekit_mcp.projects import current_name
 from livekit_mcp.service import caller_of
 from livekit_mcp.store import MemoryStore, Store
 
@@ -83,11 +84,18 @@ class Plan:
     disconnects: dict[str, int] = field(default_factory=dict)
     """Participants it would disconnect, by kind (for the protected_kinds rule)."""
     type_to_confirm: str | None = None
+    project: str = field(default_factory=current_name)
+    """The project it acts on ("" the unnamed one): named in the question and bound into the token."""
 
     @property
     def ref(self) -> str:
-        """Short digest of the tool, its arguments and its targets: what an answer of the user is bound to."""
-        return _b64(_digest([self.tool, self.args, sorted(self.targets)]))[:10]
+        """Short digest of the project, tool, arguments and targets: what an answer of the user is bound to."""
+        return _b64(_digest([self.project, self.tool, self.args, sorted(self.targets)]))[:10]
+
+    @property
+    def where(self) -> str:
+        """The project, for texts naming it: "" when it has no name."""
+        return f"[project {self.project}] " if self.project else ""
 
 
 class PlanChanged(LiveKitMCPError):
@@ -126,7 +134,8 @@ def _b64(raw: bytes) -> str:
 
 
 class Tokens:
-    """Stateless confirm tokens: `v2.<expiry>.<args digest>.<targets digest>.<principal digest>.<hmac>`.
+    """Stateless confirm tokens: `v3.<expiry>.<project>.<args>.<targets>.<principal>.<hmac>` (the middle four are
+    digests).
 
     The digests in clear let a refusal say why (other arguments, a changed target, another principal); the HMAC
     over all of it makes any edit, or a token from a server with another key, fail.
@@ -140,8 +149,9 @@ class Tokens:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18])
 
     @staticmethod
-    def _parts(plan: Plan, principal: str) -> tuple[str, str, str]:
+    def _parts(plan: Plan, principal: str) -> tuple[str, str, str, str]:
         return (
+            _b64(_digest(plan.project)),
             _b64(_digest([plan.tool, plan.args])),
             _b64(_digest(sorted(plan.targets))),
             _b64(_digest(principal)),
@@ -149,7 +159,7 @@ class Tokens:
 
     def issue(self, plan: Plan, principal: str, now: float | None = None) -> tuple[str, int]:
         expiry = int((time.time() if now is None else now) + self.ttl)
-        body = ".".join(("v2", str(expiry), *self._parts(plan, principal)))
+        body = ".".join(("v3", str(expiry), *self._parts(plan, principal)))
         return f"{body}.{self._mac(body)}", expiry
 
     def check(self, token: str, plan: Plan, principal: str, now: float | None = None) -> None:
@@ -157,17 +167,20 @@ class Tokens:
         this principal."""
         again = f"call {plan.tool} again without confirm_token for a new one"
         parts = token.split(".")
-        if not token.isascii() or len(parts) != 6 or parts[0] != "v2" or not parts[1].isdigit():
+        if not token.isascii() or len(parts) != 7 or parts[0] != "v3" or not parts[1].isdigit():
             raise InvalidInput("confirm_token", f"not a token this server issued; {again}")
-        body, mac = ".".join(parts[:5]), parts[5]
+        body, mac = ".".join(parts[:6]), parts[6]
         if not hmac.compare_digest(mac.encode(errors="replace"), self._mac(body).encode()):
             raise InvalidInput("confirm_token", f"not a token this server issued, or altered; {again}")
-        args_digest, targets_digest, principal_digest = self._parts(plan, principal)
-        if parts[4] != principal_digest:
+        project_digest, args_digest, targets_digest, principal_digest = self._parts(plan, principal)
+        if parts[5] != principal_digest:
             raise InvalidInput("confirm_token", f"it was issued to another principal; {again}")
-        if parts[2] != args_digest:
+        if parts[2] != project_digest:
+            here = f"project '{plan.project}'" if plan.project else "the default project"
+            raise InvalidInput("confirm_token", f"it was issued for another project, not {here}; {again}")
+        if parts[3] != args_digest:
             raise InvalidInput("confirm_token", f"it was issued for another call or other arguments; {again}")
-        if parts[3] != targets_digest:
+        if parts[4] != targets_digest:
             raise InvalidInput(
                 "confirm_token",
                 f"the target changed since it was issued (someone joined, left, rejoined or was recreated); {again}",
@@ -193,6 +206,8 @@ class Guard:
     shared: Store | None = None
     """The store replicas share (SQLite or Redis): a token is redeemed once across all of them, and the
     destructive-action budget is theirs together. None: this process alone, which counts its own."""
+    project: str = ""
+    """The project it guards: its budget in the shared store is its own."""
     _own: MemoryStore = field(default_factory=MemoryStore, init=False, repr=False)
 
     def _check_policy(self, plan: Plan) -> None:
@@ -290,7 +305,7 @@ class Guard:
         limit = self.policy.max_destructive_per_minute
         if not limit or self.shared is None:
             return None
-        slot = await self.shared.take_slot(WINDOW, limit)
+        slot = await self.shared.take_slot(WINDOW, limit, self.project)
         if slot is None:
             raise PolicyRefusal(
                 "max_destructive_per_minute",
@@ -308,14 +323,14 @@ def _may_have_happened(exc: BaseException) -> bool:
 
 def _question(plan: Plan) -> str:
     ask = " Type the room's name to confirm." if plan.type_to_confirm else " Go ahead?"
-    return f"{plan.question}{ask} (plan {plan.ref})"
+    return f"{plan.where}{plan.question}{ask} (plan {plan.ref})"
 
 
 def stopped_text(plan: Plan, decision: Decision) -> str:
     """What a call that did nothing says, and how to go ahead."""
     if decision.outcome == "confirmation_required":
         return (
-            f"Not done yet: confirmation required. {plan.question} To go ahead, call {plan.tool} again with the "
-            f"same arguments and confirm_token='{decision.confirm_token}' (valid until {decision.expires_at})."
+            f"Not done yet: confirmation required. {plan.where}{plan.question} To go ahead, call {plan.tool} again "
+            f"with the same arguments and confirm_token='{decision.confirm_token}' (valid until {decision.expires_at})."
         )
-    return f"Not done: the user {decision.outcome} it. Nothing was changed. ({plan.question})"
+    return f"Not done: the user {decision.outcome} it. Nothing was changed. ({plan.where}{plan.question})"

@@ -653,3 +653,14 @@ class IngressList(BaseModel):
 
 class IngressResult(Confirmable):
     ingress: Ingress
+
+
+class ProjectInfo(BaseModel):
+    name: str = Field(description='As `lk` names it; "" for the project of LIVEKIT_URL (pass no project for it).')
+    url: str
+    default: bool = False
+    read_only: bool = False
+
+
+class ProjectList(BaseModel):
+    projects: list[ProjectInfo]

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from livekit_mcp.auth import WRITE_SCOPE
+from livekit_mcp.auth import WRITE_SCOPE, projects_of
 from livekit_mcp.config import Settings
 from livekit_mcp.errors import LiveKitError
 from livekit_mcp.limits import head_deadline_protocol
@@ -106,6 +106,8 @@ class Caller:
     principal: str
     on_behalf_of: str | None = None
     can_write: bool = True
+    projects: frozenset[str] | None = None
+    """The projects the caller's token is limited to; None: every project."""
 
 
 def _user_of(request: object) -> AuthenticatedUser | None:
@@ -123,7 +125,7 @@ def caller_of(request: object, headers: Mapping[str, str] | None, meta: Mapping[
         token = user.access_token
     on_behalf_of = _clean_on_behalf_of(headers.get(ON_BEHALF_OF)) if headers is not None else None
     if token is not None:
-        return Caller(token.client_id, on_behalf_of, WRITE_SCOPE in token.scopes)
+        return Caller(token.client_id, on_behalf_of, WRITE_SCOPE in token.scopes, projects_of(token.scopes))
     if headers is not None:
         return Caller("anonymous (HTTP)", on_behalf_of)
     named = meta.get(ON_BEHALF_OF_META) if meta is not None else None

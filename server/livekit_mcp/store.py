@@ -33,6 +33,15 @@ APPLICATION_ID = 0x4C4B4D43  # "LKMC": a SQLite file whose application_id differ
 SCHEMA_VERSION = 1
 
 
+def _new_slot(scope: str) -> str:
+    """A slot id of the budget of project `scope` ("" the unnamed one): `scope/hex`, or `hex` alone."""
+    return f"{scope}/{uuid.uuid4().hex}" if scope else uuid.uuid4().hex
+
+
+def _scope_of(slot: str) -> str:
+    return slot.rpartition("/")[0]
+
+
 class StoreError(LiveKitMCPError):
     """The store cannot be used: not ours, corrupt, or down. The message says which, in one line."""
 
@@ -102,9 +111,9 @@ class Store(Protocol):
         """Make `key` usable again: its action certainly did not happen (LiveKit refused it)."""
         ...
 
-    async def take_slot(self, window: float, limit: int) -> str | None:
+    async def take_slot(self, window: float, limit: int, scope: str = "") -> str | None:
         """One of `limit` slots of the last `window` seconds, shared by every process on the store (the destructive
-        actions budget); its id, or None when all are taken."""
+        actions budget of the project `scope`); its id, or None when all are taken."""
         ...
 
     async def give_back(self, slot: str) -> None:
@@ -197,12 +206,12 @@ class MemoryStore:
     async def index(self, kind: str) -> dict[str, str]:
         return dict(self._index.get(kind, {}))
 
-    async def take_slot(self, window: float, limit: int) -> str | None:
+    async def take_slot(self, window: float, limit: int, scope: str = "") -> str | None:
         now = time.time()
         self._slots = {k: at for k, at in self._slots.items() if now - at < window}
-        if len(self._slots) >= limit:
+        if sum(1 for k in self._slots if _scope_of(k) == scope) >= limit:
             return None
-        slot = uuid.uuid4().hex
+        slot = _new_slot(scope)
         self._slots[slot] = now
         return slot
 
@@ -324,13 +333,18 @@ class SqliteStore:
     async def index(self, kind: str) -> dict[str, str]:
         return dict(await self._run("SELECT key, value FROM idx WHERE kind = ?", (kind,)))
 
-    async def take_slot(self, window: float, limit: int) -> str | None:
+    async def take_slot(self, window: float, limit: int, scope: str = "") -> str | None:
         def take() -> str | None:
-            now, slot = time.time(), uuid.uuid4().hex
+            now, slot = time.time(), _new_slot(scope)
             with self._db:  # one transaction, taken for writing at once: two processes cannot both take the last
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute("DELETE FROM slots WHERE at <= ?", (now - window,))
-                if self._db.execute("SELECT count(*) FROM slots").fetchone()[0] >= limit:
+                # The id less its 32 hex digits is "scope/" ("" for the unnamed project): text, not LIKE's wildcards.
+                taken = self._db.execute(
+                    "SELECT count(*) FROM slots WHERE substr(id, 1, length(id) - 32) = ?",
+                    (f"{scope}/" if scope else "",),
+                ).fetchone()[0]
+                if taken >= limit:
                     return None
                 self._db.execute("INSERT INTO slots (id, at) VALUES (?, ?)", (slot, now))
             return slot
@@ -445,13 +459,17 @@ class RedisStore:
     return 1
     """
 
-    async def take_slot(self, window: float, limit: int) -> str | None:
-        slot = uuid.uuid4().hex
-        taken = await self._call(self._redis.eval(self._TAKE, 1, self._key("slots"), time.time(), window, limit, slot))
+    @staticmethod
+    def _slots(scope: str) -> str:
+        return f"slots/{scope}" if scope else "slots"
+
+    async def take_slot(self, window: float, limit: int, scope: str = "") -> str | None:
+        slot, key = _new_slot(scope), self._key(self._slots(scope))
+        taken = await self._call(self._redis.eval(self._TAKE, 1, key, time.time(), window, limit, slot))
         return slot if taken else None
 
     async def give_back(self, slot: str) -> None:
-        await self._call(self._redis.zrem(self._key("slots"), slot))
+        await self._call(self._redis.zrem(self._key(self._slots(_scope_of(slot))), slot))
 
     async def prune(self) -> int:
         oldest = time.time() - self.retention.max_age

@@ -7,7 +7,7 @@ to a toolset (`rooms`, `participants`, `agents`, `data`, `rpc`, `tokens`, `sip`,
 """
 
 # Importing the toolset modules registers their tools, in this order: the order of tools/list.
-from livekit_mcp.tools import rooms, participants, agents, data, rpc, tokens, sip, egress, ingress  # noqa: F401, I001
+from livekit_mcp.tools import rooms, participants, agents, data, rpc, tokens, sip, egress, ingress, projects  # noqa: F401, I001
 from livekit_mcp.tools._base import AppContext, build_tools, invalid_arguments
 from livekit_mcp.tools.rooms import room_detail
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import inspect
 import json
 import math
 from collections import Counter
@@ -29,6 +31,7 @@ from livekit_mcp.models import (
     Participant,
     ParticipantSummary,
 )
+from livekit_mcp.projects import Project, Projects, current
 from livekit_mcp.store import Store
 
 T = TypeVar("T")
@@ -39,13 +42,31 @@ assert get_args(Toolset) == TOOLSETS, "config.TOOLSETS names the same toolsets"
 
 @dataclass
 class AppContext:
-    """What the lifespan hands every tool."""
+    """What the lifespan hands every tool: the projects, and what they share."""
 
-    livekit: LiveKit
-    guard: Guard
+    projects: Projects
     audit: AuditLog
-    history: Store | None = None
-    """Room history, or None with LIVEKIT_MCP_HISTORY=off."""
+    kept_history: Store | None = None
+    """Room history, or None with LIVEKIT_MCP_HISTORY=off: the default project's, whose webhooks feed it."""
+
+    @property
+    def project(self) -> Project:
+        """The project of the call under way (the default outside one)."""
+        return current() or self.projects.default
+
+    @property
+    def history(self) -> Store | None:
+        """Room history of the project of the call under way: None for any but the default, whose rooms it holds
+        (another project's rooms would be judged by it: find_agent trusts its index of live rooms)."""
+        return self.kept_history if self.project is self.projects.default else None
+
+    @property
+    def livekit(self) -> LiveKit:
+        return self.project.livekit
+
+    @property
+    def guard(self) -> Guard:
+        return self.project.guard
 
 
 def app_of(ctx: Context) -> AppContext:
@@ -60,9 +81,10 @@ def livekit_of(ctx: Context) -> LiveKit:
 # Hints the spec gives a meaning by default are left out, as every byte of tools/list is read into the model's
 # context: idempotentHint is false unless said, and means nothing for a read-only tool.
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+# readOnlyHint is false unless stated (the spec's default), so a tool that changes things leaves it out.
+CHANGE = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+SEND = ToolAnnotations(destructive_hint=False, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(destructive_hint=True, open_world_hint=False)
 
 
 # --- Registration ------------------------------------------------------------------------------------
@@ -90,6 +112,29 @@ def tool(
     return add
 
 
+PROJECT_ARGUMENT = "project"
+"""The argument every tool but list_projects takes, a bare string: tools/list repeats it for every tool, so it is
+explained once, by list_projects and the server's instructions (a name it does not know is refused, listing the
+known ones)."""
+UNSCOPED = frozenset({"list_projects"})
+
+
+def with_project(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """`fn` with an optional `project` argument. The server selects the project before the call runs (and before
+    resolvers ask anything), so the body, and tools added later, need not know about it: it is dropped here."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        kwargs.pop(PROJECT_ARGUMENT, None)
+        return await fn(*args, **kwargs)
+
+    signature = inspect.signature(fn, eval_str=True)
+    extra = inspect.Parameter(PROJECT_ARGUMENT, inspect.Parameter.KEYWORD_ONLY, default="", annotation=str)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**inspect.get_annotations(fn, eval_str=True), PROJECT_ARGUMENT: str}
+    return wrapper
+
+
 def build_tools(
     *, toolsets: Collection[str] = TOOLSETS, read_only: bool = False, output_schemas: bool = False
 ) -> list[Tool]:
@@ -100,15 +145,21 @@ def build_tools(
     """
     tools: list[Tool] = []
     for entry in _TOOLS:
-        if entry.toolset not in toolsets or (read_only and not entry.annotations.read_only_hint):
+        listed = entry.toolset in toolsets or entry.fn.__name__ in UNSCOPED  # list_projects: whatever the toolsets
+        if not listed or (read_only and not entry.annotations.read_only_hint):
             continue
         fn = entry.fn
         if not entry.annotations.read_only_hint:
             # A destructive (or confirmed) tool writes its attempted line itself, once confirmed (`destructive`).
             ahead = not (entry.annotations.destructive_hint or entry.confirmed)
             fn = audited(entry.fn, lambda ctx: app_of(ctx).audit, write_ahead=ahead)
-        tool = Tool.from_function(fn, annotations=entry.annotations)
+        if entry.fn.__name__ not in UNSCOPED:
+            fn = with_project(fn)
+        # The docstring on one line: the SDK sends it as written, indentation of its wrapped lines included.
+        description = " ".join((entry.fn.__doc__ or "").split())
+        tool = Tool.from_function(fn, description=description, annotations=entry.annotations)
         tool.parameters = _compact_input(tool.parameters)
+        tool.parameters.get("properties", {}).get(PROJECT_ARGUMENT, {}).pop("default", None)  # bytes: "" says nothing
         schema = tool.fn_metadata.output_schema
         tool.fn_metadata.output_schema = _output_schema(schema) if output_schemas and schema else None
         tools.append(tool)
@@ -117,8 +168,11 @@ def build_tools(
 
 def _compact_input(node: Any) -> Any:
     """An input schema without pydantic's `title`s (they repeat the property and model names), and an optional
-    argument that is "" or null when not given shown as its type alone: leaving it out is how it is not given."""
+    argument that is "" or null when not given shown as its type alone: leaving it out is how it is not given.
+    A flag that is off unless given says no default either."""
     if isinstance(node, dict):
+        if node.get("type") == "boolean" and node.get("default") is False:
+            node = {k: v for k, v in node.items() if k != "default"}
         if node.get("default", 0) in ("", None):
             node = {k: v for k, v in node.items() if k != "default"}
             alternatives = node.get("anyOf")

@@ -69,7 +69,7 @@ async def find_agent(
     room: AnyRoom = "",
     agent_name: AnyAgentName = "",
 ) -> Annotated[CallToolResult, AgentList]:
-    """Find AI agent participants (their identity, agent name and state) in one room or in every room."""
+    """Find AI agents (identity, agent name, state) in one room or in every room."""
     lk = livekit_of(ctx)
     indexed: list[AgentInfo] = []
     from_index: LiveIndex | None = None
@@ -135,7 +135,7 @@ async def _confirmed(item: tuple[LiveKit, dict[str, str]]) -> AgentInfo | None:
 
 @tool("agents", READ)
 async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
-    """List a room's agent dispatches with their jobs and their agents in the room now."""
+    """A room's agent dispatches, their jobs, and their agents in the room now."""
     lk = livekit_of(ctx)
     # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
     await lk.get_room(room)
@@ -152,7 +152,7 @@ async def dispatch_agent(
     agent_name: AgentName,
     metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
 ) -> Annotated[CallToolResult, DispatchResult]:
-    """Send an agent into a room (created if needed); a worker serving agent_name must be running."""
+    """Send an agent into a room (created if needed); needs a running worker for agent_name."""
     lk = livekit_of(ctx)
     existed = bool(await lk.list_rooms([room]))
     dispatch = await lk.create_dispatch(room, agent_name, metadata)
@@ -198,7 +198,7 @@ async def cancel_dispatch(
     answer: Annotated[ElicitationResult[Consent], Resolve(_ask_cancel_dispatch)],
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, DispatchResult]:
-    """Delete an agent dispatch; its running jobs end, so its agents leave the room."""
+    """Delete an agent dispatch: its jobs end and its agents leave the room."""
     lk = livekit_of(ctx)
 
     async def act(plan: Plan, info: DispatchInfo) -> CallToolResult:
@@ -336,7 +336,7 @@ async def remove_agent(
     ] = 0,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, RemovedAgents]:
-    """Remove the AI agent(s) from a room, by default deleting their dispatches too so they stay out."""
+    """Remove the AI agent(s) from a room and, by default, their dispatches so they stay out."""
     lk = livekit_of(ctx)
 
     def planned(plan: Plan, found: tuple[list[Participant], list[Dispatch]]) -> RemovedAgents:

@@ -48,7 +48,7 @@ async def send_data(
     ] = None,
     reliable: bool = True,
 ) -> Annotated[CallToolResult, SentData]:
-    """Send a data message to everyone in a room, or to some participants, optionally on a topic."""
+    """Send a data message to a room or to some participants, optionally on a topic."""
     payload = data.encode()
     limit = RELIABLE_LIMIT if reliable else LOSSY_LIMIT
     if len(payload) > limit:

@@ -38,7 +38,7 @@ def ingress_line(i: Ingress) -> str:
 
 @tool("ingress", READ)
 async def list_ingress(ctx: Context, room: AnyRoom = "") -> Annotated[CallToolResult, IngressList]:
-    """List ingress (RTMP/WHIP/URL streams into rooms) with status; stream keys shortened."""
+    """Ingress (RTMP/WHIP/URL streams into rooms) with status; stream keys shortened."""
     found = await livekit_of(ctx).list_ingress(room=room)
     where = f" into room '{room}'" if room else ""
     return reply(IngressList(ingress=found), "\n".join([f"{len(found)} ingress{where}.", *map(ingress_line, found)]))

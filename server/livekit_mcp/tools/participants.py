@@ -63,7 +63,7 @@ async def list_participants(
     limit: Annotated[int, Field(ge=1, le=1000)] = 100,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, ParticipantList]:
-    """List who is in a room (identity, kind, state, tracks; agents with their name and state)."""
+    """Who is in a room: identity, kind, state, tracks; agents with their name and state."""
     lk = livekit_of(ctx)
     after = cursor_key(cursor)
     try:
@@ -94,7 +94,7 @@ async def list_participants(
 async def get_participant(
     ctx: Context, room: RoomName, identity: Identity
 ) -> Annotated[CallToolResult, ParticipantDetail]:
-    """Everything about one participant: tracks, permission, attributes, metadata, kind details."""
+    """One participant in full: tracks, permission, attributes, metadata, kind details."""
     detail = ParticipantDetail.of(room, await livekit_of(ctx).get_participant(room, identity))
     tracks = ", ".join(f"{t.sid} {t.type}/{t.source}{' muted' if t.muted else ''}" for t in detail.tracks) or "none"
     agent = f", agent={detail.agent_name} state={detail.agent_state}" if detail.agent_name else ""
@@ -240,7 +240,7 @@ async def remove_participant(
     answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_participant)],
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, RemovedParticipant]:
-    """Disconnect a participant from a room (their token stays valid, so they can rejoin)."""
+    """Disconnect a participant (their token stays valid: they can rejoin)."""
     lk = livekit_of(ctx)
 
     async def act(plan: Plan, target: Participant) -> CallToolResult:

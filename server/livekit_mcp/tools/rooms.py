@@ -68,7 +68,7 @@ async def list_rooms(
     limit: Annotated[int, Field(ge=1, le=500)] = 50,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomList]:
-    """List rooms with participant counts (LiveKit's, a few seconds behind), by name."""
+    """Rooms by name, with participant counts (LiveKit's, a few seconds behind)."""
     rooms = sorted(await livekit_of(ctx).list_rooms(names or ()), key=lambda r: r.name)
     page, next_cursor = page_of(rooms, lambda r: [r.name], limit, cursor)
     found = {r.name for r in rooms}
@@ -106,7 +106,7 @@ async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
 
 @tool("rooms", READ)
 async def get_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, RoomDetail]:
-    """What is going on in a room: who by kind, the agents and their state, dispatches, publishers, uptime."""
+    """A room now: who by kind, the agents and their state, dispatches, publishers, uptime."""
     detail = await room_detail(livekit_of(ctx), room)
     lines = [
         f"Room '{room}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
@@ -128,6 +128,7 @@ RECENT_EVENTS = 5
 RECENT_SECONDS = 3600
 """get_room shows the last RECENT_EVENTS events of the room's current session from the last hour."""
 HISTORY_OFF = "History is off on this server (LIVEKIT_MCP_HISTORY=off): it keeps no record of past rooms."
+HISTORY_ELSEWHERE = "History is kept for the default project only (its webhooks feed it); get_room shows this one's."
 
 
 def _entry(event: Event) -> HistoryEntry:
@@ -161,11 +162,16 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
     return list(sessions.values())
 
 
+def _no_history(ctx: Context) -> str:
+    """Why a call has no history: it is off, or kept for another project."""
+    return HISTORY_OFF if app_of(ctx).kept_history is None else HISTORY_ELSEWHERE
+
+
 async def recent_events(ctx: Context, room: str, since: float, limit: int, cursor: str = "") -> Page | str:
     """The room's events from history, or the sentence saying why there are none to give (off, or unavailable)."""
     store = app_of(ctx).history
     if store is None:
-        return HISTORY_OFF
+        return _no_history(ctx)
     app_of(ctx).guard.policy.check_room(room, changes=False)  # history obeys allowed_rooms like LiveKit's calls
     try:
         return await store.events(room, since, limit, cursor or None)
@@ -183,13 +189,13 @@ async def room_history(
     limit: Annotated[int, Field(ge=1, le=500)] = 100,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomHistory]:
-    """A room's history from LiveKit's webhooks, by session: joins, leaves and why, tracks, recordings, changes made
-    here. No room: the rooms active or ended recently."""
+    """Room history from LiveKit's webhooks, by session: who came and left and why, tracks, changes made here. No room:
+    recent rooms."""
     if not room:
         return await _recent_rooms(ctx, since_time(since), limit)
     found = await recent_events(ctx, room, since_time(since), limit, cursor)
     if isinstance(found, str):
-        status: Literal["off", "unavailable"] = "off" if found == HISTORY_OFF else "unavailable"
+        status: Literal["off", "unavailable"] = "off" if found in (HISTORY_OFF, HISTORY_ELSEWHERE) else "unavailable"
         return reply(RoomHistory(history=status, room=room, note=found), found)
     sessions = sessions_of(found.events)
     result = RoomHistory(history="on", room=room, sessions=sessions, next_cursor=found.cursor)
@@ -211,7 +217,7 @@ async def room_history(
 async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResult:
     store = app_of(ctx).history
     if store is None:
-        return reply(RoomHistory(history="off", note=HISTORY_OFF), HISTORY_OFF)
+        return reply(RoomHistory(history="off", note=_no_history(ctx)), _no_history(ctx))
     policy = app_of(ctx).guard.policy
     rooms: dict[tuple[str, str], RecentRoom] = {}
     last_sid: dict[str, str] = {}
@@ -260,7 +266,7 @@ async def create_room(
     max_participants: Annotated[int | None, Field(ge=0, le=2**32 - 1)] = None,
     metadata: Metadata = "",
 ) -> Annotated[CallToolResult, CreatedRoom]:
-    """Create a room; an existing one is returned unchanged (LiveKit ignores the settings then)."""
+    """Create a room; an existing one is returned as it is (LiveKit ignores the settings)."""
     lk = livekit_of(ctx)
     existed = bool(await lk.list_rooms([room]))
     made = await lk.create_room(
@@ -346,7 +352,7 @@ async def delete_room(
     answer: Annotated[ElicitationResult[TypedName], Resolve(_ask_delete_room)],
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, DeletedRoom]:
-    """Delete a room, disconnecting everyone in it (asks for confirmation first)."""
+    """Delete a room, disconnecting everyone in it (asks first)."""
     lk = livekit_of(ctx)
 
     def deleted(plan: Plan, participants: list[Participant]) -> DeletedRoom:

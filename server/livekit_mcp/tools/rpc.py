@@ -31,7 +31,7 @@ ResponseTimeout = Annotated[
     Field(
         ge=1,
         le=15,
-        description="Seconds to answer, 1-15; LiveKit resends to a handler slower than 3 s.",
+        description="1-15 s; LiveKit resends to a handler slower than 3 s.",
     ),
 ]
 # The participant never answered: no acknowledgement (1501), no answer in time (1502), LiveKit gave up (None).
@@ -79,7 +79,7 @@ async def perform_rpc(
     payload: Payload = "",
     response_timeout: ResponseTimeout = 2.5,
 ) -> Annotated[CallToolResult, RpcResult]:
-    """Call an RPC method a participant registered and return its answer or its error."""
+    """Call a participant's registered RPC method; returns its answer or its error."""
     lk = livekit_of(ctx)
     # Checked first: LiveKit answers a call to someone absent only after ~3 s, and without saying who is missing.
     await lk.get_participant(room, destination_identity)

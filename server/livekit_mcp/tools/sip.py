@@ -20,8 +20,8 @@ from livekit_mcp.tools._base import READ, app_of, destructive, livekit_of, reply
 PHONE_ATTRIBUTE = "sip.phoneNumber"
 CALL_ID_ATTRIBUTE = "sip.callID"
 # Dialling and transferring reach the telephone network, outside LiveKit: an open world.
-DIAL = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
-HAND_OVER = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
+DIAL = ToolAnnotations(destructive_hint=False, open_world_hint=True)
+HAND_OVER = ToolAnnotations(destructive_hint=True, open_world_hint=True)
 _PHONE = re.compile(r"\+?[0-9]{2,20}")
 _TRANSFER = re.compile(r"tel:\+?[0-9]{2,20}|sips?:[^\s<>@]+@[A-Za-z0-9.\-\[\]:]+")
 
@@ -62,7 +62,7 @@ def _trunk_text(t: SipTrunk) -> str:
 
 @tool("sip", READ)
 async def list_sip_trunks(ctx: Context) -> Annotated[CallToolResult, SipTrunkList]:
-    """List SIP trunks (inbound, outbound): numbers and addresses as configured, never passwords."""
+    """List SIP trunks, inbound and outbound: numbers and addresses, never passwords."""
     trunks = await livekit_of(ctx).list_sip_trunks()
     inbound = sum(t.direction == "inbound" for t in trunks)
     result = SipTrunkList(trunks=trunks, inbound=inbound, outbound=len(trunks) - inbound)
