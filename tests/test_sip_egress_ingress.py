@@ -23,6 +23,7 @@ from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
 from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, text
 from tests.real_livekit import People
+from tests.test_attacks_service import refused
 from tests.test_real_tools import unique
 
 pytestmark = pytest.mark.anyio
@@ -401,6 +402,15 @@ async def test_a_read_only_caller_lists_but_changes_nothing_and_the_rate_limit_c
     assert "refused by policy (max_destructive_per_minute)" in beyond
     (info,) = (await lkapi.egress.list_egress(api.ListEgressRequest(egress_id=egress_id))).items
     assert info.status == api.EgressStatus.EGRESS_ACTIVE
+
+
+@pytest.mark.parametrize("output", ["https://bucket.example.com/rec.mp4", "s3://key:secret@bucket/x.mp4", " "])
+def test_an_egress_output_that_is_neither_a_file_path_nor_a_stream_is_refused_at_start(
+    livekit: LiveKitTarget, output: str
+) -> None:
+    line = refused(livekit.env(LIVEKIT_MCP_EGRESS_OUTPUT=output))
+    assert "LIVEKIT_MCP_EGRESS_OUTPUT must be a file path" in line
+    assert "secret" not in line
 
 
 # --- bad input: the field, what is allowed, and nothing sent ------------------------------------------

@@ -142,12 +142,19 @@ CHANGES = {
 # The LiveKit service behind each method that is not livekit-server's own: SIP, egress and ingress run as separate
 # services (livekit/sip, livekit/egress, livekit/ingress) that livekit-server reaches through Redis.
 SERVICES = {
-    **dict.fromkeys(
-        ("ListSIPInboundTrunk", "ListSIPOutboundTrunk", "ListSIPDispatchRule", "CreateSIPParticipant"), "SIP"
-    ),
-    "TransferSIPParticipant": "SIP",
-    **dict.fromkeys(("ListEgress", "StartRoomCompositeEgress", "StopEgress"), "egress"),
-    **dict.fromkeys(("ListIngress", "CreateIngress", "DeleteIngress"), "ingress"),
+    method: service
+    for service, methods in {
+        "SIP": (
+            "ListSIPInboundTrunk",
+            "ListSIPOutboundTrunk",
+            "ListSIPDispatchRule",
+            "CreateSIPParticipant",
+            "TransferSIPParticipant",
+        ),
+        "egress": ("ListEgress", "StartRoomCompositeEgress", "StopEgress"),
+        "ingress": ("ListIngress", "CreateIngress", "DeleteIngress"),
+    }.items()
+    for method in methods
 }
 # livekit-server v1.13.5 without Redis: "sip not connected (redis required)", and likewise for egress and ingress.
 _NOT_CONNECTED = "not connected (redis required)"

@@ -51,11 +51,8 @@ NewIdentity = Annotated[
 def _trunk_text(t: SipTrunk) -> str:
     numbers = ", ".join(t.numbers) or "any number"
     where = f" via {t.address}" if t.address else ""
-    allowed = (
-        f", only from {', '.join((t.allowed_addresses or []) + (t.allowed_numbers or []))}"
-        if (t.allowed_addresses or t.allowed_numbers)
-        else ""
-    )
+    only = [*(t.allowed_addresses or []), *(t.allowed_numbers or [])]
+    allowed = f", only from {', '.join(only)}" if only else ""
     auth = f", auth as '{t.auth_username}'" if t.auth_username else ""
     return f"- {t.id} {t.direction} '{t.name or ''}': {numbers}{where}{allowed}{auth}"
 
