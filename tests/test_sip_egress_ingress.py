@@ -104,7 +104,7 @@ async def test_sip_egress_and_ingress_are_off_by_default_on_when_named_and_read_
     assert not await names(http_server.url) & NEW_TOOLS
     assert await names(everything.url) >= NEW_TOOLS
     read_only = await names(serve_http("--toolsets", "sip,egress,ingress", "--read-only").url)
-    assert read_only == {"list_sip_trunks", "list_sip_dispatch_rules", "list_egress", "list_ingress"}
+    assert read_only == {"list_sip_trunks", "list_sip_dispatch_rules", "list_egress", "list_ingress", "list_projects"}
 
 
 # --- SIP on the sandbox ------------------------------------------------------------------------------
