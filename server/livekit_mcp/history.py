@@ -228,19 +228,19 @@ class WebhookEndpoint:
     async def receive(self, request: Request) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-            return _answer(*_refused(413, f"a webhook is at most {MAX_BODY} bytes"))
+            return _answer(*_too_big())
         body = b""
         async for chunk in request.stream():
             body += chunk
-            if len(body) > MAX_BODY:
-                return _answer(*_refused(413, f"a webhook is at most {MAX_BODY} bytes"))
+            if len(body) > MAX_BODY:  # read no further than that: `take` refuses it
+                break
         return _answer(*await self.take(body, request.headers.get("authorization", "")))
 
     async def take(self, body: bytes, authorization: str) -> tuple[int, dict[str, Any]]:
         """Verify, parse and keep one webhook; the HTTP status and body to answer with. The in-process sandbox
         (`--sandbox`, the demo) delivers here directly, signed all the same."""
         if len(body) > MAX_BODY:
-            return _refused(413, f"a webhook is at most {MAX_BODY} bytes")
+            return _too_big()
         if not authorization:
             return _refused(401, "no Authorization header: LiveKit signs every webhook")
         try:
@@ -272,6 +272,10 @@ class WebhookEndpoint:
 
 def _answer(status: int, content: dict[str, Any]) -> JSONResponse:
     return JSONResponse(content, status_code=status)
+
+
+def _too_big() -> tuple[int, dict[str, Any]]:
+    return _refused(413, f"a webhook is at most {MAX_BODY} bytes")
 
 
 def _refused(status: int, why: str) -> tuple[int, dict[str, Any]]:

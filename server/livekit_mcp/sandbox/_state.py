@@ -139,16 +139,7 @@ class State:
         if live is not None:
             # Get-or-create: a live room is returned as it is, the request's settings ignored.
             return _copy(live.info)
-        info = self._new_room(req.name, req.agents).info
-        if req.empty_timeout:
-            info.empty_timeout = req.empty_timeout
-        if req.departure_timeout:
-            info.departure_timeout = req.departure_timeout
-        if req.max_participants:
-            info.max_participants = req.max_participants
-        if req.metadata:
-            info.metadata = req.metadata
-        return _copy(info)
+        return _copy(self._new_room(req.name, req.agents, req).info)
 
     def list_rooms(self, req: proto_room.ListRoomsRequest) -> proto_room.ListRoomsResponse:
         if not req.names:
@@ -469,14 +460,23 @@ class State:
     def _room_or_create(self, name: str) -> Room:
         return self.rooms.get(name) or self._new_room(name, ())
 
-    def _new_room(self, name: str, agents: Sequence[proto_dispatch.RoomAgentDispatch]) -> Room:
+    def _new_room(
+        self,
+        name: str,
+        agents: Sequence[proto_dispatch.RoomAgentDispatch],
+        settings: proto_room.CreateRoomRequest | None = None,
+    ) -> Room:
+        """A new room, with the settings of a CreateRoom (unset ones at LiveKit's defaults), told as room_started."""
+        asked = settings or proto_room.CreateRoomRequest()
         now_ms = int(time.time() * 1000)
         room = Room(
             proto_models.Room(
                 sid=guid("RM_"),
                 name=name,
-                empty_timeout=DEFAULT_EMPTY_TIMEOUT,
-                departure_timeout=DEFAULT_DEPARTURE_TIMEOUT,
+                empty_timeout=asked.empty_timeout or DEFAULT_EMPTY_TIMEOUT,
+                departure_timeout=asked.departure_timeout or DEFAULT_DEPARTURE_TIMEOUT,
+                max_participants=asked.max_participants,
+                metadata=asked.metadata,
                 creation_time=now_ms // 1000,
                 creation_time_ms=now_ms,
             )

@@ -142,7 +142,9 @@ class Webhooks:
                 destination.queue.task_done()
 
     async def _send(self, destination: _Destination, body: bytes) -> bool:
-        for delay in (*RETRY_DELAYS, None):
+        why = ""
+        for delay in (0.0, *RETRY_DELAYS):
+            await asyncio.sleep(delay)
             try:
                 status = await destination.sink(body, self._sign(body))
                 if status < 300:
@@ -150,11 +152,8 @@ class Webhooks:
                 why = f"HTTP {status}"
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 why = type(exc).__name__
-            if delay is None:
-                log.warning("sandbox webhook to %s dropped after %d tries: %s", destination.name, 4, why)
-                return False
-            await asyncio.sleep(delay)
-        return False  # not reached: the last delay is None
+        log.warning("sandbox webhook to %s dropped after %d tries: %s", destination.name, len(RETRY_DELAYS) + 1, why)
+        return False
 
     def _sign(self, body: bytes) -> str:
         # The claims livekit-server's notifier signs, no more (AccessToken would add an empty `sub`).
