@@ -13,7 +13,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import CallToolResult, InputRequiredResult, Resource
 from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -24,10 +24,11 @@ from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
 from livekit_mcp.config import MissingCredentialsError, Settings
 from livekit_mcp.confirm import Guard, Tokens
-from livekit_mcp.errors import LiveKitMCPError, PolicyRefusal
+from livekit_mcp.errors import InvalidInput, PolicyRefusal
 from livekit_mcp.history import WEBHOOK_PATH, WebhookEndpoint
 from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
 from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
+from livekit_mcp.policy import Budget
 from livekit_mcp.projects import (
     Project,
     Projects,
@@ -36,21 +37,19 @@ from livekit_mcp.projects import (
     policy_for,
     project_specs,
     read_only_for,
-    using,
 )
 from livekit_mcp.resources import register_resources
+from livekit_mcp.scope import AppContext, app_of, caller_in
 from livekit_mcp.service import (
     CallerMiddleware,
     Health,
     OnBehalfOfCheck,
-    caller_of,
     failure_summary,
     listen,
     serve_http,
 )
 from livekit_mcp.store import MemoryStore, Retention, Store, StoreError, open_store
-from livekit_mcp.tools import AppContext, build_tools, invalid_arguments
-from livekit_mcp.tools._base import UNSCOPED
+from livekit_mcp.tools import build_tools, invalid_arguments
 
 log = logging.getLogger(__name__)
 
@@ -90,66 +89,53 @@ def public_url(settings: Settings) -> str:
 
 
 class _Server(MCPServer[AppContext]):
-    """The SDK's server, with argument errors a model can read at a glance (see tools.invalid_arguments), and
-    recorded in the audit log for the change tools, whose own audit wrapper never runs then."""
+    """The SDK's server, with argument errors a model can read at a glance (see tools.invalid_arguments), recorded
+    in the audit log for the change tools (whose runner never starts then), and errors of a named project saying
+    which project failed."""
 
     def __init__(self, *args: Any, change_tools: frozenset[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._change_tools = change_tools
 
+    async def list_resources(self) -> list[Resource]:
+        """The resources, and the templates whose variables are all optional (`livekit://rooms{?project}`) at their
+        bare URI: a template is how a reader gets the request's scope, and the bare URI is what clients list."""
+        listed = await super().list_resources()
+        for template in await self.list_resource_templates():
+            bare = template.uri_template.split("{?")[0]
+            if "{" not in bare:
+                listed.append(
+                    Resource(
+                        uri=bare,
+                        name=template.name,
+                        description=template.description,
+                        mime_type=template.mime_type,
+                    )
+                )
+        return listed
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        if context is None or name in UNSCOPED:
-            return await self._call(name, arguments, context)
-        app: AppContext = context.request_context.lifespan_context
-        try:
-            project = _project_for(app.projects, arguments, context)
-        except LiveKitMCPError as exc:  # the call is refused before its tool runs: as for arguments
-            if name in self._change_tools:
-                record_invalid(context, app.audit, name, arguments, str(exc))
-            raise ToolError(str(exc)) from exc
-        with using(project):
-            try:
-                return await self._call(name, arguments, context)
-            except ToolError as exc:
-                if not project.name or isinstance(exc.__cause__, ValidationError):
-                    raise
-                # Which of several projects failed: the message of a LiveKit error names a URL at best.
-                said, head = str(exc), f"Error executing tool {name}: "
-                head = head if said.startswith(head) else ""
-                raise ToolError(f"{head}project '{project.name}': {said.removeprefix(head)}") from exc.__cause__
-
-    async def _call(
-        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
             raise _reported(name, exc) from exc.__cause__
         except ToolError as exc:
-            if not isinstance(exc.__cause__, ValidationError):
+            if isinstance(exc.__cause__, ValidationError):
+                message = invalid_arguments(name, exc.__cause__)
+                if name in self._change_tools and context is not None:
+                    caller = caller_in(context)
+                    audit = app_of(context).audit
+                    record_invalid(audit, name, arguments, caller.principal, caller.on_behalf_of, message)
+                raise ToolError(message) from exc.__cause__
+            named = arguments.get("project")
+            if not isinstance(named, str) or not named or isinstance(exc.__cause__, InvalidInput | PolicyRefusal):
                 raise
-            message = invalid_arguments(name, exc.__cause__)
-            if name in self._change_tools and context is not None:
-                app: AppContext = context.request_context.lifespan_context
-                record_invalid(context, app.audit, name, arguments, message)
-            raise ToolError(message) from exc.__cause__
-
-
-def _project_for(projects: Projects, arguments: dict[str, Any], context: Context[AppContext, Any]) -> Project:
-    """The project a call names (the default when it names none), if the caller's token may use it."""
-    named = arguments.get("project")
-    caller = caller_of(context.request_context.request, context.headers)
-    # Not a string: the arguments check says so.
-    project = projects.get(named if isinstance(named, str) else None, caller.projects)
-    if caller.projects is not None and project.name not in caller.projects:
-        raise PolicyRefusal(
-            "projects",
-            f"'{caller.principal}' may use project(s) {', '.join(sorted(caller.projects))} only, "
-            f"not {project.spec.label}",
-        )
-    return project
+            # Which of several projects failed: the message of a LiveKit error names a URL at best.
+            said, head = str(exc), f"Error executing tool {name}: "
+            head = head if said.startswith(head) else ""
+            raise ToolError(f"{head}project '{named}': {said.removeprefix(head)}") from exc.__cause__
 
 
 def _reported(tool: str, crash: UnexpectedToolError) -> ToolError:
@@ -203,7 +189,7 @@ def build_server(
     confirm_key = settings.confirm_key.get_secret_value().encode() if settings.confirm_key else None
     shared = None if store is None or isinstance(store, MemoryStore) else store  # memory: this process alone
     tokens = Tokens(confirm_key, settings.confirm_ttl)  # one key: a token names its project, checked on redeeming
-    opened: list[Projects] = []  # the projects of the running lifespan, for resources (which get no context)
+    opened: list[Projects] = []  # the projects of the running lifespan, for /healthz and tools/list
     # Fresh random secrets for --sandbox: nobody else needs them, and they are long enough for HS256.
     sandbox_secrets = [secrets.token_hex(32) for _ in SANDBOX_PROJECTS]
     receiver = None  # history is the default project's: its webhooks feed it
@@ -244,7 +230,10 @@ def build_server(
                         egress_output=settings.egress_output,
                     )
                 )
-                guard = Guard(policy, tokens, settings.confirm, shared, spec.name)
+                # One budget and one record of used tokens per project: across the replicas when a store is shared.
+                spent = shared or MemoryStore()
+                budget = Budget(policy.max_destructive_per_minute, spent, spec.name, shared=shared is not None)
+                guard = Guard(policy, tokens, budget, spent, settings.confirm)
                 running.append(Project(spec, livekit, guard, read_only_for(spec, settings)))
             projects = Projects(running, default)
             opened.append(projects)
@@ -273,16 +262,20 @@ def build_server(
         tools=tools,
         token_verifier=verifier,
         auth=auth,
-        middleware=[CallerMiddleware(change_tools)],
+        middleware=[CallerMiddleware(change_tools, lambda: _names(opened[-1]) if opened else None)],
         change_tools=change_tools,
     )
-    register_resources(server, lambda: opened[-1], history)
+    register_resources(server)
     server.custom_route("/healthz", methods=["GET"])(
         Health(lambda: opened[-1].default.livekit if opened else None).endpoint
     )
     if receiver is not None:
         server.custom_route(WEBHOOK_PATH, methods=["POST"])(receiver.receive)
     return server
+
+
+def _names(projects: Projects) -> tuple[list[str], str]:
+    return [p.name for p in projects], projects.default.name
 
 
 def webhook_key(settings: Settings) -> tuple[str, str]:

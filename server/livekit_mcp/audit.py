@@ -1,9 +1,9 @@
 """The audit log: JSON lines of every change call, written ahead of the change and flushed.
 
-Every tool that can change something is wrapped by `audited` when it is registered: it refuses callers with a
-read-only token, and records every call. Write-ahead: an `attempted` line is written and flushed (fsync) before
+Every call of a tool that can change something runs in `audited_call` (tools/_registry.py), which records it
+whatever its outcome, refusals included. Write-ahead: an `attempted` line is written and flushed (fsync) before
 the change is sent to LiveKit (by the wrapper for plain change tools, by the destructive flow once the action is
-confirmed, via `attempt`), then the outcome line after. If the attempted line cannot be written, nothing is sent
+confirmed, via `Record.attempt`), then the outcome line after. If the attempted line cannot be written, nothing is sent
 (fail closed); a process killed mid-call leaves the attempted line without an outcome. A call that changes
 nothing (a preview asking for confirmation, a refusal) has only its outcome line. Secrets never enter it: the
 confirm token is recorded only as given or not.
@@ -11,31 +11,25 @@ confirm token is recorded only as given or not.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel
 
 from livekit_mcp.errors import InvalidInput, LiveKitMCPError, PolicyRefusal
-from livekit_mcp.projects import current, current_name
-from livekit_mcp.service import caller_of
 from livekit_mcp.store import Event, Store, StoreError
 
 log = logging.getLogger(__name__)
 
-HIDDEN_ARGUMENTS = ("ctx", "answer")
 LONGEST_VALUE = 1000
 
 
@@ -50,40 +44,34 @@ class AuditUnavailable(LiveKitMCPError):
 
 
 @dataclass
-class _Record:
+class Record:
+    """The audit lines of one change call under way: made by the call's runner, handed to what acts."""
+
     tool: str
     arguments: dict[str, Any]
     principal: str
     on_behalf_of: str | None
+    project: str = ""
+    log: AuditLog | None = None
     started: float = field(default_factory=time.monotonic)
     before: dict[str, Any] | None = None
-    log: AuditLog | None = None
     attempt_failed: bool = False
-    project: str = field(default_factory=current_name)
 
+    def note(self, *, before: dict[str, Any]) -> None:
+        """Record the target's state before the change."""
+        self.before = before
 
-_current: ContextVar[_Record | None] = ContextVar("audit_record", default=None)
+    def attempt(self) -> None:
+        """Write and flush the `attempted` line; call it right before the change is sent.
 
-
-def note(*, before: dict[str, Any]) -> None:
-    """Record the target's state before the change, for the audit line of the call under way."""
-    record = _current.get()
-    if record is not None:
-        record.before = before
-
-
-def attempt() -> None:
-    """Write and flush the `attempted` line of the change under way; call it right before the change is sent.
-
-    Raises AuditUnavailable ("no change was made") if the line cannot be written: the caller must not go on.
-    """
-    record = _current.get()
-    if record is not None and record.log is not None:
-        try:
-            record.log.record(record, "attempted", ahead=True)
-        except AuditUnavailable:
-            record.attempt_failed = True
-            raise
+        Raises AuditUnavailable ("no change was made") if the line cannot be written: the caller must not go on.
+        """
+        if self.log is not None:
+            try:
+                self.log.record(self, "attempted", ahead=True)
+            except AuditUnavailable:
+                self.attempt_failed = True
+                raise
 
 
 class AuditLog:
@@ -94,7 +82,7 @@ class AuditLog:
         self.history = history
         self.history_project = history_project
 
-    async def tell_history(self, record: _Record) -> None:
+    async def tell_history(self, record: Record) -> None:
         """A change that was made, as a `changed` event of its room's history (who did it, for whom). History is
         a record for people, not a guardrail: a store that is down costs the event, never the change."""
         room = record.arguments.get("room")
@@ -123,7 +111,7 @@ class AuditLog:
         except OSError as exc:
             raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__) from exc
 
-    def record(self, record: _Record, outcome: str, reason: str = "", *, ahead: bool = False) -> None:
+    def record(self, record: Record, outcome: str, reason: str = "", *, ahead: bool = False) -> None:
         """Write a line of one call, leaving out what is empty (`ahead`: before the change, so none is made)."""
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -168,69 +156,42 @@ def _outcome(result: CallToolResult) -> str:
     return str(content.get("outcome", "done")) if isinstance(content, dict) else "done"
 
 
-def audited(
-    fn: Callable[..., Awaitable[CallToolResult]],
-    audit_log: Callable[[Context], AuditLog],
-    *,
-    write_ahead: bool = True,
-) -> Callable[..., Awaitable[CallToolResult]]:
-    """`fn` (a change tool), refusing callers whose token is read-only and writing audit lines for every call;
-    `audit_log` finds the log from the context. `write_ahead`: the attempted line before `fn` runs (a destructive
-    tool instead calls `attempt` itself, once its action is confirmed)."""
+async def audited_call(
+    log_file: AuditLog, record: Record, run: Callable[[], Awaitable[CallToolResult]]
+) -> CallToolResult:
+    """Run a change call, writing its outcome line whatever happens (and telling room history what was done).
+    `run` writes the attempted line itself (`Record.attempt`) right before it sends the change."""
+    log_file.check_writable()
+    outcome, reason = "failed", ""
+    try:
+        result = await run()
+        outcome = _outcome(result)
+        return result
+    except PolicyRefusal as exc:
+        outcome, reason = "refused by policy", str(exc)
+        raise
+    except InvalidInput as exc:
+        outcome, reason = "invalid", str(exc)
+        raise
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, LiveKitMCPError) else type(exc).__name__
+        raise
+    finally:
+        if not record.attempt_failed:  # else the log is failing: its AuditUnavailable says no change was made
+            log_file.record(record, outcome, reason)
+        if outcome == "done":
+            await log_file.tell_history(record)
 
-    @functools.wraps(fn)
-    async def wrapper(**kwargs: Any) -> CallToolResult:
-        ctx: Context = kwargs["ctx"]
-        log_file = audit_log(ctx)
-        log_file.check_writable()
-        caller = caller_of(ctx.request_context.request, ctx.headers, ctx.request_context.meta)
-        arguments = {k: _shown(k, v) for k, v in kwargs.items() if k not in HIDDEN_ARGUMENTS}
-        record = _Record(
-            fn.__name__,
-            {k: v for k, v in arguments.items() if v is not None},
-            caller.principal,
-            caller.on_behalf_of,
-            log=log_file,
-        )
-        outcome, reason = "failed", ""
-        reset = _current.set(record)
-        try:
-            if not caller.can_write:
-                raise PolicyRefusal("role", f"'{caller.principal}' has a read-only token; {fn.__name__} changes things")
-            project = current()
-            if project is not None and project.read_only:
-                raise PolicyRefusal(
-                    "read_only",
-                    f"{project.spec.label} is read-only: {fn.__name__} changes things (list_projects shows which are)",
-                )
-            if write_ahead:
-                attempt()
-            result = await fn(**kwargs)
-            outcome = _outcome(result)
-            return result
-        except PolicyRefusal as exc:
-            outcome, reason = "refused by policy", str(exc)
-            raise
-        except InvalidInput as exc:
-            outcome, reason = "invalid", str(exc)
-            raise
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, LiveKitMCPError) else type(exc).__name__
-            raise
-        finally:
-            _current.reset(reset)
-            if not record.attempt_failed:  # else the log is failing: its AuditUnavailable says no change was made
-                log_file.record(record, outcome, reason)
-            if outcome == "done":
-                await log_file.tell_history(record)
 
-    return wrapper
+def shown_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's arguments as the audit log keeps them: no confirm token, long values cut."""
+    shown = {k: _shown(k, v) for k, v in arguments.items()}
+    return {k: v for k, v in shown.items() if v is not None}
 
 
 def record_invalid(
-    ctx: Context[Any, Any], log_file: AuditLog, tool: str, arguments: Mapping[str, Any], reason: str
+    log_file: AuditLog, tool: str, arguments: Mapping[str, Any], principal: str, on_behalf_of: str | None, reason: str
 ) -> None:
-    """The line of a change call refused for its arguments, before the tool (and its wrapper) could run."""
-    caller = caller_of(ctx.request_context.request, ctx.headers, ctx.request_context.meta)
+    """The line of a change call refused before its tool could run (its arguments, or its project)."""
     shown = {k: _shown(k, v if isinstance(v, str) else repr(v)) for k, v in arguments.items()}
-    log_file.record(_Record(tool, shown, caller.principal, caller.on_behalf_of), "invalid", reason)
+    log_file.record(Record(tool, shown, principal, on_behalf_of), "invalid", reason)

@@ -1,20 +1,19 @@
-"""Confirmation of destructive actions.
+"""Confirmation of whatever can make someone leave a call, or otherwise needs a person's yes.
 
-A destructive tool first works out its `Plan`: what it would do and to whom (the blast radius). Then:
-- confirmation off: it acts.
-- a client that can elicit: the tool's resolver asks the user (the SDK's `Resolve`/`Elicit`, which works on both
-  protocol eras) before the tool body runs; deleting a room asks for its name to be typed.
-- any other client (a bot, a script): the first call changes nothing and returns the plan with a `confirm_token`;
-  the same call with that token acts. The token is an HMAC over the tool, its arguments, the plan's targets (by
-  sid: for a room, the room and everyone in it) and the principal it was issued to, with an expiry: it carries no
-  server-side state, so any replica sharing the key can check it, and it stops matching once the targets changed
-  (a participant who rejoined, someone who joined the room, a room recreated) or in another principal's hands.
-
-Both are bound to the plan: the tool works the plan out again right before acting, and acts only if it is the
-one the user was asked about (its `ref`, shown with the question) or the token was issued for. A changed plan is
-put to the user again (2025-11-25 era; at 2026-07-28 the SDK re-asks by itself, as the question carries the ref).
-Then `acting` reserves one of max_destructive_per_minute and writes the audit log's `attempted` line before the
-change is sent; the reservation is given back if the action did not happen.
+A tool that may make participants leave declares how to work out its `Plan`: what it would do, and everyone who
+would leave for any reason (removed, their room deleted, replaced by a dial-out or ingress taking their identity,
+asked to shut down by RPC or data message, transferred, their dispatch deleted). The flow (tools/_registry.py)
+then, in one place for every such tool:
+- checks policy on the plan (the room, the kinds of whoever leaves, the budget): refused before anyone is asked;
+- asks, when the plan makes someone leave or the tool always asks: a client that can elicit is asked through the
+  SDK's `Resolve`/`Elicit` (both protocol eras; deleting a room asks for its name to be typed); any other client (a
+  bot, a script, the Slack app) gets the plan and a `confirm_token` as structured fields, and the same call with
+  that token acts. The token is an HMAC over the project, the tool, its arguments, the plan's targets (by sid) and
+  the principal, with an expiry: stateless, so any replica sharing the key checks it, and void once the targets
+  changed or in another principal's hands;
+- decides, works the plan out again when a person took time to answer (acting only on the plan they saw: a changed
+  one is put to them again), reserves a slot of the budget, writes the audit log's `attempted` line, and acts;
+  the slot and the token are given back if the action did not happen.
 """
 
 from __future__ import annotations
@@ -25,18 +24,18 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, Elicit
 from mcp.server.mcpserver.resolve import AcceptedElicitation, ElicitationResult
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
-from livekit_mcp import audit
+from livekit_mcp.audit import AuditUnavailable, Record
 from livekit_mcp.errors import (
     BadAnswer,
     InvalidInput,
@@ -46,12 +45,11 @@ from livekit_mcp.errors import (
     Timeout,
     Unreachable,
 )
-from livekit_mcp.models import iso
-from livekit_mcp.policy import WINDOW, Policy
-from livekit_mcp.projects import current_name
-from livekit_mcp.service import caller_of
-from livekit_mcp.store import MemoryStore, Store
+from livekit_mcp.models import Confirmable, Leaving, Participant, iso
+from livekit_mcp.policy import Budget, Policy
+from livekit_mcp.store import Store
 
+T = TypeVar("T")
 Outcome = Literal["done", "confirmation_required", "declined", "cancelled", "changed"]
 """`changed` stays inside: the plan differs from the one the user was asked about, so they are asked again."""
 INPUT_REQUIRED_VERSION = "2026-07-28"
@@ -59,7 +57,8 @@ INPUT_REQUIRED_VERSION = "2026-07-28"
 MAX_ASKS = 3
 """How often a user is asked about a plan that keeps changing before the call gives up."""
 NOT_ASKED = "not asked"
-"""What a resolver returns when it does not ask (confirmation off, a token given, or a client that cannot elicit)."""
+"""What the asking resolver returns when it does not ask (confirmation off, a token given, a client that cannot
+elicit, a plan that makes nobody leave, or a plan that policy refuses: the body meets the refusal and records it)."""
 
 
 class Consent(BaseModel):
@@ -72,7 +71,7 @@ class TypedName(BaseModel):
 
 @dataclass
 class Plan:
-    """What a destructive call would do, worked out before anything changes."""
+    """What a call would do, worked out before anything changes."""
 
     tool: str
     room: str
@@ -81,11 +80,16 @@ class Plan:
     """The sids and ids it would hit: bound into the confirm token, so a changed target voids it."""
     question: str
     """The blast radius in words: what the user is asked, and what a preview shows."""
-    disconnects: dict[str, int] = field(default_factory=dict)
-    """Participants it would disconnect, by kind (for the protected_kinds rule)."""
+    leaving: list[Leaving] = field(default_factory=list)
+    """Everyone who would leave the room, and why: what policy's protected_kinds is checked against."""
     type_to_confirm: str | None = None
-    project: str = field(default_factory=current_name)
+    project: str = ""
     """The project it acts on ("" the unnamed one): named in the question and bound into the token."""
+
+    @property
+    def disconnects(self) -> dict[str, int]:
+        """Who would leave, counted by kind."""
+        return dict(Counter(p.kind for p in self.leaving))
 
     @property
     def ref(self) -> str:
@@ -97,6 +101,25 @@ class Plan:
         """The project, for texts naming it: "" when it has no name."""
         return f"[project {self.project}] " if self.project else ""
 
+    @property
+    def question_asked(self) -> str:
+        ask = " Type the room's name to confirm." if self.type_to_confirm else " Go ahead?"
+        return f"{self.where}{self.question}{ask} (plan {self.ref})"
+
+
+@dataclass
+class Planned(Generic[T]):
+    """A plan, what was found working it out (handed to the tool's act), and the answer when nothing is done."""
+
+    plan: Plan
+    found: T
+    preview: Confirmable
+
+
+def leaving(p: Participant, why: str) -> Leaving:
+    """`p` as someone a plan makes leave, for `why`."""
+    return Leaving(identity=p.identity, kind=p.effective_kind, why=why, sid=p.sid)
+
 
 class PlanChanged(LiveKitMCPError):
     """What was confirmed is no longer what the call would do, and the user cannot be asked again in this call."""
@@ -106,12 +129,6 @@ class PlanChanged(LiveKitMCPError):
             f"not done: what was confirmed changed before it could be done; now: {plan.question} Nothing was "
             f"changed; call {plan.tool} again to confirm what it would do now"
         )
-
-
-_asked: ContextVar[str | None] = ContextVar("asked_plan", default=None)
-_redeeming: ContextVar[str | None] = ContextVar("redeeming", default=None)
-"""The confirm token this call was accepted with, until `acting` spends it."""
-"""The ref of the plan the user was asked about in this call (set by the resolver, read by the tool body)."""
 
 
 @dataclass
@@ -189,72 +206,60 @@ class Tokens:
             raise InvalidInput("confirm_token", f"it expired (tokens last {self.ttl:g} s); {again}")
 
 
-def can_elicit(ctx: Context) -> bool:
+def can_elicit(ctx: Context[Any, Any]) -> bool:
     """Whether the client declared form elicitation (a bare `elicitation: {}` counts, as in the SDK)."""
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
+def answered_within_call(ctx: Context[Any, Any]) -> bool:
+    """Whether a question can be put to the user in the middle of this call (2025-11-25 era, a client that
+    elicits); from 2026-07-28 on, questions are asked only between rounds, by resolvers."""
+    version = ctx.protocol_version
+    return can_elicit(ctx) and not (version is not None and is_version_at_least(version, INPUT_REQUIRED_VERSION))
+
+
 @dataclass
 class Guard:
-    """The guardrails of destructive tools: policy, confirmation mode and tokens."""
+    """The guardrails of a project's confirmed calls: policy, confirmation mode, tokens and the budget."""
 
     policy: Policy
     tokens: Tokens
+    budget: Budget
+    redeemed: Store
+    """Where a confirm token is marked used: the store replicas share (once across all of them), or our own."""
     confirm: Literal["auto", "off"] = "auto"
-    shared: Store | None = None
-    """The store replicas share (SQLite or Redis): a token is redeemed once across all of them, and the
-    destructive-action budget is theirs together. None: this process alone, which counts its own."""
-    project: str = ""
-    """The project it guards: its budget in the shared store is its own."""
-    _own: MemoryStore = field(default_factory=MemoryStore, init=False, repr=False)
 
-    def _check_policy(self, plan: Plan) -> None:
+    async def check(self, plan: Plan) -> None:
+        """Refuse what policy forbids: the room, whoever would leave, the budget."""
         self.policy.check_room(plan.room, changes=True)
-        self.policy.check_disconnect(plan.room, plan.disconnects)
-        self.policy.check_rate()
+        self.policy.check_leaving(plan.room, plan.disconnects)
+        await self.budget.check()
 
-    async def ask(
-        self,
-        ctx: Context,
-        confirm_token: str,
-        make_plan: Callable[[], Awaitable[tuple[Plan, Any]]],
-        schema: type[BaseModel],
+    def question(
+        self, ctx: Context[Any, Any], confirm_token: str, plan: Plan, schema: type[BaseModel]
     ) -> Elicit[Any] | str:
-        """For a tool's resolver: the question to put to the user, or NOT_ASKED."""
+        """For the asking resolver: the question to put to the user, or NOT_ASKED."""
         if self.confirm == "off" or confirm_token or not can_elicit(ctx):
             return NOT_ASKED
-        try:
-            plan, _ = await make_plan()
-            self._check_policy(plan)  # never ask a human to approve what policy refuses anyway
-        except LiveKitMCPError:
-            # Not asked: the tool body meets the same refusal or error, and the audit log records it.
-            return NOT_ASKED
-        _asked.set(plan.ref)
-        return Elicit(_question(plan), schema)
+        return Elicit(plan.question_asked, schema)
 
-    async def ask_again(self, ctx: Context, plan: Plan, schema: type[BaseModel]) -> ElicitationResult[Any]:
+    async def ask_again(self, ctx: Context[Any, Any], plan: Plan, schema: type[BaseModel]) -> ElicitationResult[Any]:
         """Put a plan that changed since the user said yes to them again, or raise PlanChanged if this call
-        cannot ask (at 2026-07-28 questions are asked only by resolvers, between rounds)."""
-        version = ctx.protocol_version
-        if (version is not None and is_version_at_least(version, INPUT_REQUIRED_VERSION)) or not can_elicit(ctx):
+        cannot ask."""
+        if not answered_within_call(ctx):
             raise PlanChanged(plan)
-        _asked.set(plan.ref)
-        return await ctx.elicit("It changed since you were asked. " + _question(plan), schema)
+        return await ctx.elicit("It changed since you were asked. " + plan.question_asked, schema)
 
-    def decide(self, ctx: Context, plan: Plan, answer: ElicitationResult[Any], confirm_token: str) -> Decision:
-        """Whether to act now, from the policy, the user's answer (to this very plan) or the token."""
-        audit.note(before={"targets": plan.targets, "plan": plan.question})
-        self._check_policy(plan)
-        principal = caller_of(ctx.request_context.request, ctx.headers).principal
-        return self._decision(plan, answer, confirm_token, principal)
-
-    def _decision(self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str, principal: str) -> Decision:
+    def decide(
+        self, plan: Plan, answer: ElicitationResult[Any], confirm_token: str, principal: str, asked_ref: str
+    ) -> Decision:
+        """Whether to act now, from the user's answer (to the plan of `asked_ref`) or the token."""
         if not isinstance(answer, AcceptedElicitation):
             return Decision("declined" if answer.action == "decline" else "cancelled")
         data = answer.data
-        if isinstance(data, Consent | TypedName) and _asked.get() != plan.ref:
+        if isinstance(data, Consent | TypedName) and asked_ref != plan.ref:
             return Decision("changed")
         if isinstance(data, Consent):
             return Decision("done" if data.confirm else "declined")
@@ -264,66 +269,45 @@ class Guard:
             return Decision("done")
         if confirm_token:
             self.tokens.check(confirm_token, plan, principal)
-            _redeeming.set(confirm_token)  # spent by `acting`, right before the action is sent
             return Decision("done")
         token, expiry = self.tokens.issue(plan, principal)
         return Decision("confirmation_required", token, iso(expiry))
 
     @asynccontextmanager
-    async def acting(self) -> AsyncIterator[None]:
-        """Around sending a confirmed action: reserve a rate slot, write the audit log's attempted line, and give
-        the slot back if the action did not happen (refused by LiveKit, or never sent)."""
-        stamp = self.policy.reserve()
+    async def acting(self, confirm_token: str, record: Record) -> AsyncIterator[None]:
+        """Around sending a confirmed action: spend the token, reserve a budget slot, write the audit log's
+        attempted line; give the slot and the token back if the action did not happen (refused by LiveKit, or
+        never sent)."""
         slot: str | None = None
         redeemed: str | None = None
         try:
-            redeemed = await self._redeem(_redeeming.get())
-            slot = await self._take_shared_slot()
-            audit.attempt()
+            redeemed = await self._redeem(confirm_token)
+            slot = await self.budget.reserve()
+            record.attempt()
             yield
         except BaseException as exc:
-            if not _may_have_happened(exc):  # given back: the budget counts actions, a token acts once
-                self.policy.release(stamp)
-                if slot is not None and self.shared is not None:
-                    await self.shared.give_back(slot)
+            if not _may_have_happened(exc):
+                await self.budget.release(slot)
                 if redeemed is not None:
-                    await (self.shared or self._own).unredeem(redeemed)
+                    await self.redeemed.unredeem(redeemed)
             raise
 
-    async def _redeem(self, token: str | None) -> str | None:
+    async def _redeem(self, token: str) -> str | None:
         """A confirm token acts once: a second use, on this replica or another sharing the store, is refused.
         The key it was redeemed under, to give it back if its action did not happen."""
         if not token:
             return None
-        used = self.shared or self._own
         key = hashlib.sha256(token.encode()).hexdigest()
-        if not await used.redeem_once(key, self.tokens.ttl + 60):  # past its expiry the token is refused anyway
+        if not await self.redeemed.redeem_once(key, self.tokens.ttl + 60):  # past its expiry it is refused anyway
             raise InvalidInput("confirm_token", "it was already used; a token acts once. Call again without it")
         return key
-
-    async def _take_shared_slot(self) -> str | None:
-        limit = self.policy.max_destructive_per_minute
-        if not limit or self.shared is None:
-            return None
-        slot = await self.shared.take_slot(WINDOW, limit, self.project)
-        if slot is None:
-            raise PolicyRefusal(
-                "max_destructive_per_minute",
-                f"{limit} destructive actions in the last minute already, across the replicas sharing the store",
-            )
-        return slot
 
 
 def _may_have_happened(exc: BaseException) -> bool:
     """Whether a failed action may still have changed something: LiveKit's own error answers say it did not."""
     if isinstance(exc, Timeout | Unreachable | BadAnswer):
         return True
-    return not isinstance(exc, LiveKitError | InvalidInput | audit.AuditUnavailable)
-
-
-def _question(plan: Plan) -> str:
-    ask = " Type the room's name to confirm." if plan.type_to_confirm else " Go ahead?"
-    return f"{plan.where}{plan.question}{ask} (plan {plan.ref})"
+    return not isinstance(exc, LiveKitError | InvalidInput | AuditUnavailable | PolicyRefusal)
 
 
 def stopped_text(plan: Plan, decision: Decision) -> str:

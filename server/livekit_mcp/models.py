@@ -253,8 +253,18 @@ class AgentList(BaseModel):
     )
 
 
+class Leaving(BaseModel):
+    """Someone a call would make leave their room, and why."""
+
+    identity: str
+    kind: str
+    why: str
+    sid: str | None = None
+
+
 class Confirmable(BaseModel):
-    """The outcome fields of a destructive tool: what it did, or why it did nothing yet."""
+    """The outcome fields of a confirmed tool: what it did, or why it did nothing yet, as data a bot can read
+    (the question to show, who would leave, the token and until when it is valid)."""
 
     outcome: Literal["done", "confirmation_required", "declined", "cancelled"] = Field(
         default="done", description="Anything but done: nothing was changed."
@@ -263,6 +273,8 @@ class Confirmable(BaseModel):
         default=None, description="With confirmation_required: call again with the same arguments and this token."
     )
     expires_at: str | None = None
+    question: str | None = Field(default=None, description="When nothing was done: what the call would do.")
+    leaving: list[Leaving] | None = Field(default=None, description="Who the call would make leave, and why.")
 
 
 class RemovedParticipant(Confirmable):
@@ -433,7 +445,7 @@ class MutedTrack(BaseModel):
     track: TrackDetail
 
 
-class SentData(BaseModel):
+class SentData(Confirmable):
     room: str
     bytes: int
     topic: str | None = None
@@ -470,11 +482,15 @@ class RpcAnswer(BaseModel):
     error: RpcFailure | None = None
 
 
-class RpcResult(BaseModel):
+RpcOutcome = Literal["answered", "error", "no_answer", "confirmation_required", "declined", "cancelled"]
+
+
+class RpcResult(Confirmable):
     room: str
     destination_identity: str
     method: str
-    outcome: Literal["answered", "error", "no_answer"]
+    # An RPC's own outcomes besides the confirmation's (a shutdown request is confirmed): a wider set than the base's.
+    outcome: RpcOutcome = "answered"  # type: ignore[assignment]
     payload: str | None = Field(default=None, description="The participant's answer.")
     error: RpcFailure | None = None
 

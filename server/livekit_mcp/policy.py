@@ -1,20 +1,27 @@
-"""Policy: which rooms tools may see and change, who may be disconnected, and how often.
+"""Policy: which projects a caller may use, which rooms tools may see and change, who may be made to leave, and
+how often; all of it here, as checks over the caller, the project and a call's plan.
 
-Room rules are enforced at the LiveKit seam, so no tool or resource can get around them; the rules about
-participants and rates are checked by the destructive tools before they ask for confirmation, and the rate again
-when an action is sent (a reservation, kept only if the action happened).
+- `check_project`: a token limited to some projects reaches no other (made when the request scope is opened).
+- `Policy.check_room`: rooms outside allowed_rooms are unseen, protected rooms never changed; enforced at the
+  LiveKit seam too, so no tool or resource gets around it.
+- `check_change`: a read-only token or a read-only project changes nothing.
+- `Policy.check_leaving`: whoever a plan would make leave, for whatever reason (removal, deletion, a dial-out or
+  ingress taking their identity, a shutdown request, a transfer), is checked against protected_kinds.
+- `Budget`: max_destructive_per_minute, one reservation per action (kept if it happened, given back if not), on
+  the store the replicas share or on this process's own.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from livekit_mcp.errors import PolicyRefusal
+
+if TYPE_CHECKING:
+    from livekit_mcp.store import Store
 
 WINDOW = 60.0
 
@@ -23,13 +30,28 @@ def _matching(patterns: Sequence[str], room: str) -> str | None:
     return next((p for p in patterns if fnmatchcase(room, p)), None)
 
 
+def check_project(principal: str, allowed: Collection[str] | None, name: str, label: str) -> None:
+    """Refuse a project outside those the caller's token is limited to (None: every project)."""
+    if allowed is not None and name not in allowed:
+        raise PolicyRefusal(
+            "projects", f"'{principal}' may use project(s) {', '.join(sorted(allowed))} only, not {label}"
+        )
+
+
+def check_change(tool: str, principal: str, can_write: bool, project_read_only: bool, label: str) -> None:
+    """Refuse a change by a read-only token, or on a read-only project."""
+    if not can_write:
+        raise PolicyRefusal("role", f"'{principal}' has a read-only token; {tool} changes things")
+    if project_read_only:
+        raise PolicyRefusal("read_only", f"{label} is read-only: {tool} changes things (list_projects shows which are)")
+
+
 @dataclass
 class Policy:
     allowed_rooms: Sequence[str] = ("*",)
     protected_rooms: Sequence[str] = ()
     protected_kinds: Sequence[str] = ()
     max_destructive_per_minute: int = 0
-    _recent: deque[float] = field(default_factory=deque, repr=False)
 
     def visible(self, room: str) -> bool:
         return _matching(self.allowed_rooms, room) is not None
@@ -47,8 +69,8 @@ class Policy:
                 "protected_rooms", f"room '{room}' is protected (matches '{pattern}'): it is never changed"
             )
 
-    def check_disconnect(self, room: str, kinds: Mapping[str, int]) -> None:
-        """Refuse to disconnect participants of a protected kind."""
+    def check_leaving(self, room: str, kinds: Mapping[str, int]) -> None:
+        """Refuse to make participants of a protected kind leave, whatever the way."""
         protected = {kind: n for kind, n in kinds.items() if kind in self.protected_kinds and n}
         if protected:
             who = ", ".join(f"{n} {kind}" for kind, n in sorted(protected.items()))
@@ -56,33 +78,39 @@ class Policy:
                 "protected_kinds", f"this would disconnect {who} participant(s) in '{room}', a kind never removed"
             )
 
-    def check_rate(self, now: float | None = None) -> None:
-        """Refuse a destructive action beyond max_destructive_per_minute."""
-        if not self.max_destructive_per_minute:
-            return
-        now = time.monotonic() if now is None else now
-        while self._recent and now - self._recent[0] >= WINDOW:
-            self._recent.popleft()
-        if len(self._recent) >= self.max_destructive_per_minute:
-            wait = WINDOW - (now - self._recent[0])
-            raise PolicyRefusal(
-                "max_destructive_per_minute",
-                f"{self.max_destructive_per_minute} destructive actions in the last minute already; "
-                f"try again in {wait:.0f} s",
-            )
 
-    def reserve(self, now: float | None = None) -> float:
-        """Take one of max_destructive_per_minute for an action about to be sent (refused if none is left).
+class Budget:
+    """max_destructive_per_minute of one project: slots of the last minute in `store` (the replicas' shared store,
+    or this process's own), reserved right before an action is sent and given back if it did not happen."""
 
-        Checked and taken in one step, so concurrent calls cannot both take the last one. The action then
-        keeps it, or gives it back with `release` if it did not happen: the limit counts actions, not attempts.
-        """
-        self.check_rate(now)
-        stamp = time.monotonic() if now is None else now
-        self._recent.append(stamp)
-        return stamp
+    def __init__(self, limit: int, store: Store, project: str, *, shared: bool) -> None:
+        self.limit = limit
+        self._store = store
+        self._project = project
+        self._shared = shared
 
-    def release(self, stamp: float) -> None:
-        """Give back a reservation whose action did not happen."""
-        with contextlib.suppress(ValueError):  # already out of the window
-            self._recent.remove(stamp)
+    def _refusal(self) -> PolicyRefusal:
+        where = ", across the replicas sharing the store" if self._shared else "; try again within a minute"
+        return PolicyRefusal(
+            "max_destructive_per_minute", f"{self.limit} destructive actions in the last minute already{where}"
+        )
+
+    async def check(self) -> None:
+        """Refuse now if no slot is left (before a person is asked to approve what would be refused anyway)."""
+        slot = await self.reserve()
+        if slot is not None:
+            await self.release(slot)
+
+    async def reserve(self) -> str | None:
+        """Take a slot (checked and taken in one step, so concurrent calls cannot both take the last one)."""
+        if not self.limit:
+            return None
+        slot = await self._store.take_slot(WINDOW, self.limit, self._project)
+        if slot is None:
+            raise self._refusal()
+        return slot
+
+    async def release(self, slot: str | None) -> None:
+        """Give back the slot of an action that did not happen: the limit counts actions, not attempts."""
+        if slot is not None:
+            await self._store.give_back(slot)

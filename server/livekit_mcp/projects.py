@@ -13,9 +13,7 @@ The default is `--project`/`LIVEKIT_MCP_PROJECT`, else the unnamed project, else
 the only project there is: the order `lk` itself follows (flag, then inline credentials, then its default).
 
 Each project has its own LiveKit connection (its own timeout and limits, so one that is down slows no other) and
-its own policy and guard. A tool call runs with one of them as the current project (`using`, set by the server
-for every call from its `project` argument): `current()` is what the LiveKit seam, the guard and the audit log
-read, so no tool names it.
+its own policy and guard. A request acts on one of them, chosen with the rest of its scope (scope.py).
 """
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ import logging
 import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -324,27 +320,3 @@ class Projects:
                 "project", f"no project '{name[:64]}' here; known: {known} (omit project for the default)"
             )
         return found
-
-
-_current: ContextVar[Project | None] = ContextVar("project", default=None)
-
-
-def current() -> Project | None:
-    """The project of the tool call under way (None outside a call)."""
-    return _current.get()
-
-
-def current_name() -> str:
-    """The name of the current project ("" when it has none, or outside a call)."""
-    project = _current.get()
-    return project.name if project is not None else ""
-
-
-@contextmanager
-def using(project: Project) -> Iterator[Project]:
-    """Run the block (a tool call) on `project`."""
-    reset = _current.set(project)
-    try:
-        yield project
-    finally:
-        _current.reset(reset)

@@ -5,18 +5,18 @@ room's history (the last day of it). Rooms are per project: `livekit://rooms` ar
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from livekit_mcp.errors import LiveKitMCPError, NotFound
+from livekit_mcp.errors import InvalidInput, LiveKitMCPError, NotFound
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import RoomHistory, RoomList, RoomSummary
-from livekit_mcp.projects import Projects
-from livekit_mcp.store import Store, StoreError
-from livekit_mcp.tools import AppContext, room_detail
-from livekit_mcp.tools.rooms import HISTORY_OFF, sessions_of
+from livekit_mcp.scope import AppContext, Scope, scope_of
+from livekit_mcp.store import StoreError
+from livekit_mcp.tools import room_detail
+from livekit_mcp.tools.rooms import HISTORY_ELSEWHERE, HISTORY_OFF, sessions_of
 
 ROOMS_SHOWN = 500
 """A resource has no cursor: beyond this many rooms it says how many more there are (list_rooms pages them)."""
@@ -26,14 +26,17 @@ HISTORY_SHOWN = 86_400
 """Seconds of history the room history resource holds (room_history goes further back, by pages)."""
 
 
-def register_resources(server: MCPServer[AppContext], projects: Callable[[], Projects], history: Store | None) -> None:
-    """Add the resources; `projects` gives the projects of the running lifespan."""
+def register_resources(server: MCPServer[AppContext]) -> None:
+    """Add the resources; each read runs in its request scope (scope.py), as a tool call does: a token limited to
+    some projects reads nothing of the others, and room rules apply as at the LiveKit seam."""
 
-    def livekit(project: str = "") -> LiveKit:
+    def scope(ctx: Context[Any, Any], project: str = "") -> Scope:
         try:
-            return projects().get(project).livekit
-        except LiveKitMCPError as exc:
+            return scope_of(ctx, project)
+        except InvalidInput as exc:  # a project it does not know (or may not be told of)
             raise ResourceNotFoundError(str(exc)) from exc
+        except LiveKitMCPError as exc:
+            raise ResourceError(str(exc)) from exc
 
     async def rooms_of(lk: LiveKit) -> str:
         try:
@@ -51,11 +54,16 @@ def register_resources(server: MCPServer[AppContext], projects: Callable[[], Pro
         except LiveKitMCPError as exc:
             raise ResourceError(str(exc)) from exc
 
+    # A template with an optional query: only a template's reader is handed the request's context (so its scope);
+    # the server lists it at its bare URI too (app._Server.list_resources).
     @server.resource(
-        "livekit://rooms", name="rooms", description="Every room with participant counts.", mime_type="application/json"
+        "livekit://rooms{?project}",
+        name="rooms",
+        description="Every room with participant counts.",
+        mime_type="application/json",
     )
-    async def rooms() -> str:
-        return await rooms_of(livekit())
+    async def rooms(ctx: Context[Any, Any], project: str = "") -> str:
+        return await rooms_of(scope(ctx, project).livekit)
 
     @server.resource(
         "livekit://projects/{project}/rooms",
@@ -63,14 +71,14 @@ def register_resources(server: MCPServer[AppContext], projects: Callable[[], Pro
         description="Every room of one project (list_projects names them), with participant counts.",
         mime_type="application/json",
     )
-    async def project_rooms(project: str) -> str:
-        return await rooms_of(livekit(project))
+    async def project_rooms(project: str, ctx: Context[Any, Any]) -> str:
+        return await rooms_of(scope(ctx, project).livekit)
 
     room_description = "One room: participants by kind, agents and their state, dispatches, publishers, uptime."
 
     @server.resource("livekit://rooms/{room}", name="room", description=room_description, mime_type="application/json")
-    async def room(room: str) -> str:
-        return await room_of(livekit(), room)
+    async def room(room: str, ctx: Context[Any, Any]) -> str:
+        return await room_of(scope(ctx).livekit, room)
 
     @server.resource(
         "livekit://projects/{project}/rooms/{room}",
@@ -78,8 +86,8 @@ def register_resources(server: MCPServer[AppContext], projects: Callable[[], Pro
         description=room_description,
         mime_type="application/json",
     )
-    async def project_room(project: str, room: str) -> str:
-        return await room_of(livekit(project), room)
+    async def project_room(project: str, room: str, ctx: Context[Any, Any]) -> str:
+        return await room_of(scope(ctx, project).livekit, room)
 
     @server.resource(
         "livekit://rooms/{room}/history",
@@ -87,11 +95,14 @@ def register_resources(server: MCPServer[AppContext], projects: Callable[[], Pro
         description="What happened in one room over the last day, by session: joins, departures and why, changes.",
         mime_type="application/json",
     )
-    async def room_history(room: str) -> str:
+    async def room_history(room: str, ctx: Context[Any, Any]) -> str:
+        in_scope = scope(ctx)
+        history = in_scope.history
         if history is None:
-            return RoomHistory(history="off", room=room, note=HISTORY_OFF).model_dump_json(exclude_none=True)
+            note = HISTORY_OFF if in_scope.app.kept_history is None else HISTORY_ELSEWHERE
+            return RoomHistory(history="off", room=room, note=note).model_dump_json(exclude_none=True)
         try:
-            livekit().policy.check_room(
+            in_scope.policy.check_room(
                 room, changes=False
             )  # as LiveKit's calls do: rooms outside allowed_rooms are unseen
             page = await history.events(room, time.time() - HISTORY_SHOWN, 500)

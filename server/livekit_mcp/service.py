@@ -173,7 +173,7 @@ def failure_summary(exc: BaseException) -> str:
 
 # A confirm token (`v<n>.<expiry>.<digests…>.<hmac>`): the SDK's transports log whole messages at DEBUG (the SSE
 # transport every message in and out), and a token in a log is a token anyone reading the log can use.
-_CONFIRM_TOKEN = re.compile(r"\bv\d+\.\d{6,}(?:\.[A-Za-z0-9_-]+){2,6}")
+CONFIRM_TOKEN = re.compile(r"\bv\d+\.\d{6,}(?:\.[A-Za-z0-9_-]+){2,6}")
 
 
 class _OneLine(logging.Formatter):
@@ -188,7 +188,7 @@ class _OneLine(logging.Formatter):
     def redacted(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "(secret)")
-        return _CONFIRM_TOKEN.sub("(confirm token)", text)
+        return CONFIRM_TOKEN.sub("(confirm token)", text)
 
     def exception_text(self, record: logging.LogRecord) -> str | None:
         if not record.exc_info or record.exc_info[1] is None:
@@ -244,11 +244,19 @@ def configure_logging(level: str, fmt: str, secrets: Collection[str] = ()) -> No
     root.setLevel(level)
 
 
-class CallerMiddleware:
-    """SDK server middleware: request id and caller into the logs; change tools unlisted for read-only callers."""
+ProjectNames = tuple[list[str], str]
+"""The names of the projects served, and the default's ("" for the unnamed one)."""
+MAX_PROJECT_ENUM = 10
+"""Up to this many project names are listed in the `project` argument's schema; more are named by list_projects."""
 
-    def __init__(self, change_tools: Collection[str]) -> None:
+
+class CallerMiddleware:
+    """SDK server middleware: request id and caller into the logs; at tools/list, change tools unlisted for read-only
+    callers, and the `project` argument described with the names this caller may use (never the others)."""
+
+    def __init__(self, change_tools: Collection[str], projects: Callable[[], ProjectNames | None]) -> None:
         self._change_tools = frozenset(change_tools)
+        self._projects = projects
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         caller = caller_of(ctx.request, getattr(ctx.request, "headers", None), ctx.meta)
@@ -257,12 +265,35 @@ class CallerMiddleware:
             result = await call_next(ctx)
         finally:
             _request.reset(reset)
-        if ctx.method == "tools/list" and not caller.can_write and isinstance(result, dict):
-            result = {
-                **result,
-                "tools": [t for t in result.get("tools", []) if t.get("name") not in self._change_tools],
-            }
+        if ctx.method == "tools/list" and isinstance(result, dict):
+            tools = [t for t in result.get("tools", []) if caller.can_write or t.get("name") not in self._change_tools]
+            argument = self._project_argument(caller)
+            if argument is not None:
+                tools = [_with_project(t, argument) for t in tools]
+            result = {**result, "tools": tools}
         return result
+
+    def _project_argument(self, caller: Caller) -> dict[str, Any] | None:
+        """The `project` property for this caller: with several projects, the names it may use and the default."""
+        served = self._projects()
+        if served is None or len(served[0]) < 2:
+            return None
+        names, default = served
+        allowed = [n for n in names if n and (caller.projects is None or n in caller.projects)]
+        if not allowed or len(allowed) > MAX_PROJECT_ENUM:
+            return None
+        said = f"default {default}" if default and default in allowed else "omit for the default"
+        return {"type": "string", "enum": allowed, "description": f"LiveKit project ({said})"}
+
+
+def _with_project(tool: dict[str, Any], argument: dict[str, Any]) -> dict[str, Any]:
+    schema = tool.get("inputSchema")
+    if not isinstance(schema, dict):
+        return tool
+    properties = schema.get("properties")
+    if not isinstance(properties, dict) or "project" not in properties:
+        return tool
+    return {**tool, "inputSchema": {**schema, "properties": {**properties, "project": argument}}}
 
 
 # --- Health ------------------------------------------------------------------------------------------

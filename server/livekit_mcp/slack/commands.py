@@ -135,9 +135,10 @@ class Access:
 
 
 def plan_of(answer: Answer) -> str:
-    """The blast radius a `confirmation_required` answer states, without the instructions and token for a client."""
-    text = answer.text.removeprefix("Not done yet: confirmation required. ")
-    return withheld(text.split(" To go ahead, call ")[0])
+    """The blast radius a `confirmation_required` answer states: its `question` field (data, not the text meant for
+    a model, which carries the token and how to use it)."""
+    question = answer.data.get("question")
+    return withheld(question) if isinstance(question, str) else "(the server did not say what it would do)"
 
 
 class Commands:

@@ -27,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, CallToolResult, RequestParamsMeta, TextContent, Tool
 
-from livekit_mcp.service import _CONFIRM_TOKEN, ON_BEHALF_OF, ON_BEHALF_OF_META, failure_summary
+from livekit_mcp.service import CONFIRM_TOKEN, ON_BEHALF_OF, ON_BEHALF_OF_META, failure_summary
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _text(result: CallToolResult) -> str:
 
 def withheld(text: str) -> str:
     """`text` without any confirm token in it: what a model or a Slack message may be shown."""
-    return _CONFIRM_TOKEN.sub("(withheld)", text)
+    return CONFIRM_TOKEN.sub("(withheld)", text)
 
 
 class LiveKitTools:

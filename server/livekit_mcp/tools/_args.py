@@ -100,7 +100,9 @@ AnyAgentName = Annotated[
 AnyIdentity = Annotated[
     str, Field(max_length=256, description="Only the participant with this identity."), AfterValidator(optional_name)
 ]
-ConfirmToken = Annotated[str, Field(max_length=200, description="From the last answer, to go ahead.")]
+# No description: what it is, the answer that gives it says (and the server's instructions); tools/list is read
+# into the model's context for every tool that takes it.
+ConfirmToken = Annotated[str, Field(max_length=200)]
 Kind = Literal["STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR", "BRIDGE"]
 
 _UNITS = {"m": 60, "h": 3600, "d": 86_400}

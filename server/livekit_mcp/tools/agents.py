@@ -6,11 +6,10 @@ import json
 from typing import Annotated
 
 import anyio
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import (
     DispatchNotFound,
     LiveKitError,
@@ -33,13 +32,13 @@ from livekit_mcp.models import (
     Participant,
     RemovedAgents,
 )
+from livekit_mcp.scope import Scope
 from livekit_mcp.store import StoreError
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
     AnyIdentity,
     AnyRoom,
-    ConfirmToken,
     DispatchId,
     Metadata,
     RoomName,
@@ -49,28 +48,25 @@ from livekit_mcp.tools._base import (
     READ,
     SEND,
     agent_line,
-    app_of,
     both,
-    destructive,
-    livekit_of,
     matches,
     names_text,
     participants_of_existing_room,
     reply,
-    tool,
 )
+from livekit_mcp.tools._registry import Confirm, tool
 
 # --- agents ------------------------------------------------------------------------------------------
 
 
 @tool("agents", READ)
 async def find_agent(
-    ctx: Context,
+    scope: Scope,
     room: AnyRoom = "",
     agent_name: AnyAgentName = "",
 ) -> Annotated[CallToolResult, AgentList]:
     """Find AI agents (identity, agent name, state) in one room or in every room."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     indexed: list[AgentInfo] = []
     from_index: LiveIndex | None = None
     vouched: set[str] = set()
@@ -78,7 +74,7 @@ async def find_agent(
         rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
     else:
         live = await lk.list_rooms()
-        from_index = await _index_of(ctx)
+        from_index = await _index_of(scope)
         # The rooms whose whole life the webhooks told: their agents come from the index, each confirmed with
         # LiveKit. Every other room is searched, the seemingly empty too: ListRooms' participant counts lag
         # (livekit-server v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
@@ -112,9 +108,9 @@ async def find_agent(
     return reply(result, "\n".join(lines))
 
 
-async def _index_of(ctx: Context) -> LiveIndex | None:
+async def _index_of(scope: Scope) -> LiveIndex | None:
     """The live index from room history, or None (history off or down: every room is then searched)."""
-    store = app_of(ctx).history
+    store = scope.history
     if store is None:
         return None
     try:
@@ -134,9 +130,9 @@ async def _confirmed(item: tuple[LiveKit, dict[str, str]]) -> AgentInfo | None:
 
 
 @tool("agents", READ)
-async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
+async def list_dispatches(scope: Scope, room: RoomName) -> Annotated[CallToolResult, DispatchList]:
     """A room's agent dispatches, their jobs, and their agents in the room now."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
     await lk.get_room(room)
     found, participants = await both(lambda: lk.list_dispatches(room), lambda: lk.list_participants(room))
@@ -147,13 +143,13 @@ async def list_dispatches(ctx: Context, room: RoomName) -> Annotated[CallToolRes
 
 @tool("agents", SEND)
 async def dispatch_agent(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     agent_name: AgentName,
     metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Send an agent into a room (created if needed); needs a running worker for agent_name."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     existed = bool(await lk.list_rooms([room]))
     dispatch = await lk.create_dispatch(room, agent_name, metadata)
     notes = [
@@ -166,7 +162,8 @@ async def dispatch_agent(
     return reply(result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join(notes))
 
 
-async def _cancel_dispatch_plan(lk: LiveKit, room: str, dispatch_id: str) -> tuple[Plan, DispatchInfo]:
+async def _cancel_dispatch_plan(scope: Scope, room: str, dispatch_id: str) -> Planned[DispatchInfo]:
+    lk = scope.livekit
     # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
     participants = await participants_of_existing_room(lk, room)
     dispatch = next((d for d in await lk.list_dispatches(room) if d.id == dispatch_id), None)
@@ -174,54 +171,30 @@ async def _cancel_dispatch_plan(lk: LiveKit, room: str, dispatch_id: str) -> tup
         raise DispatchNotFound(room, dispatch_id)
     info = DispatchInfo.of(dispatch, participants)
     agents = info.agents_in_room or []
-    leaving = f"its agent(s) {', '.join(agents)} leave" if agents else "no agent of it is in the room"
-    question = f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; {leaving}."
-    targets = [dispatch_id, *agents]
-    plan = Plan(
-        "cancel_dispatch", room, {"room": room, "dispatch_id": dispatch_id}, targets, question, {"AGENT": len(agents)}
-    )
-    return plan, info
+    leaving_ = f"its agent(s) {', '.join(agents)} leave" if agents else "no agent of it is in the room"
+    question = f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; {leaving_}."
+    gone = [leaving(p, "its dispatch is deleted (LiveKit ends its job)") for p in participants if p.identity in agents]
+    args = {"room": room, "dispatch_id": dispatch_id}
+    plan = Plan("cancel_dispatch", room, args, [dispatch_id, *agents], question, gone)
+    return Planned(plan, info, DispatchResult(room=room, dispatch=info))
 
 
-async def _ask_cancel_dispatch(ctx: Context, room: str, dispatch_id: str, confirm_token: str) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    return await app_of(ctx).guard.ask(
-        ctx, confirm_token, lambda: _cancel_dispatch_plan(lk, room, dispatch_id), Consent
-    )
-
-
-@tool("agents", DESTRUCTIVE)
+@tool("agents", DESTRUCTIVE, confirm=Confirm(_cancel_dispatch_plan))
 async def cancel_dispatch(
-    ctx: Context,
-    room: RoomName,
-    dispatch_id: DispatchId,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_cancel_dispatch)],
-    confirm_token: ConfirmToken = "",
+    scope: Scope, room: RoomName, dispatch_id: DispatchId, planned: Planned[DispatchInfo]
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Delete an agent dispatch: its jobs end and its agents leave the room."""
-    lk = livekit_of(ctx)
-
-    async def act(plan: Plan, info: DispatchInfo) -> CallToolResult:
-        await lk.delete_dispatch(room, dispatch_id)
-        # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
-        agents = info.agents_in_room or []
-        leaving = (
-            f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; "
-            "find_agent shows it)."
-            if agents
-            else ""
-        )
-        result = DispatchResult(room=room, dispatch=info)
-        return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving}")
-
-    return await destructive(
-        ctx,
-        answer,
-        confirm_token,
-        lambda: _cancel_dispatch_plan(lk, room, dispatch_id),
-        lambda plan, info: DispatchResult(room=room, dispatch=info),
-        act,
+    await scope.livekit.delete_dispatch(room, dispatch_id)
+    info = planned.found
+    # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
+    agents = info.agents_in_room or []
+    leaving_ = (
+        f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; find_agent shows it)."
+        if agents
+        else ""
     )
+    result = DispatchResult(room=room, dispatch=info)
+    return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving_}")
 
 
 MAX_GRACE = 60
@@ -232,8 +205,9 @@ POLL = 0.25
 
 
 async def _remove_agent_plan(
-    lk: LiveKit, room: str, agent_name: str, identity: str, keep_out: bool, grace_seconds: int
-) -> tuple[Plan, tuple[list[Participant], list[Dispatch]]]:
+    scope: Scope, room: str, agent_name: str, identity: str, keep_out: bool, grace_seconds: int
+) -> Planned[tuple[list[Participant], list[Dispatch]]]:
+    lk = scope.livekit
     participants = await participants_of_existing_room(lk, room)
     agents = [p for p in participants if matches(p, agent_name, identity)]
     if not agents:
@@ -265,18 +239,18 @@ async def _remove_agent_plan(
     if grace_seconds:  # only then: a token issued before grace_seconds existed still matches a call without it
         args["grace_seconds"] = grace_seconds
     targets = [p.sid for p in agents] + [d.id for d in dispatches]
-    return Plan("remove_agent", room, args, targets, question, {"AGENT": len(agents)}), (agents, dispatches)
+    gone = [leaving(p, "removed" if not grace_seconds else "asked to leave, then removed") for p in agents]
+    plan = Plan("remove_agent", room, args, targets, question, gone)
+    return Planned(plan, (agents, dispatches), _planned_removal(room, agents, dispatches))
 
 
-async def _ask_remove_agent(
-    ctx: Context, room: str, agent_name: str, identity: str, keep_out: bool, grace_seconds: int, confirm_token: str
-) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    return await app_of(ctx).guard.ask(
-        ctx,
-        confirm_token,
-        lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out, grace_seconds),
-        Consent,
+def _planned_removal(room: str, agents: list[Participant], dispatches: list[Dispatch]) -> RemovedAgents:
+    steps = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches]
+    return RemovedAgents(
+        room=room,
+        removed=[AgentInfo.of(room, p) for p in agents],
+        cancelled_dispatches=[d.id for d in dispatches],
+        steps=steps + [f"remove {p.identity}" for p in agents],
     )
 
 
@@ -323,76 +297,53 @@ async def _wait_until_gone(lk: LiveKit, room: str, agents: list[Participant], se
     return gone
 
 
-@tool("agents", DESTRUCTIVE)
+@tool("agents", DESTRUCTIVE, confirm=Confirm(_remove_agent_plan))
 async def remove_agent(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_agent)],
+    planned: Planned[tuple[list[Participant], list[Dispatch]]],
     agent_name: AnyAgentName = "",
     identity: AnyIdentity = "",
     keep_out: Annotated[bool, Field(description="Also delete their dispatches, so they are not sent back.")] = True,
     grace_seconds: Annotated[
         int, Field(ge=0, le=MAX_GRACE, description="First ask them to leave by themselves and wait up to this long.")
     ] = 0,
-    confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, RemovedAgents]:
     """Remove the AI agent(s) from a room and, by default, their dispatches so they stay out."""
-    lk = livekit_of(ctx)
-
-    def planned(plan: Plan, found: tuple[list[Participant], list[Dispatch]]) -> RemovedAgents:
-        agents, dispatches = found
-        steps = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches]
-        return RemovedAgents(
-            room=room,
-            removed=[AgentInfo.of(room, p) for p in agents],
-            cancelled_dispatches=[d.id for d in dispatches],
-            steps=steps + [f"remove {p.identity}" for p in agents],
-        )
-
-    async def act(plan: Plan, found: tuple[list[Participant], list[Dispatch]]) -> CallToolResult:
-        agents, dispatches = found
-        steps: list[str] = []
-        departures: dict[str, AgentDeparture] = {}
-        if grace_seconds:
-            # The courtesy comes before the dispatches are deleted: that would end the jobs, and the agents with them.
-            asked = await lk.gather(lambda p: _ask_to_leave(lk, room, p, grace_seconds), agents)
-            gone = await _wait_until_gone(lk, room, agents, grace_seconds)
-            for p, how in zip(agents, asked, strict=True):
-                left = "by_itself" if p.identity in gone else "removed_after_grace"
-                departures[p.identity] = AgentDeparture(
-                    identity=p.identity, left=left, asked=how, seconds=gone.get(p.identity)
-                )
-                if p.identity in gone:
-                    steps.append(f"{p.identity} left by itself {gone[p.identity]:g} s after the request")
-        # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
-        for d in dispatches:
-            await lk.delete_dispatch(room, d.id)
-            steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
-        if keep_out and not dispatches:
-            steps.append("no dispatch of these agents to delete")
-        for p in agents:
-            departure = departures.get(p.identity)
-            if departure is not None and departure.left == "by_itself":
-                continue
-            try:
-                await lk.remove_participant(room, p.identity)
-                after = f" after the {grace_seconds} s grace period" if departure is not None else ""
-                steps.append(f"removed {p.identity}{after}")
-            except (ParticipantNotFound, RoomNotFound):
-                if departure is not None:
-                    departure.left = "ended_with_dispatch"
-                steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
-        if not keep_out:
-            steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
-        update = {"steps": steps, "departures": list(departures.values()) or None}
-        result = planned(plan, found).model_copy(update=update)
-        return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")
-
-    return await destructive(
-        ctx,
-        answer,
-        confirm_token,
-        lambda: _remove_agent_plan(lk, room, agent_name, identity, keep_out, grace_seconds),
-        planned,
-        act,
-    )
+    lk = scope.livekit
+    agents, dispatches = planned.found
+    steps: list[str] = []
+    departures: dict[str, AgentDeparture] = {}
+    if grace_seconds:
+        # The courtesy comes before the dispatches are deleted: that would end the jobs, and the agents with them.
+        asked = await lk.gather(lambda p: _ask_to_leave(lk, room, p, grace_seconds), agents)
+        gone = await _wait_until_gone(lk, room, agents, grace_seconds)
+        for p, how in zip(agents, asked, strict=True):
+            left = "by_itself" if p.identity in gone else "removed_after_grace"
+            seconds = gone.get(p.identity)
+            departures[p.identity] = AgentDeparture(identity=p.identity, left=left, asked=how, seconds=seconds)
+            if p.identity in gone:
+                steps.append(f"{p.identity} left by itself {gone[p.identity]:g} s after the request")
+    # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
+    for d in dispatches:
+        await lk.delete_dispatch(room, d.id)
+        steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+    if keep_out and not dispatches:
+        steps.append("no dispatch of these agents to delete")
+    for p in agents:
+        departure = departures.get(p.identity)
+        if departure is not None and departure.left == "by_itself":
+            continue
+        try:
+            await lk.remove_participant(room, p.identity)
+            after = f" after the {grace_seconds} s grace period" if departure is not None else ""
+            steps.append(f"removed {p.identity}{after}")
+        except (ParticipantNotFound, RoomNotFound):
+            if departure is not None:
+                departure.left = "ended_with_dispatch"
+            steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
+    if not keep_out:
+        steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
+    update = {"steps": steps, "departures": list(departures.values()) or None}
+    result = _planned_removal(room, agents, dispatches).model_copy(update=update)
+    return reply(result, f"Removed {len(agents)} agent(s) from '{room}': " + "; ".join(steps) + ".")

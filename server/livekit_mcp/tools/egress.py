@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.confirm import Plan, Planned
 from livekit_mcp.errors import InvalidInput, NotFound
-from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import Egress, EgressList, EgressResult
-from livekit_mcp.tools._args import AnyRoom, ConfirmToken, RoomName, ids
-from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, app_of, destructive, livekit_of, reply, tool
+from livekit_mcp.scope import Scope
+from livekit_mcp.tools._args import AnyRoom, RoomName, ids
+from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, reply
+from livekit_mcp.tools._registry import Confirm, tool
 
 EgressId = Annotated[str, Field(max_length=64, description="EG_… id from list_egress."), ids("EG_", "an egress")]
 RUNNING = ("STARTING", "ACTIVE")
@@ -30,12 +30,12 @@ def egress_line(e: Egress) -> str:
 
 @tool("egress", READ)
 async def list_egress(
-    ctx: Context,
+    scope: Scope,
     room: AnyRoom = "",
     active: Annotated[bool, Field(description="Only those recording now.")] = False,
 ) -> Annotated[CallToolResult, EgressList]:
     """List recordings and streams (egress): status, start, outputs."""
-    found = await livekit_of(ctx).list_egress(room=room, active=active)
+    found = await scope.livekit.list_egress(room=room, active=active)
     where = f" of room '{room}'" if room else ""
     lines = [f"{len(found)} {'active ' if active else ''}egress{where}.", *map(egress_line, found)]
     return reply(EgressList(egress=found), "\n".join(lines))
@@ -43,12 +43,12 @@ async def list_egress(
 
 @tool("egress", SEND)
 async def start_room_egress(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     audio_only: bool = False,
 ) -> Annotated[CallToolResult, EgressResult]:
     """Record a room to the output set in this server's settings; returns the egress id."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     await lk.get_room(room)  # LiveKit would answer a missing room only after it looked for an egress service
     started = await lk.start_room_egress(room, audio_only=audio_only)
     what = "audio" if audio_only else "audio and video"
@@ -59,8 +59,8 @@ async def start_room_egress(
     )
 
 
-async def _stop_plan(lk: LiveKit, egress_id: str) -> tuple[Plan, Egress]:
-    found = await lk.list_egress(egress_id=egress_id)
+async def _stop_plan(scope: Scope, egress_id: str) -> Planned[Egress]:
+    found = await scope.livekit.list_egress(egress_id=egress_id)
     if not found:
         raise NotFound(f"egress '{egress_id}' does not exist; list_egress shows the ones that do")
     e = found[0]
@@ -71,28 +71,15 @@ async def _stop_plan(lk: LiveKit, egress_id: str) -> tuple[Plan, Egress]:
         f"This stops the {e.kind} recording {egress_id} of room '{e.room}' ({e.status} since {e.started_at or '?'}"
         f"{to}); what it recorded so far is kept."
     )
-    return Plan("stop_egress", e.room, {"egress_id": egress_id}, [egress_id], question), e
+    plan = Plan("stop_egress", e.room, {"egress_id": egress_id}, [egress_id], question)
+    return Planned(plan, e, EgressResult(egress=e))
 
 
-async def _ask_stop(ctx: Context, egress_id: str, confirm_token: str) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    return await app_of(ctx).guard.ask(ctx, confirm_token, lambda: _stop_plan(lk, egress_id), Consent)
-
-
-@tool("egress", DESTRUCTIVE)
+@tool("egress", DESTRUCTIVE, confirm=Confirm(_stop_plan))
 async def stop_egress(
-    ctx: Context,
-    egress_id: EgressId,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_stop)],
-    confirm_token: ConfirmToken = "",
+    scope: Scope, egress_id: EgressId, planned: Planned[Egress]
 ) -> Annotated[CallToolResult, EgressResult]:
     """Stop a recording or stream (egress)."""
-    lk = livekit_of(ctx)
-
-    async def act(plan: Plan, e: Egress) -> CallToolResult:
-        stopped = await lk.stop_egress(e.room, egress_id)
-        return reply(EgressResult(egress=stopped), f"Stopping {egress_id} of '{e.room}': now {stopped.status}.")
-
-    return await destructive(
-        ctx, answer, confirm_token, lambda: _stop_plan(lk, egress_id), lambda plan, e: EgressResult(egress=e), act
-    )
+    room = planned.found.room
+    stopped = await scope.livekit.stop_egress(room, egress_id)
+    return reply(EgressResult(egress=stopped), f"Stopping {egress_id} of '{room}': now {stopped.status}.")

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import AfterValidator, Field
 
-from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.confirm import Plan, Planned
 from livekit_mcp.errors import InvalidInput, NotFound
-from livekit_mcp.livekit_backend import LiveKit
-from livekit_mcp.models import Ingress, IngressList, IngressResult
-from livekit_mcp.tools._args import AnyRoom, ConfirmToken, Identity, RoomName, ids, no_control_characters, optional_name
-from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, app_of, destructive, livekit_of, reply, tool
+from livekit_mcp.models import Ingress, IngressList, IngressResult, Leaving
+from livekit_mcp.scope import Scope
+from livekit_mcp.tools._args import AnyRoom, Identity, RoomName, ids, no_control_characters, optional_name
+from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, replaced_by_joining, reply
+from livekit_mcp.tools._registry import Confirm, tool
 
 IngressId = Annotated[str, Field(max_length=64, description="IN_… id from list_ingress."), ids("IN_", "an ingress")]
 PULL_SCHEMES = ("http://", "https://", "srt://")
@@ -37,19 +37,40 @@ def ingress_line(i: Ingress) -> str:
 
 
 @tool("ingress", READ)
-async def list_ingress(ctx: Context, room: AnyRoom = "") -> Annotated[CallToolResult, IngressList]:
+async def list_ingress(scope: Scope, room: AnyRoom = "") -> Annotated[CallToolResult, IngressList]:
     """Ingress (RTMP/WHIP/URL streams into rooms) with status; stream keys shortened."""
-    found = await livekit_of(ctx).list_ingress(room=room)
+    found = await scope.livekit.list_ingress(room=room)
     where = f" into room '{room}'" if room else ""
     return reply(IngressList(ingress=found), "\n".join([f"{len(found)} ingress{where}.", *map(ingress_line, found)]))
 
 
-@tool("ingress", SEND)
+async def _create_plan(
+    scope: Scope, input_type: str, room: str, participant_identity: str, name: str, url: str
+) -> Planned[None]:
+    # The ingress publishes as `participant_identity` once its stream starts: whoever holds it then is disconnected.
+    why = "replaced by the ingress, which publishes with their identity once its stream starts"
+    gone = await replaced_by_joining(scope.livekit, room, participant_identity, why)
+    question = (
+        f"This creates a {input_type} ingress into room '{room}' as '{participant_identity}', disconnecting the "
+        f"{gone[0].kind if gone else ''} participant who has that identity now once its stream starts."
+    )
+    args = {"input_type": input_type, "room": room, "participant_identity": participant_identity, "name": name}
+    args["url"] = url
+    plan = Plan("create_ingress", room, args, [p.sid or "" for p in gone], question, gone)
+    return Planned(plan, None, IngressResult(ingress=_planned_ingress(input_type, room, participant_identity)))
+
+
+def _planned_ingress(input_type: str, room: str, identity: str) -> Ingress:
+    return Ingress(ingress_id="", input_type=input_type, room=room, participant_identity=identity, status="NOT_CREATED")
+
+
+@tool("ingress", SEND, confirm=Confirm(_create_plan, always=False))
 async def create_ingress(
-    ctx: Context,
+    scope: Scope,
     input_type: Literal["RTMP", "WHIP", "URL"],
     room: RoomName,
     participant_identity: Identity,
+    planned: Planned[None],
     name: Annotated[str, Field(max_length=256), AfterValidator(optional_name)] = "",
     url: Annotated[str, Field(max_length=2048, description="URL input: what to pull."), AfterValidator(_pull_url)] = "",
 ) -> Annotated[CallToolResult, IngressResult]:
@@ -58,7 +79,7 @@ async def create_ingress(
         raise InvalidInput("url", "required with input_type URL: the http(s):// or srt:// stream to pull")
     if input_type != "URL" and url:
         raise InvalidInput("url", f"only for input_type URL; {input_type} is pushed to the address LiveKit returns")
-    made = await livekit_of(ctx).create_ingress(
+    made = await scope.livekit.create_ingress(
         room, f"{input_type}_INPUT", identity=participant_identity, name=name, participant_name="", url=url
     )
     if made.stream_key:
@@ -69,8 +90,8 @@ async def create_ingress(
     return reply(IngressResult(ingress=made), text)
 
 
-async def _delete_plan(lk: LiveKit, ingress_id: str) -> tuple[Plan, Ingress]:
-    found = await lk.list_ingress(ingress_id=ingress_id)
+async def _delete_plan(scope: Scope, ingress_id: str) -> Planned[Ingress]:
+    found = await scope.livekit.list_ingress(ingress_id=ingress_id)
     if not found:
         raise NotFound(f"ingress '{ingress_id}' does not exist; list_ingress shows the ones that do")
     i = found[0]
@@ -80,29 +101,16 @@ async def _delete_plan(lk: LiveKit, ingress_id: str) -> tuple[Plan, Ingress]:
         f"This deletes {i.input_type} ingress {ingress_id} into room '{i.room}' ({i.status}: {stops}); "
         "its stream key stops working for good."
     )
-    plan = Plan("delete_ingress", i.room, {"ingress_id": ingress_id}, [ingress_id], question, {"INGRESS": int(live)})
-    return plan, i
+    gone = [Leaving(identity=i.participant_identity, kind="INGRESS", why="its ingress is deleted")] if live else []
+    plan = Plan("delete_ingress", i.room, {"ingress_id": ingress_id}, [ingress_id], question, gone)
+    return Planned(plan, i, IngressResult(ingress=i))
 
 
-async def _ask_delete(ctx: Context, ingress_id: str, confirm_token: str) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    return await app_of(ctx).guard.ask(ctx, confirm_token, lambda: _delete_plan(lk, ingress_id), Consent)
-
-
-@tool("ingress", DESTRUCTIVE)
+@tool("ingress", DESTRUCTIVE, confirm=Confirm(_delete_plan))
 async def delete_ingress(
-    ctx: Context,
-    ingress_id: IngressId,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_delete)],
-    confirm_token: ConfirmToken = "",
+    scope: Scope, ingress_id: IngressId, planned: Planned[Ingress]
 ) -> Annotated[CallToolResult, IngressResult]:
     """Delete an ingress; a stream publishing through it stops."""
-    lk = livekit_of(ctx)
-
-    async def act(plan: Plan, i: Ingress) -> CallToolResult:
-        await lk.delete_ingress(i.room, ingress_id)
-        return reply(IngressResult(ingress=i), f"Deleted ingress {ingress_id} into '{i.room}'.")
-
-    return await destructive(
-        ctx, answer, confirm_token, lambda: _delete_plan(lk, ingress_id), lambda plan, i: IngressResult(ingress=i), act
-    )
+    i = planned.found
+    await scope.livekit.delete_ingress(i.room, ingress_id)
+    return reply(IngressResult(ingress=i), f"Deleted ingress {ingress_id} into '{i.room}'.")

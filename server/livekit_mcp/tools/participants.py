@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import AfterValidator, Field
 
-from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import (
     InvalidInput,
     NotFound,
     ServerFailure,
 )
-from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     MutedTrack,
     Participant,
@@ -26,8 +24,8 @@ from livekit_mcp.models import (
     TrackDetail,
     UpdatedParticipant,
 )
+from livekit_mcp.scope import Scope
 from livekit_mcp.tools._args import (
-    ConfirmToken,
     Cursor,
     Identity,
     Kind,
@@ -41,30 +39,27 @@ from livekit_mcp.tools._base import (
     CHANGE,
     DESTRUCTIVE,
     READ,
-    app_of,
     cursor_for,
     cursor_key,
-    destructive,
-    livekit_of,
     more_text,
     participant_line,
     reply,
-    tool,
 )
+from livekit_mcp.tools._registry import Confirm, tool
 
 # --- participants ------------------------------------------------------------------------------------
 
 
 @tool("participants", READ)
 async def list_participants(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     kind: Annotated[Kind | None, Field(description="Only participants of this kind.")] = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 100,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, ParticipantList]:
     """Who is in a room: identity, kind, state, tracks; agents with their name and state."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     after = cursor_key(cursor)
     try:
         key = None if after is None else (float(after[0]), str(after[1]))
@@ -92,10 +87,10 @@ async def list_participants(
 
 @tool("participants", READ)
 async def get_participant(
-    ctx: Context, room: RoomName, identity: Identity
+    scope: Scope, room: RoomName, identity: Identity
 ) -> Annotated[CallToolResult, ParticipantDetail]:
     """One participant in full: tracks, permission, attributes, metadata, kind details."""
-    detail = ParticipantDetail.of(room, await livekit_of(ctx).get_participant(room, identity))
+    detail = ParticipantDetail.of(room, await scope.livekit.get_participant(room, identity))
     tracks = ", ".join(f"{t.sid} {t.type}/{t.source}{' muted' if t.muted else ''}" for t in detail.tracks) or "none"
     agent = f", agent={detail.agent_name} state={detail.agent_state}" if detail.agent_name else ""
     return reply(detail, f"'{identity}' in '{room}': {detail.kind} {detail.state}{agent}; tracks: {tracks}.")
@@ -116,7 +111,7 @@ def _keeping_agent_bit(permission: Permission, before: Participant) -> Permissio
 
 @tool("participants", CHANGE)
 async def update_participant(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     identity: Identity,
     name: Annotated[
@@ -136,7 +131,7 @@ async def update_participant(
     """Change a participant's name, metadata, attributes or permission."""
     if not name and not metadata and attributes is None and permission is None:
         raise InvalidInput("name", "give at least one of name, metadata, attributes, permission")
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     before = await lk.get_participant(room, identity)
     if permission is not None:
         permission = _keeping_agent_bit(permission, before)
@@ -165,14 +160,14 @@ async def update_participant(
 
 @tool("participants", CHANGE)
 async def mute_track(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     identity: Identity,
     track_sid: TrackSid,
     muted: bool,
 ) -> Annotated[CallToolResult, MutedTrack]:
     """Mute (or unmute) a track a participant publishes."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     # Checked first: for a missing room or participant LiveKit answers only after ~3 s (503 "no response from
     # servers"), and an unknown track sid is a success with no track.
     target = await lk.get_participant(room, identity)
@@ -199,19 +194,13 @@ async def mute_track(
     )
 
 
-async def _remove_participant_plan(lk: LiveKit, room: str, identity: str) -> tuple[Plan, Participant]:
-    target = await lk.get_participant(room, identity)
+async def _remove_participant_plan(scope: Scope, room: str, identity: str) -> Planned[Participant]:
+    target = await scope.livekit.get_participant(room, identity)
     name = f' ("{target.name}")' if target.name else ""
     question = f"This disconnects {target.effective_kind} participant '{identity}'{name} from room '{room}'."
     args = {"room": room, "identity": identity}
-    return Plan("remove_participant", room, args, [target.sid], question, {target.effective_kind: 1}), target
-
-
-async def _ask_remove_participant(ctx: Context, room: str, identity: str, confirm_token: str) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    return await app_of(ctx).guard.ask(
-        ctx, confirm_token, lambda: _remove_participant_plan(lk, room, identity), Consent
-    )
+    plan = Plan("remove_participant", room, args, [target.sid], question, [leaving(target, "removed")])
+    return Planned(plan, target, _removed(room, identity, target))
 
 
 def _removed(room: str, identity: str, target: Participant) -> RemovedParticipant:
@@ -232,28 +221,12 @@ def _removed(room: str, identity: str, target: Participant) -> RemovedParticipan
     )
 
 
-@tool("participants", DESTRUCTIVE)
+@tool("participants", DESTRUCTIVE, confirm=Confirm(_remove_participant_plan))
 async def remove_participant(
-    ctx: Context,
-    room: RoomName,
-    identity: Identity,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_remove_participant)],
-    confirm_token: ConfirmToken = "",
+    scope: Scope, room: RoomName, identity: Identity, planned: Planned[Participant]
 ) -> Annotated[CallToolResult, RemovedParticipant]:
     """Disconnect a participant (their token stays valid: they can rejoin)."""
-    lk = livekit_of(ctx)
-
-    async def act(plan: Plan, target: Participant) -> CallToolResult:
-        await lk.remove_participant(room, identity)
-        result = _removed(room, identity, target)
-        text = f"Removed {target.effective_kind} participant '{identity}' from '{room}'. " + " ".join(result.notes)
-        return reply(result, text)
-
-    return await destructive(
-        ctx,
-        answer,
-        confirm_token,
-        lambda: _remove_participant_plan(lk, room, identity),
-        lambda plan, target: _removed(room, identity, target),
-        act,
-    )
+    await scope.livekit.remove_participant(room, identity)
+    result = _removed(room, identity, planned.found)
+    text = f"Removed {result.kind} participant '{identity}' from '{room}'. " + " ".join(result.notes)
+    return reply(result, text)

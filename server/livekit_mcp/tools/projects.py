@@ -7,19 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
 from livekit_mcp.models import ProjectInfo, ProjectList
-from livekit_mcp.service import caller_of
-from livekit_mcp.tools._base import READ, app_of, reply, tool
+from livekit_mcp.scope import Scope
+from livekit_mcp.tools._base import READ, reply
+from livekit_mcp.tools._registry import tool
 
 
 @tool("rooms", READ)
-async def list_projects(ctx: Context) -> Annotated[CallToolResult, ProjectList]:
+async def list_projects(scope: Scope) -> Annotated[CallToolResult, ProjectList]:
     """The LiveKit projects served, as `lk` names them; pass one as `project` to any tool."""
-    projects = app_of(ctx).projects
-    allowed = caller_of(ctx.request_context.request, ctx.headers).projects
+    projects = scope.projects
+    allowed = scope.caller.projects
     shown = [
         ProjectInfo(name=p.name, url=p.livekit.url, default=p is projects.default, read_only=p.read_only)
         for p in projects

@@ -6,11 +6,10 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from livekit_mcp.confirm import Plan, TypedName
+from livekit_mcp.confirm import Plan, Planned, TypedName, leaving
 from livekit_mcp.errors import InvalidInput
 from livekit_mcp.history import told
 from livekit_mcp.livekit_backend import LiveKit
@@ -29,10 +28,10 @@ from livekit_mcp.models import (
     RoomSummary,
     iso,
 )
+from livekit_mcp.scope import Scope
 from livekit_mcp.store import Event, Page, StoreError
 from livekit_mcp.tools._args import (
     AnyRoom,
-    ConfirmToken,
     Cursor,
     Metadata,
     RoomName,
@@ -44,32 +43,29 @@ from livekit_mcp.tools._base import (
     DESTRUCTIVE,
     READ,
     agent_line,
-    app_of,
     both,
     by_kind,
     counts_text,
-    destructive,
     duration_text,
-    livekit_of,
     more_text,
     names_text,
     page_of,
     reply,
-    tool,
 )
+from livekit_mcp.tools._registry import Confirm, tool
 
 # --- rooms -------------------------------------------------------------------------------------------
 
 
 @tool("rooms", READ)
 async def list_rooms(
-    ctx: Context,
+    scope: Scope,
     names: Annotated[list[RoomName] | None, Field(max_length=100, description="Only these rooms.")] = None,
     limit: Annotated[int, Field(ge=1, le=500)] = 50,
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, RoomList]:
     """Rooms by name, with participant counts (LiveKit's, a few seconds behind)."""
-    rooms = sorted(await livekit_of(ctx).list_rooms(names or ()), key=lambda r: r.name)
+    rooms = sorted(await scope.livekit.list_rooms(names or ()), key=lambda r: r.name)
     page, next_cursor = page_of(rooms, lambda r: [r.name], limit, cursor)
     found = {r.name for r in rooms}
     not_found = [n for n in dict.fromkeys(names or ()) if n not in found] or None
@@ -105,16 +101,16 @@ async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
 
 
 @tool("rooms", READ)
-async def get_room(ctx: Context, room: RoomName) -> Annotated[CallToolResult, RoomDetail]:
+async def get_room(scope: Scope, room: RoomName) -> Annotated[CallToolResult, RoomDetail]:
     """A room now: who by kind, the agents and their state, dispatches, publishers, uptime."""
-    detail = await room_detail(livekit_of(ctx), room)
+    detail = await room_detail(scope.livekit, room)
     lines = [
         f"Room '{room}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
         f"{counts_text(detail.participants_by_kind)}; {len(detail.publishers)} publishing.",
         *map(agent_line, detail.agents),
         *(d.line for d in detail.dispatches),
     ]
-    found = await recent_events(ctx, room, time.time() - RECENT_SECONDS, 500)
+    found = await recent_events(scope, room, time.time() - RECENT_SECONDS, 500)
     if not isinstance(found, str) and found.events:
         last = [_entry(e) for e in found.events if e.room_sid == detail.room.sid][-RECENT_EVENTS:]
         detail = detail.model_copy(update={"recent_history": last or None})
@@ -162,17 +158,17 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
     return list(sessions.values())
 
 
-def _no_history(ctx: Context) -> str:
+def _no_history(scope: Scope) -> str:
     """Why a call has no history: it is off, or kept for another project."""
-    return HISTORY_OFF if app_of(ctx).kept_history is None else HISTORY_ELSEWHERE
+    return HISTORY_OFF if scope.app.kept_history is None else HISTORY_ELSEWHERE
 
 
-async def recent_events(ctx: Context, room: str, since: float, limit: int, cursor: str = "") -> Page | str:
+async def recent_events(scope: Scope, room: str, since: float, limit: int, cursor: str = "") -> Page | str:
     """The room's events from history, or the sentence saying why there are none to give (off, or unavailable)."""
-    store = app_of(ctx).history
+    store = scope.history
     if store is None:
-        return _no_history(ctx)
-    app_of(ctx).guard.policy.check_room(room, changes=False)  # history obeys allowed_rooms like LiveKit's calls
+        return _no_history(scope)
+    scope.policy.check_room(room, changes=False)  # history obeys allowed_rooms like LiveKit's calls
     try:
         return await store.events(room, since, limit, cursor or None)
     except ValueError as exc:
@@ -183,7 +179,7 @@ async def recent_events(ctx: Context, room: str, since: float, limit: int, curso
 
 @tool("rooms", READ)
 async def room_history(
-    ctx: Context,
+    scope: Scope,
     room: AnyRoom = "",
     since: Since = "",
     limit: Annotated[int, Field(ge=1, le=500)] = 100,
@@ -192,8 +188,8 @@ async def room_history(
     """Room history from LiveKit's webhooks, by session: who came and left and why, tracks, changes made here. No room:
     recent rooms."""
     if not room:
-        return await _recent_rooms(ctx, since_time(since), limit)
-    found = await recent_events(ctx, room, since_time(since), limit, cursor)
+        return await _recent_rooms(scope, since_time(since), limit)
+    found = await recent_events(scope, room, since_time(since), limit, cursor)
     if isinstance(found, str):
         status: Literal["off", "unavailable"] = "off" if found in (HISTORY_OFF, HISTORY_ELSEWHERE) else "unavailable"
         return reply(RoomHistory(history=status, room=room, note=found), found)
@@ -214,11 +210,11 @@ async def room_history(
     return reply(result, "\n".join(lines) + more_text(found.cursor))
 
 
-async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResult:
-    store = app_of(ctx).history
+async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResult:
+    store = scope.history
     if store is None:
-        return reply(RoomHistory(history="off", note=_no_history(ctx)), _no_history(ctx))
-    policy = app_of(ctx).guard.policy
+        return reply(RoomHistory(history="off", note=_no_history(scope)), _no_history(scope))
+    policy = scope.policy
     rooms: dict[tuple[str, str], RecentRoom] = {}
     last_sid: dict[str, str] = {}
     cursor: str | None = None
@@ -257,7 +253,7 @@ async def _recent_rooms(ctx: Context, since: float, limit: int) -> CallToolResul
 
 @tool("rooms", CHANGE)
 async def create_room(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     empty_timeout: Annotated[int | None, Field(ge=0, le=2**32 - 1, description="Seconds kept open empty.")] = None,
     departure_timeout: Annotated[
@@ -267,7 +263,7 @@ async def create_room(
     metadata: Metadata = "",
 ) -> Annotated[CallToolResult, CreatedRoom]:
     """Create a room; an existing one is returned as it is (LiveKit ignores the settings)."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     existed = bool(await lk.list_rooms([room]))
     made = await lk.create_room(
         room,
@@ -314,14 +310,15 @@ async def create_room(
 
 @tool("rooms", CHANGE)
 async def update_room_metadata(
-    ctx: Context, room: RoomName, metadata: Metadata
+    scope: Scope, room: RoomName, metadata: Metadata
 ) -> Annotated[CallToolResult, RoomSummary]:
     """Replace a room's metadata (every participant is notified)."""
-    updated = await livekit_of(ctx).update_room_metadata(room, metadata)
+    updated = await scope.livekit.update_room_metadata(room, metadata)
     return reply(RoomSummary.of(updated), f"Updated the metadata of room '{room}' ({len(metadata.encode())} bytes).")
 
 
-async def _delete_room_plan(lk: LiveKit, room: str) -> tuple[Plan, list[Participant]]:
+async def _delete_room_plan(scope: Scope, room: str) -> Planned[list[Participant]]:
+    lk = scope.livekit
     info = await lk.get_room(room)
     participants = await lk.list_participants(room)
     counts = by_kind(participants)
@@ -337,33 +334,22 @@ async def _delete_room_plan(lk: LiveKit, room: str) -> tuple[Plan, list[Particip
     )
     # Bound to who is in it, by sid: a confirmation for an empty room does not delete it once people joined.
     targets = [info.sid, *sorted(p.sid for p in participants)]
-    plan = Plan("delete_room", room, {"room": room}, targets, question, counts, type_to_confirm=room)
-    return plan, participants
+    gone = [leaving(p, "the room is deleted") for p in participants]
+    plan = Plan("delete_room", room, {"room": room}, targets, question, gone, type_to_confirm=room)
+    return Planned(plan, participants, _deleted(plan, participants))
 
 
-async def _ask_delete_room(ctx: Context, room: str, confirm_token: str) -> Elicit[TypedName] | str:
-    return await app_of(ctx).guard.ask(ctx, confirm_token, lambda: _delete_room_plan(livekit_of(ctx), room), TypedName)
+def _deleted(plan: Plan, participants: list[Participant]) -> DeletedRoom:
+    return DeletedRoom(
+        room=plan.room, sid=plan.targets[0], disconnected=plan.disconnects, total_disconnected=len(participants)
+    )
 
 
-@tool("rooms", DESTRUCTIVE)
+@tool("rooms", DESTRUCTIVE, confirm=Confirm(_delete_room_plan, TypedName))
 async def delete_room(
-    ctx: Context,
-    room: RoomName,
-    answer: Annotated[ElicitationResult[TypedName], Resolve(_ask_delete_room)],
-    confirm_token: ConfirmToken = "",
+    scope: Scope, room: RoomName, planned: Planned[list[Participant]]
 ) -> Annotated[CallToolResult, DeletedRoom]:
     """Delete a room, disconnecting everyone in it (asks first)."""
-    lk = livekit_of(ctx)
-
-    def deleted(plan: Plan, participants: list[Participant]) -> DeletedRoom:
-        return DeletedRoom(
-            room=room, sid=plan.targets[0], disconnected=plan.disconnects, total_disconnected=len(participants)
-        )
-
-    async def act(plan: Plan, participants: list[Participant]) -> CallToolResult:
-        await lk.delete_room(room)
-        return reply(
-            deleted(plan, participants), f"Deleted room '{room}'; disconnected {counts_text(plan.disconnects)}."
-        )
-
-    return await destructive(ctx, answer, confirm_token, lambda: _delete_room_plan(lk, room), deleted, act)
+    await scope.livekit.delete_room(room)
+    disconnected = counts_text(planned.plan.disconnects)
+    return reply(_deleted(planned.plan, planned.found), f"Deleted room '{room}'; disconnected {disconnected}.")

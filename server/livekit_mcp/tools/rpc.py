@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import AfterValidator, Field
 
+from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import NotFound, ParticipantNotFound
-from livekit_mcp.models import RpcFailure, RpcResult
+from livekit_mcp.models import SHUTDOWN_METHOD, Participant, RpcFailure, RpcResult
+from livekit_mcp.scope import Scope
 from livekit_mcp.tools._args import Identity, RoomName, max_bytes, plain_name
-from livekit_mcp.tools._base import SEND, livekit_of, reply, tool
+from livekit_mcp.tools._base import SEND, reply
+from livekit_mcp.tools._registry import Confirm, tool
 
 PAYLOAD_LIMIT = 15 * 1024
 """LiveKit's limit on an RPC request (and answer) payload, in UTF-8 bytes."""
@@ -70,19 +72,37 @@ def failure_text(who: str, method: str, error: RpcFailure, response_timeout: flo
             return f"LiveKit could not deliver '{method}' to {who} {said}."
 
 
-@tool("rpc", SEND)
+async def _rpc_plan(
+    scope: Scope, room: str, destination_identity: str, method: str, payload: str
+) -> Planned[Participant]:
+    """Nobody leaves for an RPC, but for the shutdown method: the participant asked ends its session."""
+    # Checked first: LiveKit answers a call to someone absent only after ~3 s, and without saying who is missing.
+    target = await scope.livekit.get_participant(room, destination_identity)
+    base = {"room": room, "destination_identity": destination_identity, "method": method}
+    preview = RpcResult(**base)
+    args = {**base, "payload": payload}
+    if method != SHUTDOWN_METHOD:
+        return Planned(Plan("perform_rpc", room, args, [], ""), target, preview)
+    question = (
+        f"This calls RPC {SHUTDOWN_METHOD} on {target.effective_kind} participant '{destination_identity}' in room "
+        f"'{room}': an agent that follows the convention ends its session and leaves the room."
+    )
+    gone = [leaving(target, f"asked to end its session by RPC {SHUTDOWN_METHOD}")]
+    return Planned(Plan("perform_rpc", room, args, [target.sid], question, gone), target, preview)
+
+
+@tool("rpc", SEND, confirm=Confirm(_rpc_plan, always=False))
 async def perform_rpc(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     destination_identity: Identity,
     method: RpcMethod,
+    planned: Planned[Participant],
     payload: Payload = "",
     response_timeout: ResponseTimeout = 2.5,
 ) -> Annotated[CallToolResult, RpcResult]:
     """Call a participant's registered RPC method; returns its answer or its error."""
-    lk = livekit_of(ctx)
-    # Checked first: LiveKit answers a call to someone absent only after ~3 s, and without saying who is missing.
-    await lk.get_participant(room, destination_identity)
+    lk = scope.livekit
     who = f"participant '{destination_identity}'"
     try:
         answer = await lk.perform_rpc(room, destination_identity, method, payload, response_timeout=response_timeout)

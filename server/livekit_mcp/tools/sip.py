@@ -6,16 +6,16 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import AfterValidator, Field
 
-from livekit_mcp.confirm import Consent, Plan
+from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import InvalidInput, NotFound
-from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import Participant, SipCall, SipDispatchRuleList, SipTransfer, SipTrunk, SipTrunkList
-from livekit_mcp.tools._args import ConfirmToken, Identity, RoomName, ids, optional_name
-from livekit_mcp.tools._base import READ, app_of, destructive, livekit_of, reply, tool
+from livekit_mcp.scope import Scope
+from livekit_mcp.tools._args import Identity, RoomName, ids, optional_name
+from livekit_mcp.tools._base import READ, replaced_by_joining, reply
+from livekit_mcp.tools._registry import Confirm, tool
 
 PHONE_ATTRIBUTE = "sip.phoneNumber"
 CALL_ID_ATTRIBUTE = "sip.callID"
@@ -58,9 +58,9 @@ def _trunk_text(t: SipTrunk) -> str:
 
 
 @tool("sip", READ)
-async def list_sip_trunks(ctx: Context) -> Annotated[CallToolResult, SipTrunkList]:
+async def list_sip_trunks(scope: Scope) -> Annotated[CallToolResult, SipTrunkList]:
     """List SIP trunks, inbound and outbound: numbers and addresses, never passwords."""
-    trunks = await livekit_of(ctx).list_sip_trunks()
+    trunks = await scope.livekit.list_sip_trunks()
     inbound = sum(t.direction == "inbound" for t in trunks)
     result = SipTrunkList(trunks=trunks, inbound=inbound, outbound=len(trunks) - inbound)
     lines = [f"{inbound} inbound, {result.outbound} outbound SIP trunk(s).", *map(_trunk_text, trunks)]
@@ -68,9 +68,9 @@ async def list_sip_trunks(ctx: Context) -> Annotated[CallToolResult, SipTrunkLis
 
 
 @tool("sip", READ)
-async def list_sip_dispatch_rules(ctx: Context) -> Annotated[CallToolResult, SipDispatchRuleList]:
+async def list_sip_dispatch_rules(scope: Scope) -> Annotated[CallToolResult, SipDispatchRuleList]:
     """List SIP dispatch rules: the calls each takes, the room and agents it sends them to."""
-    rules = await livekit_of(ctx).list_sip_dispatch_rules()
+    rules = await scope.livekit.list_sip_dispatch_rules()
     lines = [f"{len(rules)} SIP dispatch rule(s)."]
     for r in rules:
         to = f"room '{r.room}'" if r.room is not None else f"a new room per call named '{r.room_prefix or ''}…'"
@@ -82,65 +82,64 @@ async def list_sip_dispatch_rules(ctx: Context) -> Annotated[CallToolResult, Sip
     return reply(SipDispatchRuleList(rules=rules), "\n".join(lines))
 
 
-async def _dial_plan(lk: LiveKit, room: str, sip_trunk_id: str, sip_call_to: str, identity: str) -> tuple[Plan, None]:
+def dialled_identity(sip_call_to: str, participant_identity: str) -> str:
+    """The identity a dial-out takes in the room: the one given, else LiveKit's `sip_<number>` (its SIP service's
+    default, followed by the sandbox)."""
+    return participant_identity or f"sip_{sip_call_to}"
+
+
+async def _dial_plan(
+    scope: Scope, room: str, sip_trunk_id: str, sip_call_to: str, participant_identity: str
+) -> Planned[None]:
+    lk = scope.livekit
     trunks = await lk.list_sip_trunks()
     trunk = next((t for t in trunks if t.id == sip_trunk_id), None)
     if trunk is None or trunk.direction != "outbound":
         why = "is an inbound trunk" if trunk is not None else "does not exist"
         outbound = ", ".join(t.id for t in trunks if t.direction == "outbound") or "none"
         raise NotFound(f"SIP trunk '{sip_trunk_id}' {why}; outbound trunks: {outbound} (list_sip_trunks)")
+    identity = dialled_identity(sip_call_to, participant_identity)
+    # LiveKit keeps one participant per identity: whoever holds it now is disconnected when the call joins.
+    gone = await replaced_by_joining(lk, room, identity, "replaced by the dialled call, which takes their identity")
     caller_id = f" from {trunk.numbers[0]}" if trunk.numbers else ""
-    who = f" as '{identity}'" if identity else ""
+    replaces = f", disconnecting {gone[0].kind} participant '{identity}' who has that identity now" if gone else ""
     question = (
         f"This calls {sip_call_to}{caller_id} through trunk '{trunk.name or trunk.id}' ({trunk.address or '?'}) and "
-        f"brings the call into room '{room}'{who}: a real phone rings, and the call is billed."
+        f"brings the call into room '{room}' as '{identity}'{replaces}: a real phone rings, and the call is billed."
     )
-    args = {"room": room, "sip_trunk_id": sip_trunk_id, "sip_call_to": sip_call_to, "participant_identity": identity}
-    return Plan("create_sip_participant", room, args, [sip_trunk_id, sip_call_to], question), None
+    args = {
+        "room": room,
+        "sip_trunk_id": sip_trunk_id,
+        "sip_call_to": sip_call_to,
+        "participant_identity": participant_identity,
+    }
+    targets = [sip_trunk_id, sip_call_to, *(p.sid or "" for p in gone)]
+    plan = Plan("create_sip_participant", room, args, targets, question, gone)
+    return Planned(plan, None, SipCall(room=room, sip_trunk_id=sip_trunk_id, sip_call_to=sip_call_to))
 
 
-async def _ask_dial(
-    ctx: Context, room: str, sip_trunk_id: str, sip_call_to: str, participant_identity: str, confirm_token: str
-) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    plan = lambda: _dial_plan(lk, room, sip_trunk_id, sip_call_to, participant_identity)  # noqa: E731
-    return await app_of(ctx).guard.ask(ctx, confirm_token, plan, Consent)
-
-
-@tool("sip", DIAL, confirmed=True)
+@tool("sip", DIAL, confirm=Confirm(_dial_plan))
 async def create_sip_participant(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     sip_trunk_id: TrunkId,
     sip_call_to: PhoneNumber,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_dial)],
+    planned: Planned[None],
     participant_identity: NewIdentity = "",
-    confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SipCall]:
     """Dial a phone number into a room via an outbound trunk; asks first (a real, billed call)."""
-    lk = livekit_of(ctx)
-    base = {"room": room, "sip_trunk_id": sip_trunk_id, "sip_call_to": sip_call_to}
-
-    async def act(plan: Plan, _: None) -> CallToolResult:
-        call = await lk.create_sip_participant(room, sip_trunk_id, sip_call_to, identity=participant_identity, name="")
-        return reply(
-            call,
-            f"Calling {sip_call_to} into room '{room}' as '{call.participant_identity}' (call {call.sip_call_id}); "
-            "it is ringing: get_participant shows the call's sip.callStatus (active once answered).",
-        )
-
-    return await destructive(
-        ctx,
-        answer,
-        confirm_token,
-        lambda: _dial_plan(lk, room, sip_trunk_id, sip_call_to, participant_identity),
-        lambda plan, _: SipCall(**base),
-        act,
+    call = await scope.livekit.create_sip_participant(
+        room, sip_trunk_id, sip_call_to, identity=participant_identity, name=""
+    )
+    return reply(
+        call,
+        f"Calling {sip_call_to} into room '{room}' as '{call.participant_identity}' (call {call.sip_call_id}); "
+        "it is ringing: get_participant shows the call's sip.callStatus (active once answered).",
     )
 
 
-async def _transfer_plan(lk: LiveKit, room: str, identity: str, transfer_to: str) -> tuple[Plan, Participant]:
-    p = await lk.get_participant(room, identity)
+async def _transfer_plan(scope: Scope, room: str, identity: str, transfer_to: str) -> Planned[Participant]:
+    p = await scope.livekit.get_participant(room, identity)
     if p.effective_kind != "SIP":
         raise InvalidInput(
             "identity", f"'{identity}' is a {p.effective_kind} participant; only a SIP caller is transferred"
@@ -152,43 +151,27 @@ async def _transfer_plan(lk: LiveKit, room: str, identity: str, transfer_to: str
         "leaves the room, and the call is no longer LiveKit's."
     )
     args = {"room": room, "identity": identity, "transfer_to": transfer_to}
-    return Plan("transfer_sip_participant", room, args, [p.sid], question, {"SIP": 1}), p
+    plan = Plan(
+        "transfer_sip_participant", room, args, [p.sid], question, [leaving(p, f"transferred to {transfer_to}")]
+    )
+    return Planned(plan, p, _transfer(room, identity, transfer_to, p))
 
 
-async def _ask_transfer(
-    ctx: Context, room: str, identity: str, transfer_to: str, confirm_token: str
-) -> Elicit[Consent] | str:
-    lk = livekit_of(ctx)
-    return await app_of(ctx).guard.ask(
-        ctx, confirm_token, lambda: _transfer_plan(lk, room, identity, transfer_to), Consent
+def _transfer(room: str, identity: str, transfer_to: str, p: Participant) -> SipTransfer:
+    return SipTransfer(
+        room=room,
+        identity=identity,
+        transfer_to=transfer_to,
+        phone_number=p.attributes.get(PHONE_ATTRIBUTE),
+        sip_call_id=p.attributes.get(CALL_ID_ATTRIBUTE),
     )
 
 
-@tool("sip", HAND_OVER)
+@tool("sip", HAND_OVER, confirm=Confirm(_transfer_plan))
 async def transfer_sip_participant(
-    ctx: Context,
-    room: RoomName,
-    identity: Identity,
-    transfer_to: TransferTo,
-    answer: Annotated[ElicitationResult[Consent], Resolve(_ask_transfer)],
-    confirm_token: ConfirmToken = "",
+    scope: Scope, room: RoomName, identity: Identity, transfer_to: TransferTo, planned: Planned[Participant]
 ) -> Annotated[CallToolResult, SipTransfer]:
     """Hand a phone caller over to another number or SIP URI; they leave the room."""
-    lk = livekit_of(ctx)
-
-    def transfer(plan: Plan, p: Participant) -> SipTransfer:
-        return SipTransfer(
-            room=room,
-            identity=identity,
-            transfer_to=transfer_to,
-            phone_number=p.attributes.get(PHONE_ATTRIBUTE),
-            sip_call_id=p.attributes.get(CALL_ID_ATTRIBUTE),
-        )
-
-    async def act(plan: Plan, p: Participant) -> CallToolResult:
-        await lk.transfer_sip_participant(room, identity, transfer_to)
-        return reply(transfer(plan, p), f"Transferred the call of '{identity}' in room '{room}' to {transfer_to}.")
-
-    return await destructive(
-        ctx, answer, confirm_token, lambda: _transfer_plan(lk, room, identity, transfer_to), transfer, act
-    )
+    await scope.livekit.transfer_sip_participant(room, identity, transfer_to)
+    result = _transfer(room, identity, transfer_to, planned.found)
+    return reply(result, f"Transferred the call of '{identity}' in room '{room}' to {transfer_to}.")

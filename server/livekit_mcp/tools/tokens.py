@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import AfterValidator, Field
 
 from livekit_mcp.errors import InvalidInput
 from livekit_mcp.models import JoinToken
+from livekit_mcp.scope import Scope
 from livekit_mcp.tools._args import Identity, RoomName, max_bytes, optional_name
-from livekit_mcp.tools._base import SEND, duration_text, livekit_of, reply, tool
+from livekit_mcp.tools._base import SEND, duration_text, reply
+from livekit_mcp.tools._registry import tool
 
 MAX_TTL = 900
 
 
 @tool("tokens", SEND)
 async def create_join_token(
-    ctx: Context,
+    scope: Scope,
     room: RoomName,
     identity: Identity,
     ttl_seconds: Annotated[int, Field(ge=60, le=MAX_TTL, description="Seconds the token is valid, 60-900.")] = 600,
@@ -35,7 +36,7 @@ async def create_join_token(
     ] = "",
 ) -> Annotated[CallToolResult, JoinToken]:
     """Make a short-lived token to join one room (listen-only by default); never admin or recorder rights."""
-    lk = livekit_of(ctx)
+    lk = scope.livekit
     # LiveKit lets one connection hold an identity: joining with a present one disconnects that participant.
     present = {p.identity for p in await lk.list_participants(room)}
     if identity in present:

@@ -1,0 +1,131 @@
+"""The request scope (scope.py): every surface a client reaches takes its project from the same place, so a token
+limited to some projects reaches nothing of the others, through tools, resources or errors, on every transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from .conftest import LiveKitTarget, Served, fails, ok
+
+pytestmark = pytest.mark.anyio
+
+STAGING_TOKEN = "staging-reader-token-0123456789"
+WRITER_TOKEN = "everything-writer-token-0123456789"
+
+
+def tokens_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.toml"
+    path.write_text(
+        '[[tokens]]\nprincipal = "staging-bot"\nrole = "write"\n'
+        f'token = "{STAGING_TOKEN}"\nprojects = ["staging"]\n'
+        '[[tokens]]\nprincipal = "ops"\nrole = "write"\n'
+        f'token = "{WRITER_TOKEN}"\n'
+    )
+    return path
+
+
+@pytest.fixture
+def two_projects(serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path) -> Callable[[str], Served]:
+    """`--sandbox` (projects staging, the default, and production, each its own seeded sandbox) over HTTP or SSE,
+    with a token limited to staging and one for every project."""
+
+    def start(transport: str) -> Served:
+        env = livekit.env(LIVEKIT_MCP_AUTH_FILE=str(tokens_file(tmp_path)))
+        return serve_http("--sandbox", transport=transport, env=env)
+
+    return start
+
+
+@asynccontextmanager
+async def connected(server: Served, transport: str, mode: str, bearer: str) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {bearer}"}
+    if transport == "sse":
+        async with Client(sse_client(server.url, headers=headers)) as client:
+            yield client
+        return
+    async with (
+        httpx2.AsyncClient(headers=headers) as http,
+        Client(streamable_http_client(server.url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+async def read(client: Client, uri: str) -> Any:
+    contents = (await client.read_resource(uri)).contents
+    return json.loads(getattr(contents[0], "text", ""))
+
+
+async def refused(client: Client, uri: str) -> str:
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(uri)
+    return str(caught.value)
+
+
+SURFACES = [("http", "legacy"), ("http", "2026-07-28"), ("sse", "legacy")]
+
+
+@pytest.mark.parametrize(("transport", "mode"), SURFACES, ids=["http-2025", "http-2026", "sse"])
+async def test_a_token_limited_to_one_project_reads_no_resource_of_another(
+    two_projects: Callable[[str], Served], transport: str, mode: str
+) -> None:
+    server = two_projects(transport)
+    async with connected(server, transport, mode, STAGING_TOKEN) as client:
+        staging = await read(client, "livekit://rooms")
+        by_name = await read(client, "livekit://projects/staging/rooms")
+        room = await read(client, "livekit://projects/staging/rooms/support-call-1042")
+        denied = [
+            await refused(client, "livekit://projects/production/rooms"),
+            await refused(client, "livekit://rooms?project=production"),
+            await refused(client, "livekit://projects/production/rooms/support-call-1042"),
+        ]
+        unknown = await refused(client, "livekit://projects/nowhere/rooms")
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+    assert staging["total"] > 0
+    assert staging == by_name
+    assert room["room"]["name"] == "support-call-1042"
+    for said in denied:
+        assert "refused by policy (projects): 'staging-bot' may use project(s) staging only" in said
+        assert "support-call-1042" not in said  # nothing of production's rooms
+    assert "known: 'staging'" in unknown
+    assert "production" not in unknown  # not even its name
+    assert "livekit://rooms" in listed
+    async with connected(server, transport, mode, WRITER_TOKEN) as everything:
+        production = await read(everything, "livekit://projects/production/rooms")
+    assert production["total"] > 0  # the refusals above were the token's, not a missing project
+
+
+@pytest.mark.parametrize(("transport", "mode"), SURFACES, ids=["http-2025", "http-2026", "sse"])
+async def test_tools_refuse_another_project_and_offer_only_the_allowed_names(
+    two_projects: Callable[[str], Served], transport: str, mode: str
+) -> None:
+    server = two_projects(transport)
+    async with connected(server, transport, mode, STAGING_TOKEN) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        refused_call = await fails(client, "list_rooms", project="production")
+        refused_change = await fails(client, "create_room", room="made-here", project="production")
+        unknown = await fails(client, "get_room", room="standup", project="nowhere")
+        rooms = await ok(client, "list_rooms", project="staging")
+    project = tools["list_rooms"].input_schema["properties"]["project"]
+    assert project["enum"] == ["staging"]  # never the names it may not use
+    assert "project" not in tools["list_projects"].input_schema.get("properties", {})
+    for said in (refused_call, refused_change):
+        assert "refused by policy (projects)" in said
+    assert "production" not in unknown
+    assert "known: 'staging'" in unknown
+    assert rooms["total"] > 0
+    async with connected(server, transport, mode, WRITER_TOKEN) as everything:
+        tools = {t.name: t for t in (await everything.list_tools()).tools}
+        production = await ok(everything, "list_rooms", names=["made-here"], project="production")
+    assert tools["list_rooms"].input_schema["properties"]["project"]["enum"] == ["staging", "production"]
+    assert production["rooms"] == []  # the refused create_room made nothing in production
