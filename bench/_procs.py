@@ -14,7 +14,8 @@ from pathlib import Path
 
 from mcp import StdioServerParameters
 from mcp.client.stdio import get_default_environment
-from tests._proc import stop
+
+from realkit.processes import stop
 
 BIN = Path(sys.executable).parent
 LIVEKIT_MCP = [str(BIN / "livekit-mcp")]

@@ -1,6 +1,6 @@
 """The real `livekit-server` of a bench run, and its participants.
 
-The server is started exactly as the tests start it (tests/real_livekit.py: `livekit-server --dev` with its
+The server is started exactly as the tests start it (realkit/livekit_server.py: `livekit-server --dev` with its
 own Redis on free loopback ports); the binary is the one `scripts/livekit-server` builds (or
 LIVEKIT_SERVER_BIN). A real server has no admin API, so the people of figures 1, 3 and 4 join over WebRTC
 with the `livekit` real-time SDK, as an application's users would: no subscriptions and no media flowing,
@@ -20,9 +20,9 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from livekit import api, rtc
-from tests.real_livekit import LiveKitServer
 
 from bench._procs import KEY, SECRET
+from realkit.livekit_server import RealLiveKitServer
 
 ROOT = Path(__file__).resolve().parent.parent
 JOINS_AT_ONCE = 10  # WebRTC joins in flight: more only makes the server (and two cores) thrash
@@ -48,7 +48,7 @@ def binary() -> Path | None:
 
 
 @contextmanager
-def real_server() -> Iterator[LiveKitServer | None]:
+def real_server() -> Iterator[RealLiveKitServer | None]:
     """A running real server with the bench's key and secret, or None (said why on stderr) if none can run."""
     path = binary()
     if path is None or shutil.which("redis-server") is None:
@@ -56,7 +56,7 @@ def real_server() -> Iterator[LiveKitServer | None]:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="bench-livekit-") as logs:  # its config holds the secret: 0700
-        server = LiveKitServer(path, Path(logs), api_key=KEY, api_secret=SECRET)
+        server = RealLiveKitServer(path, Path(logs), api_key=KEY, api_secret=SECRET)
         try:
             server.start()
             yield server
@@ -67,7 +67,7 @@ def real_server() -> Iterator[LiveKitServer | None]:
 class Crowd:
     """Participants of a real server, joined over WebRTC; `leave` disconnects them and deletes their rooms."""
 
-    def __init__(self, server: LiveKitServer, lk: api.LiveKitAPI) -> None:
+    def __init__(self, server: RealLiveKitServer, lk: api.LiveKitAPI) -> None:
         self._server = server
         self._lk = lk
         self._joined: list[rtc.Room] = []
@@ -104,7 +104,7 @@ class Crowd:
 
 
 @asynccontextmanager
-async def crowd(server: LiveKitServer, lk: api.LiveKitAPI) -> AsyncIterator[Crowd]:
+async def crowd(server: RealLiveKitServer, lk: api.LiveKitAPI) -> AsyncIterator[Crowd]:
     people = Crowd(server, lk)
     try:
         yield people

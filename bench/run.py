@@ -26,7 +26,6 @@ from google.protobuf.json_format import MessageToDict
 from livekit import api
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
-from tests.real_livekit import LiveKitServer
 
 from bench import history
 from bench._procs import (
@@ -47,6 +46,7 @@ from bench._procs import (
 from bench._table import Row, percentile, table
 from bench.real import crowd, real_server
 from livekit_mcp.sandbox import SandboxAdmin
+from realkit.livekit_server import RealLiveKitServer
 
 ROOM = "bench-10"
 CROWD = "crowd"
@@ -443,7 +443,7 @@ async def http_load(b: Bench) -> list[Row]:
 @dataclass(frozen=True)
 class Real:
     sizes: Sizes
-    server: LiveKitServer
+    server: RealLiveKitServer
     lk: api.LiveKitAPI
 
     @property

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from aiohttp import web
@@ -28,20 +29,12 @@ from mcp.client.stdio import get_default_environment
 from mcp.types import CallToolResult, TextContent
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
-
-from ._proc import stop
-from .real_livekit import KEY as REAL_KEY
-from .real_livekit import SECRET as REAL_SECRET
-from .real_livekit import (
-    AgentWorker,
-    LiveKitServer,
-    People,
-    people,
-    running_server,
-    start_agent_worker,
-    start_redis,
-    tail,
-)
+from realkit.agents import RealAgentWorker, start_real_agent_worker
+from realkit.livekit_server import KEY as REAL_KEY
+from realkit.livekit_server import SECRET as REAL_SECRET
+from realkit.livekit_server import RealLiveKitServer, running_real_livekit, start_real_redis
+from realkit.participants import RealPeople, real_people_on
+from realkit.processes import Unavailable, stop, tail
 
 BIN = Path(sys.executable).parent
 LIVEKIT_MCP = str(BIN / "livekit-mcp")
@@ -182,7 +175,10 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.P
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server of its own for the session (the shared store of replicas)."""
     processes: list[subprocess.Popen[bytes]] = []
-    port = start_redis(tmp_path_factory.mktemp("redis") / "redis.log", processes)
+    try:
+        port = start_real_redis(tmp_path_factory.mktemp("redis") / "redis.log", processes)
+    except Unavailable as exc:
+        unavailable(str(exc))
     yield f"redis://127.0.0.1:{port}/0"
     for process in processes:
         stop(process)
@@ -251,7 +247,14 @@ def no_secret(*outputs: str) -> None:
         assert SECRET not in output
 
 
-# -- the real LiveKit server and its counterparts (tests/real_livekit.py) -------------------------------
+# -- the real LiveKit server and its counterparts (realkit/) -------------------------------------------
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A real counterpart cannot run here: fail when the run requires it, skip otherwise."""
+    if os.environ.get("LIVEKIT_MCP_TEST_REAL") == "required":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 class WebhookRecorder:
@@ -324,33 +327,39 @@ def real_webhooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver
 @pytest.fixture(scope="session")
 def real_livekit(
     tmp_path_factory: pytest.TempPathFactory, real_webhooks: Receiver, real_webhook_recorder: WebhookRecorder
-) -> Iterator[LiveKitServer]:
+) -> Iterator[RealLiveKitServer]:
     """One real `livekit-server --dev` with its Redis for the session, on free loopback ports, posting its webhooks
     to `real_webhooks` and to `real_webhook_recorder`."""
     urls = [real_webhooks.url, real_webhook_recorder.url]
-    with running_server(tmp_path_factory.mktemp("livekit-server"), urls) as server:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_real_livekit(tmp_path_factory.mktemp("livekit-server"), urls))
+        except Unavailable as exc:
+            unavailable(str(exc))
+        except RuntimeError as exc:  # it did not start
+            pytest.fail(str(exc), pytrace=False)
         yield server
 
 
 @pytest.fixture
-async def real_people(real_livekit: LiveKitServer) -> AsyncIterator[People]:
+async def real_people(real_livekit: RealLiveKitServer) -> AsyncIterator[RealPeople]:
     """Real participants (WebRTC through the `livekit` SDK), all gone at the end of the test."""
     real_livekit.check_alive()
-    async with people(real_livekit) as crowd:
+    async with real_people_on(real_livekit) as crowd:
         yield crowd
 
 
 @pytest.fixture(scope="session")
 def agent_worker(
-    real_livekit: LiveKitServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], AgentWorker]]:
+    real_livekit: RealLiveKitServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], RealAgentWorker]]:
     """A registered `livekit-agents` worker for an agent name, started once per name for the session."""
-    workers: dict[str, AgentWorker] = {}
+    workers: dict[str, RealAgentWorker] = {}
     logs = tmp_path_factory.mktemp("agent-workers")
 
-    def get(agent_name: str) -> AgentWorker:
+    def get(agent_name: str) -> RealAgentWorker:
         if agent_name not in workers:
-            workers[agent_name] = start_agent_worker(real_livekit, agent_name, logs)
+            workers[agent_name] = start_real_agent_worker(real_livekit, agent_name, logs)
         return workers[agent_name]
 
     yield get
@@ -366,7 +375,7 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed and "real_livekit" in getattr(item, "fixturenames", ()):
         server = item.funcargs.get("real_livekit") if hasattr(item, "funcargs") else None
-        if isinstance(server, LiveKitServer):
+        if isinstance(server, RealLiveKitServer):
             if death := server.died():
                 report.sections.append(("livekit-server", death))
             report.sections.append(("livekit-server log (last lines)", tail(server.log, 40)))
@@ -379,7 +388,7 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def real_target(real_livekit: LiveKitServer) -> LiveKitTarget:
+def real_target(real_livekit: RealLiveKitServer) -> LiveKitTarget:
     return LiveKitTarget(real_livekit.url, real_livekit.api_key, real_livekit.api_secret)
 
 

@@ -22,6 +22,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import get_default_environment
 
 from livekit_mcp.sandbox import SandboxAdmin
+from realkit.processes import free_port
 from tests.conftest import (
     SECRET,
     LiveKitTarget,
@@ -34,7 +35,6 @@ from tests.conftest import (
     run_cli,
     stdio,
 )
-from tests.real_livekit import free_port
 from tests.test_service import INITIALIZE, READ_TOKEN, TOKENS, WRITE_TOKEN, WRITER, client
 
 pytestmark = pytest.mark.anyio

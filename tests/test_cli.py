@@ -12,9 +12,9 @@ from livekit import api
 from mcp import Client
 from mcp.client.stdio import get_default_environment
 
-from tests._proc import stop
+from realkit.livekit_server import RealLiveKitServer
+from realkit.processes import free_port, stop
 from tests.conftest import SECRET, LiveKitTarget, no_secret, run_cli, spawn, stdio
-from tests.real_livekit import LiveKitServer, free_port
 
 
 def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2() -> None:
@@ -138,7 +138,9 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.mark.anyio
 @pytest.mark.timeout(180)
-async def test_demo_on_a_real_livekit_server_tours_it_and_leaves_nothing_behind(real_livekit: LiveKitServer) -> None:
+async def test_demo_on_a_real_livekit_server_tours_it_and_leaves_nothing_behind(
+    real_livekit: RealLiveKitServer,
+) -> None:
     # `demo --dev` is this with http://localhost:7880 and devkey/secret; the fixture's server is on a free port.
     env = get_default_environment() | {
         "LIVEKIT_URL": real_livekit.url,

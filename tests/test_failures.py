@@ -9,8 +9,8 @@ import pytest
 from mcp import Client
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
+from realkit.processes import free_port
 from tests.conftest import SECRET, LiveKitTarget, Served, fails, no_secret, ok, text
-from tests.real_livekit import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -15,9 +15,10 @@ from mcp import Client
 
 from livekit_mcp.models import SHUTDOWN_METHOD, SHUTDOWN_TOPIC
 from livekit_mcp.sandbox import SandboxAdmin
-from tests._proc import until
+from realkit.agents import RealAgentWorker
+from realkit.participants import RealPeople
+from realkit.processes import until
 from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
-from tests.real_livekit import AgentWorker, People
 from tests.test_real_tools import one_agent, participants, unique
 from tests.test_sip_egress_ingress import outbound_trunk
 
@@ -145,8 +146,8 @@ async def test_a_real_agent_is_not_made_to_leave_by_rpc_or_data_when_protected_a
     real_target: LiveKitTarget,
     serve_http: Callable[..., Served],
     real_lkapi: api.LiveKitAPI,
-    real_people: People,
-    agent_worker: Callable[[str], AgentWorker],
+    real_people: RealPeople,
+    agent_worker: Callable[[str], RealAgentWorker],
 ) -> None:
     agent_worker("polite-helper")  # leaves when asked by the RPC method or the data topic
     room = unique("leave")

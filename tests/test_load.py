@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests._proc import connections, open_fds, rss_kib, until
+from realkit.processes import connections, open_fds, rss_kib, until
 from tests.conftest import LiveKitTarget, Served, text
 
 pytestmark = pytest.mark.anyio

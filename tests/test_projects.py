@@ -1,6 +1,6 @@
 """Several LiveKit projects from one server, the way `lk` knows them (issue 15).
 
-Two LiveKit servers at once with different keys: the REAL livekit-server (tests/real_livekit.py) and the sandbox
+Two LiveKit servers at once with different keys: the REAL livekit-server (realkit/livekit_server.py) and the sandbox
 of the session. The projects are read from `lk`'s own ~/.livekit/cli-config.yaml in a HOME of each test's own.
 `lk` itself cannot be built here (the Go module proxy refuses livekit-cli), so the file is written in exactly the
 bytes `lk project add` writes: yaml.v3's Marshal of livekit-cli's `config.CLIConfig` (`LK_WRITTEN` is what
@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from livekit_mcp.config import Settings
 from livekit_mcp.projects import ProjectSpec, read_lk_file, toml_projects
-from tests._proc import stop
+from realkit.processes import free_port, stop
 from tests.conftest import (
     SECRET,
     LiveKitTarget,
@@ -38,7 +38,6 @@ from tests.conftest import (
     stdio,
     text,
 )
-from tests.real_livekit import free_port
 from tests.test_attacks_guardrails import as_principal
 from tests.test_webhooks import post, signed, webhook
 

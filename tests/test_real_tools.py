@@ -1,4 +1,4 @@
-"""Every tool end to end against the REAL LiveKit server (tests/real_livekit.py): the MCP SDK client over
+"""Every tool end to end against the REAL LiveKit server (realkit/livekit_server.py): the MCP SDK client over
 streamable HTTP -> livekit-mcp -> livekit-server, with real participants (WebRTC) and real agent workers.
 
 The state after each change is checked with `livekit-api` and, where a participant can see the effect, with
@@ -23,9 +23,11 @@ from pydantic import SecretStr
 
 from livekit_mcp.errors import DispatchNotFound, ParticipantNotFound, RoomNotFound
 from livekit_mcp.livekit_backend import LiveKit
-from tests._proc import until
+from realkit.agents import RealAgentWorker, start_real_agent_worker
+from realkit.livekit_server import RealLiveKitServer
+from realkit.participants import RealPeople
+from realkit.processes import until
 from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
-from tests.real_livekit import AgentWorker, LiveKitServer, People, start_agent_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +112,7 @@ async def room_info(lk: api.LiveKitAPI, room: str) -> api.Room:
 
 
 async def test_a_room_from_creation_to_deletion(
-    real_http: Served, real_lkapi: api.LiveKitAPI, real_people: People, room: str
+    real_http: Served, real_lkapi: api.LiveKitAPI, real_people: RealPeople, room: str
 ) -> None:
     missing = unique("missing")
     async with Client(real_http.url) as client:
@@ -182,7 +184,7 @@ async def _counted(lk: api.LiveKitAPI, room: str, n: int) -> bool:
 
 
 async def test_participants_listed_changed_muted_messaged_and_removed(
-    real_http: Served, quick_http: Served, real_lkapi: api.LiveKitAPI, real_people: People, room: str
+    real_http: Served, quick_http: Served, real_lkapi: api.LiveKitAPI, real_people: RealPeople, room: str
 ) -> None:
     alice = await real_people.join(room, "alice", name="Alice", audio=True)
     caller = await real_people.join(room, "caller", kind="sip")
@@ -323,7 +325,7 @@ async def test_every_tool_says_clearly_and_at_once_that_a_room_does_not_exist(qu
 
 
 async def test_the_seam_reads_the_answers_of_calls_routed_to_nothing_as_not_found(
-    real_target: LiveKitTarget, real_people: People, room: str
+    real_target: LiveKitTarget, real_people: RealPeople, room: str
 ) -> None:
     """The tools check first; the seam itself must still read LiveKit's 503 "no response from servers"
     (after ~3 s) as "not there" and not retry it into its own timeout."""
@@ -366,8 +368,8 @@ async def test_the_seam_reads_the_answers_of_calls_routed_to_nothing_as_not_foun
 async def test_a_dispatched_agent_is_found_then_removed_and_kept_out(
     real_http: Served,
     real_lkapi: api.LiveKitAPI,
-    real_people: People,
-    agent_worker: Callable[[str], AgentWorker],
+    real_people: RealPeople,
+    agent_worker: Callable[[str], RealAgentWorker],
     room: str,
 ) -> None:
     agent_worker(AGENT)
@@ -416,8 +418,8 @@ async def _gone(lk: api.LiveKitAPI, room: str, identity: str) -> bool:
 async def test_a_removed_agent_stays_out_and_a_cancelled_dispatch_ends_its_agent(
     real_http: Served,
     real_lkapi: api.LiveKitAPI,
-    real_people: People,
-    agent_worker: Callable[[str], AgentWorker],
+    real_people: RealPeople,
+    agent_worker: Callable[[str], RealAgentWorker],
     room: str,
 ) -> None:
     agent_worker(AGENT)
@@ -457,13 +459,13 @@ async def test_a_removed_agent_stays_out_and_a_cancelled_dispatch_ends_its_agent
 async def test_an_automatically_dispatched_agent_is_found_and_removed(
     real_http: Served,
     real_lkapi: api.LiveKitAPI,
-    real_people: People,
-    real_livekit: LiveKitServer,
+    real_people: RealPeople,
+    real_livekit: RealLiveKitServer,
     tmp_path: Path,
     room: str,
 ) -> None:
     # Its own worker, stopped at the end: a worker for "" joins every new room while it runs.
-    worker = start_agent_worker(real_livekit, "", tmp_path)
+    worker = start_real_agent_worker(real_livekit, "", tmp_path)
     try:
         await real_people.join(room, "visitor")
         identity = await one_agent(real_lkapi, room, "")

@@ -17,7 +17,7 @@ from livekit import api
 from mcp import Client
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
-from tests._proc import connections, until
+from realkit.processes import connections, until
 from tests.conftest import SECRET, LiveKitTarget, Served, fails, identities, impostor_livekit, no_secret, ok, text
 
 pytestmark = pytest.mark.anyio

@@ -26,9 +26,11 @@ from mcp import Client
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.models import SHUTDOWN_METHOD, SHUTDOWN_TOPIC
 from livekit_mcp.sandbox import SandboxAdmin
-from tests._proc import until
+from realkit.agents import RealAgentWorker, start_real_agent_worker
+from realkit.livekit_server import RealLiveKitServer
+from realkit.participants import RealPeople
+from realkit.processes import until
 from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
-from tests.real_livekit import AgentWorker, LiveKitServer, People, start_agent_worker
 from tests.test_real_tools import one_agent, participants, unique
 
 pytestmark = pytest.mark.anyio
@@ -246,7 +248,7 @@ async def test_a_graceful_removal_is_confirmed_like_any_other_with_its_grace_in_
 
 
 async def test_a_real_participant_answers_fails_or_does_not_answer_and_each_is_said_plainly(
-    real_http: Served, real_lkapi: api.LiveKitAPI, real_people: People, room: str
+    real_http: Served, real_lkapi: api.LiveKitAPI, real_people: RealPeople, room: str
 ) -> None:
     alice = await real_people.join(room, "alice")
     calls: list[rtc.RpcInvocationData] = []
@@ -310,7 +312,11 @@ async def test_a_real_participant_answers_fails_or_does_not_answer_and_each_is_s
 
 
 async def test_a_listen_only_token_lets_a_real_client_subscribe_but_not_publish(
-    real_with_tokens: Served, real_livekit: LiveKitServer, real_lkapi: api.LiveKitAPI, real_people: People, room: str
+    real_with_tokens: Served,
+    real_livekit: RealLiveKitServer,
+    real_lkapi: api.LiveKitAPI,
+    real_people: RealPeople,
+    room: str,
 ) -> None:
     speaker = await real_people.join(room, "speaker", audio=True)
     async with Client(real_with_tokens.url) as client:
@@ -366,9 +372,9 @@ async def test_a_listen_only_token_lets_a_real_client_subscribe_but_not_publish(
 
 
 @pytest.fixture(scope="module")
-def deaf_worker(real_livekit: LiveKitServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentWorker]:
+def deaf_worker(real_livekit: RealLiveKitServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAgentWorker]:
     """A worker whose agent ignores the request to leave, as one written without the convention would."""
-    worker = start_agent_worker(
+    worker = start_real_agent_worker(
         real_livekit, "deaf-helper", tmp_path_factory.mktemp("deaf-worker"), "--ignore-shutdown"
     )
     yield worker
@@ -378,8 +384,8 @@ def deaf_worker(real_livekit: LiveKitServer, tmp_path_factory: pytest.TempPathFa
 async def test_a_real_agent_asked_to_leave_ends_its_session_itself(
     real_http: Served,
     real_lkapi: api.LiveKitAPI,
-    real_people: People,
-    agent_worker: Callable[[str], AgentWorker],
+    real_people: RealPeople,
+    agent_worker: Callable[[str], RealAgentWorker],
     room: str,
 ) -> None:
     agent_worker("polite-helper")
@@ -400,7 +406,7 @@ async def test_a_real_agent_asked_to_leave_ends_its_session_itself(
 
 
 async def test_a_real_agent_that_ignores_the_request_is_removed_after_the_grace(
-    real_http: Served, real_lkapi: api.LiveKitAPI, real_people: People, deaf_worker: AgentWorker, room: str
+    real_http: Served, real_lkapi: api.LiveKitAPI, real_people: RealPeople, deaf_worker: RealAgentWorker, room: str
 ) -> None:
     await real_people.join(room, "customer")
     async with Client(real_http.url) as client:

@@ -23,6 +23,9 @@ from mcp.types import CallToolResult
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 from livekit_mcp.store import open_store
+from realkit.livekit_server import KEY as REAL_KEY
+from realkit.livekit_server import SECRET as REAL_SECRET
+from realkit.participants import RealPeople
 from tests.conftest import (
     SECRET,
     LiveKitTarget,
@@ -34,9 +37,6 @@ from tests.conftest import (
     spawn,
     text,
 )
-from tests.real_livekit import KEY as REAL_KEY
-from tests.real_livekit import SECRET as REAL_SECRET
-from tests.real_livekit import People
 from tests.test_service import client
 
 pytestmark = pytest.mark.anyio
@@ -86,7 +86,7 @@ def claims_of(headers: dict[str, str]) -> dict[str, Any]:
 
 async def test_the_sandbox_sends_the_events_the_real_server_sends_shaped_and_signed_the_same(
     real_livekit: object,
-    real_people: People,
+    real_people: RealPeople,
     real_lkapi: api.LiveKitAPI,
     real_webhook_recorder: WebhookRecorder,
     real_webhooks: Receiver,

@@ -24,8 +24,8 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.sandbox import SandboxAdmin
+from realkit.processes import free_port
 from tests.conftest import LiveKitTarget, Served, fails, identities, no_secret, ok, run_cli, spawn
-from tests.real_livekit import free_port
 
 pytestmark = pytest.mark.anyio
 

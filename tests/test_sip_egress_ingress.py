@@ -21,8 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
+from realkit.participants import RealPeople
 from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, text
-from tests.real_livekit import People
 from tests.test_attacks_service import refused
 from tests.test_real_tools import unique
 
@@ -504,7 +504,7 @@ async def test_real_trunks_and_rules_are_listed_without_passwords_or_pins(
 
 
 async def test_real_dial_out_and_transfer_without_a_sip_service_say_so_and_change_nothing(
-    real_everything: Served, real_lkapi: api.LiveKitAPI, real_people: People, real_room: str
+    real_everything: Served, real_lkapi: api.LiveKitAPI, real_people: RealPeople, real_room: str
 ) -> None:
     trunk = await outbound_trunk(real_lkapi, unique("desk"))
     # A participant that looks like a phone caller to LiveKit: kind sip, with the call id a SIP service would set.

@@ -31,10 +31,11 @@ from mcp.types import RequestParamsMeta
 from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.service import ON_BEHALF_OF_META
 from livekit_mcp.slack.blocks import CANCEL, CONFIRM, MORE
+from realkit.agents import RealAgentWorker
+from realkit.livekit_server import RealLiveKitServer
+from realkit.processes import stop
 
-from ._proc import stop
 from .conftest import LIVEKIT_MCP, LiveKitTarget, Served, identities, room_names, run_cli, stdio, wait_for_listening
-from .real_livekit import AgentWorker, LiveKitServer
 from .slack_standin import (
     ModelStandIn,
     SlackStandIn,
@@ -583,10 +584,10 @@ async def test_the_ai_mode_is_off_without_a_key_in_mentions_and_dms(
 async def test_remove_agent_confirmed_in_slack_takes_a_real_agent_out_of_a_real_room(
     start_app: Callable[..., SlackApp],
     real_target: LiveKitTarget,
-    real_livekit: LiveKitServer,
+    real_livekit: RealLiveKitServer,
     real_lkapi: api.LiveKitAPI,
     real_people: Any,
-    agent_worker: Callable[[str], AgentWorker],
+    agent_worker: Callable[[str], RealAgentWorker],
 ) -> None:
     agent_name = "slack-helper"
     agent_worker(agent_name)

@@ -25,8 +25,9 @@ from mcp import Client
 
 from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.store import Event, open_store
+from realkit.livekit_server import RealLiveKitServer
+from realkit.participants import RealPeople
 from tests.conftest import SECRET, LiveKitTarget, Receiver, Served, call, fails, ok, run_cli, spawn, text
-from tests.real_livekit import LiveKitServer, People
 from tests.test_service import client
 
 pytestmark = pytest.mark.anyio
@@ -201,8 +202,8 @@ async def events_of(receiver: Receiver, room: str, wanted: Callable[[list[Event]
 
 
 async def test_the_real_server_tells_who_joined_and_why_they_left(
-    real_livekit: LiveKitServer,
-    real_people: People,
+    real_livekit: RealLiveKitServer,
+    real_people: RealPeople,
     real_webhooks: Receiver,
     real_lkapi: api.LiveKitAPI,
 ) -> None:
@@ -320,8 +321,8 @@ async def test_room_history_obeys_allowed_rooms_and_checks_its_arguments(
 
 
 async def test_the_real_servers_history_reaches_a_server_reading_the_receivers_store(
-    real_livekit: LiveKitServer,
-    real_people: People,
+    real_livekit: RealLiveKitServer,
+    real_people: RealPeople,
     real_webhooks: Receiver,
     real_lkapi: api.LiveKitAPI,
     serve_http: Callable[..., Served],

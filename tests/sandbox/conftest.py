@@ -1,7 +1,7 @@
 """Fixtures for the contract tests: each test runs against the sandbox AND the real livekit-server.
 
 `target` is parametrized over both backends: "sandbox" (a fresh, empty sandbox on a loopback port) and
-"real" (the session's `livekit-server --dev`, tests/real_livekit.py). Tests share rooms with nobody:
+"real" (the session's `livekit-server --dev`, realkit/livekit_server.py). Tests share rooms with nobody:
 they use unique room names. Participants and agents join through `crowd`, the same steps on both
 backends. Tests of what only the sandbox has (its admin API, faults, its state) are marked
 `@sandbox_only` and run against the sandbox alone.
@@ -23,7 +23,9 @@ import pytest
 from livekit import api
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
-from tests.real_livekit import AgentWorker, LiveKitServer, People
+from realkit.agents import RealAgentWorker
+from realkit.livekit_server import RealLiveKitServer
+from realkit.participants import RealPeople
 
 from .support import KEY, SECRET, Crowd, RealCrowd, Reply, SandboxCrowd, Target, token
 
@@ -72,7 +74,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def target(request: pytest.FixtureRequest) -> Target:
     if request.param == "real":
-        server: LiveKitServer = request.getfixturevalue("real_livekit")
+        server: RealLiveKitServer = request.getfixturevalue("real_livekit")
         server.check_alive()
         return Target(server.url, server.api_key, server.api_secret, None)
     sandbox: Sandbox = request.getfixturevalue("_sandbox")
@@ -110,8 +112,8 @@ def crowd(request: pytest.FixtureRequest, target: Target, lk: api.LiveKitAPI) ->
     """Participants and agents joining rooms, on either backend (the same steps and waits)."""
     if target.sandbox is not None:
         return SandboxCrowd(lk, target.sandbox)
-    people: People = request.getfixturevalue("real_people")
-    workers: Callable[[str], AgentWorker] = request.getfixturevalue("agent_worker")
+    people: RealPeople = request.getfixturevalue("real_people")
+    workers: Callable[[str], RealAgentWorker] = request.getfixturevalue("agent_worker")
     return RealCrowd(lk, people, workers)
 
 

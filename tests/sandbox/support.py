@@ -15,8 +15,8 @@ from livekit.protocol.agent_dispatch import AgentDispatch
 from livekit.protocol.models import ParticipantInfo
 
 from livekit_mcp.sandbox import Sandbox
-from tests._proc import until
-from tests.real_livekit import People
+from realkit.participants import RealPeople
+from realkit.processes import until
 
 # Long enough that PyJWT does not warn; the dev default ("secret") has its own test.
 KEY = "contract-key"
@@ -70,7 +70,7 @@ async def code_of(call: Awaitable[object]) -> tuple[str, str, int]:
 
 # -- participants and agents on either backend ---------------------------------------------------------
 
-MICROPHONE = {"type": "AUDIO", "source": "MICROPHONE", "name": "microphone"}  # as People publishes it
+MICROPHONE = {"type": "AUDIO", "source": "MICROPHONE", "name": "microphone"}  # as RealPeople publishes it
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class SandboxCrowd(Crowd):
 class RealCrowd(Crowd):
     DISPATCH_ATTEMPTS = 2
 
-    def __init__(self, lk: api.LiveKitAPI, people: People, workers: Callable[[str], object]) -> None:
+    def __init__(self, lk: api.LiveKitAPI, people: RealPeople, workers: Callable[[str], object]) -> None:
         super().__init__(lk)
         self.people = people
         self.workers = workers

@@ -8,7 +8,7 @@ from livekit import api
 from livekit.protocol import models as proto_models
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests._proc import until
+from realkit.processes import until
 
 from .conftest import sandbox_only
 from .support import JOIN_SECONDS, Crowd, code_of, unique

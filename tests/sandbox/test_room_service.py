@@ -9,7 +9,7 @@ import pytest
 from livekit import api
 from livekit.protocol import models as proto_models
 
-from tests._proc import until
+from realkit.processes import until
 
 from .conftest import Twirp
 from .support import JOIN_SECONDS, Crowd, code_of, unique

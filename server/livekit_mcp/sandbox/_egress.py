@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from livekit.protocol import egress as proto_egress
 
+from ._ids import guid
 from ._twirp import TwirpError, routed
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ class EgressStore:
 
 
 def start_room_composite(state: State, req: proto_egress.RoomCompositeEgressRequest) -> proto_egress.EgressInfo:
-    from ._state import guid
-
     room = state.rooms.get(req.room_name)
     if room is None:
         raise routed("not_found", "requested room does not exist")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from livekit.protocol import ingress as proto_ingress
 
+from ._ids import guid
 from ._twirp import TwirpError, routed
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ def _invalid(reason: str) -> TwirpError:
 
 
 def create(state: State, req: proto_ingress.CreateIngressRequest) -> proto_ingress.IngressInfo:
-    from ._state import guid
-
     if req.input_type not in (INPUT.RTMP_INPUT, INPUT.WHIP_INPUT, INPUT.URL_INPUT):
         raise TwirpError("invalid_argument", "invalid ingress type")
     # livekit-server answers its ingress.rtmp_base_url / whip_base_url, unset in a --dev configuration.

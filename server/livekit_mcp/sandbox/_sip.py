@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from livekit.protocol import sip as proto_sip
 
+from ._ids import guid
 from ._twirp import TwirpError, routed
 
 if TYPE_CHECKING:
@@ -25,12 +26,6 @@ def _invalid(msg: str) -> TwirpError:
     return TwirpError("invalid_argument", msg)
 
 
-def _guid(prefix: str) -> str:
-    from ._state import guid  # imported here: _state imports this module (through _services)
-
-    return guid(prefix)
-
-
 Trunk = TypeVar("Trunk", proto_sip.SIPInboundTrunkInfo, proto_sip.SIPOutboundTrunkInfo)
 
 
@@ -40,7 +35,7 @@ def _stored(trunk: Trunk, store: dict[str, Trunk]) -> Trunk:
         raise _invalid("trunk ID must be empty")
     made = type(trunk)()
     made.CopyFrom(trunk)
-    made.sip_trunk_id = _guid("ST_")
+    made.sip_trunk_id = guid("ST_")
     store[made.sip_trunk_id] = made
     return made
 
@@ -106,7 +101,7 @@ class SipStore:
             made.inbound_numbers.extend(req.inbound_numbers)
             made.attributes.update(req.attributes)
             made.room_config.CopyFrom(req.room_config)
-        made.sip_dispatch_rule_id = _guid("SDR_")
+        made.sip_dispatch_rule_id = guid("SDR_")
         self.rules[made.sip_dispatch_rule_id] = made
         return made
 
@@ -137,7 +132,7 @@ def create_participant(state: State, req: proto_sip.CreateSIPParticipantRequest)
     trunk = state.sip.outbound.get(req.sip_trunk_id) if req.sip_trunk_id else None
     if req.sip_trunk_id and trunk is None:
         raise TwirpError("not_found", "requested sip trunk does not exist")
-    call_id = _guid("SCL_")
+    call_id = guid("SCL_")
     attributes = {
         CALL_ID: call_id,
         "sip.callStatus": "dialing",

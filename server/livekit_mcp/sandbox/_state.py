@@ -7,8 +7,6 @@ costs, whatever the size of the rest of the state.
 
 from __future__ import annotations
 
-import random
-import string
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +24,7 @@ from livekit.protocol import room as proto_room
 from ._egress import EgressStore
 from ._errors import SandboxError
 from ._faults import Fault, Faults
+from ._ids import guid
 from ._ingress import IngressStore
 from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
@@ -44,15 +43,9 @@ AGENT_STATE_ATTRIBUTE = "lk.agent.state"
 AGENTS_NAME_ATTRIBUTE = "lk.agent.name"  # livekit-agents' own copy of the agent name
 RPC_MAX_PAYLOAD = 15 * 1024  # bytes of an RPC payload (livekit/protocol utils.DataChannelRpcMaxPayloadBytes)
 
-_ALPHABET = string.ascii_letters + string.digits
 _RUNNING = proto_agent.JobStatus.JS_RUNNING
 _Reason = proto_models.DisconnectReason
 M = TypeVar("M", bound=Message)
-
-
-def guid(prefix: str) -> str:
-    """An id shaped like LiveKit's (`RM_`, `PA_`, `TR_`, `AD_`, `AJ_` + 12 base62 characters)."""
-    return prefix + "".join(random.choices(_ALPHABET, k=12))
 
 
 def _copy(message: M) -> M:

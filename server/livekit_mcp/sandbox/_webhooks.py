@@ -24,6 +24,8 @@ from google.protobuf import json_format
 from livekit.protocol import models as proto_models
 from livekit.protocol import webhook as proto_webhook
 
+from ._ids import guid
+
 log = logging.getLogger(__name__)
 
 Sink = Callable[[bytes, str], Awaitable[int]]
@@ -182,6 +184,4 @@ def _room_of(room: proto_models.Room, event: str) -> proto_models.Room:
 
 
 def _event_id() -> str:
-    from ._state import guid  # _state imports this module
-
     return guid("EV_")

@@ -1,16 +1,35 @@
-"""Processes of the tests: stopping one, and what a server process holds, read from /proc (memory, open files,
-connections to LiveKit; Linux only)."""
+"""Processes of the tests and the benchmarks: stopping one, free loopback ports, the tail of a log, bounded waits,
+and what a server process holds, read from /proc (memory, open files, connections to LiveKit; Linux only)."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
 import os
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+
+
+class Unavailable(RuntimeError):
+    """A real counterpart cannot run here (no binary, no redis-server): the tests skip or fail, the bench leaves
+    its rows out."""
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
 
 
 def rss_kib(pid: int) -> int:
