@@ -14,8 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
+from livekit_mcp.errors import StoreError
 from livekit_mcp.history import live_index, update_index
-from livekit_mcp.store import Event, MemoryStore, Retention, Store, StoreError, open_store
+from livekit_mcp.store import Event, MemoryStore, Retention, Store, open_store
 
 pytestmark = pytest.mark.anyio
 

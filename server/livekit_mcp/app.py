@@ -21,23 +21,24 @@ from starlette.routing import Route
 
 from livekit_mcp import __version__
 from livekit_mcp.audit import AuditLog, record_invalid
-from livekit_mcp.auth import READ_SCOPE, AuthConfigError, StaticTokens, parse_tokens, read_token_file
-from livekit_mcp.config import MissingCredentialsError, Settings
+from livekit_mcp.auth import READ_SCOPE, StaticTokens, parse_tokens, read_token_file
+from livekit_mcp.config import Settings
 from livekit_mcp.confirm import Guard, Tokens
-from livekit_mcp.errors import InvalidInput, PolicyRefusal
+from livekit_mcp.errors import (
+    AuthConfigError,
+    InvalidInput,
+    LiveKitMCPError,
+    MissingCredentialsError,
+    PolicyRefusal,
+    ProjectsError,
+    StartupError,
+    StoreError,
+)
 from livekit_mcp.history import WEBHOOK_PATH, WebhookEndpoint
 from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
 from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
 from livekit_mcp.policy import Budget
-from livekit_mcp.projects import (
-    Project,
-    Projects,
-    ProjectsError,
-    ProjectSpec,
-    policy_for,
-    project_specs,
-    read_only_for,
-)
+from livekit_mcp.projects import Project, Projects, ProjectSpec, policy_for, project_specs, read_only_for
 from livekit_mcp.resources import register_resources
 from livekit_mcp.scope import AppContext, app_of, caller_in
 from livekit_mcp.service import (
@@ -48,7 +49,7 @@ from livekit_mcp.service import (
     listen,
     serve_http,
 )
-from livekit_mcp.store import MemoryStore, Retention, Store, StoreError, open_store
+from livekit_mcp.store import MemoryStore, Retention, Store, open_store
 from livekit_mcp.tools import build_tools, invalid_arguments
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,6 @@ SANDBOX_PROJECTS = ("staging", "production")
 """The demo projects of --sandbox, each its own sandbox with its own key; the first is the default."""
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class StartupError(Exception):
-    """The server must not start as configured; the message says why, in one line."""
 
 
 def token_verifier(settings: Settings) -> StaticTokens | None:
@@ -117,25 +114,29 @@ class _Server(MCPServer[AppContext]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        """The one place our errors become what the model reads: a LiveKitMCPError (from a resolver or the body)
+        is a tool error with its own message; anything else is a crash, said without its text (`_reported`)."""
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
-            raise _reported(name, exc) from exc.__cause__
-        except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                message = invalid_arguments(name, exc.__cause__)
-                if name in self._change_tools and context is not None:
-                    caller = caller_in(context)
-                    audit = app_of(context).audit
-                    record_invalid(audit, name, arguments, caller.principal, caller.on_behalf_of, message)
-                raise ToolError(message) from exc.__cause__
+            cause = exc.__cause__
+            if not isinstance(cause, LiveKitMCPError):
+                raise _reported(name, exc) from cause
+            said = f"Error executing tool {name}: {cause}"
             named = arguments.get("project")
-            if not isinstance(named, str) or not named or isinstance(exc.__cause__, InvalidInput | PolicyRefusal):
+            if isinstance(named, str) and named and not isinstance(cause, InvalidInput | PolicyRefusal):
+                # Which of several projects failed: the message of a LiveKit error names a URL at best.
+                said = f"Error executing tool {name}: project '{named}': {cause}"
+            raise ToolError(said) from cause
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
                 raise
-            # Which of several projects failed: the message of a LiveKit error names a URL at best.
-            said, head = str(exc), f"Error executing tool {name}: "
-            head = head if said.startswith(head) else ""
-            raise ToolError(f"{head}project '{named}': {said.removeprefix(head)}") from exc.__cause__
+            message = invalid_arguments(name, exc.__cause__)
+            if name in self._change_tools and context is not None:
+                caller = caller_in(context)
+                audit = app_of(context).audit
+                record_invalid(audit, name, arguments, caller.principal, caller.on_behalf_of, message)
+            raise ToolError(message) from exc.__cause__
 
 
 def _reported(tool: str, crash: UnexpectedToolError) -> ToolError:
@@ -144,7 +145,7 @@ def _reported(tool: str, crash: UnexpectedToolError) -> ToolError:
     A group of failures (a fan-out) is reported by the failures of ours in it, by their own messages."""
     cause = crash.__cause__
     if isinstance(cause, BaseExceptionGroup):
-        ours, _ = cause.split(ToolError)
+        ours, _ = cause.split(LiveKitMCPError)
         if ours is not None:
             messages = list(dict.fromkeys(str(e) for e in _leaves(ours)))
             return ToolError(

@@ -25,22 +25,12 @@ from typing import Any
 from mcp.types import CallToolResult
 from pydantic import BaseModel
 
-from livekit_mcp.errors import InvalidInput, LiveKitMCPError, PolicyRefusal
-from livekit_mcp.store import Event, Store, StoreError
+from livekit_mcp.errors import AuditUnavailable, InvalidInput, LiveKitMCPError, PolicyRefusal, StoreError
+from livekit_mcp.store import Event, Store
 
 log = logging.getLogger(__name__)
 
 LONGEST_VALUE = 1000
-
-
-class AuditUnavailable(LiveKitMCPError):
-    def __init__(self, path: Path, reason: str, *, after: str | None = None) -> None:
-        if after is None:
-            super().__init__(f"the audit log {path} cannot be written ({reason}); no change was made")
-        else:
-            super().__init__(
-                f"the call ended ({after}) but its line in the audit log {path} could not be written ({reason})"
-            )
 
 
 @dataclass

@@ -18,16 +18,14 @@ from typing import Any, Literal
 
 from mcp.server.auth.provider import AccessToken
 
+from livekit_mcp.errors import AuthConfigError
+
 READ_SCOPE = "livekit:read"
 WRITE_SCOPE = "livekit:write"
 PROJECT_SCOPE = "livekit:project:"
 """Followed by a project's name: a token with such scopes may use those projects only (none: every project)."""
 SCOPES = {"read": [READ_SCOPE], "write": [READ_SCOPE, WRITE_SCOPE]}
 Role = Literal["read", "write"]
-
-
-class AuthConfigError(Exception):
-    """The token settings cannot be used; the message names the entry, never a token."""
 
 
 @dataclass(frozen=True)

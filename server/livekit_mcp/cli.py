@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from livekit_mcp import __version__
-from livekit_mcp.config import ConfigFileError, MissingCredentialsError, Settings
-from livekit_mcp.projects import ProjectsError, project_specs
+from livekit_mcp.config import Settings
+from livekit_mcp.errors import ConfigurationError, LiveKitMCPError
+from livekit_mcp.projects import project_specs
 
 WEBHOOKS_PORT = 8001
 """`livekit-mcp webhooks` listens here by default: beside `serve --transport http` on 8000."""
@@ -164,18 +165,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     try:
         settings = Settings.load(getattr(args, "config", None), **overrides)
-    except ConfigFileError as exc:
-        _fail(str(exc))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        _fail(f"invalid setting: {problems}")
+        raise ConfigurationError(f"invalid setting: {problems}") from None
     # webhooks: key and secret only; slack with --mcp-url: the service it uses has its own
     remote = getattr(args, "command", None) == "webhooks" or getattr(args, "mcp_url", None) is not None
     if settings.credentials != "sandbox" and not remote:
-        try:
-            project_specs(settings)  # at start, in one line: the projects' files and credentials
-        except (MissingCredentialsError, ProjectsError) as exc:
-            _fail(str(exc))
+        project_specs(settings)  # at start, in one line: the projects' files and credentials
     return settings
 
 
@@ -183,7 +179,7 @@ def _secrets(settings: Settings) -> list[str]:
     """Every secret for the logs to blank out: the settings' and each project's API secret."""
     try:
         specs = project_specs(settings)[0] if settings.credentials != "sandbox" else []
-    except (MissingCredentialsError, ProjectsError):
+    except ConfigurationError:
         specs = []
     return settings.secrets() + [s.api_secret.get_secret_value() for s in specs]
 
@@ -195,7 +191,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     level = getattr(args, "log_level", None) or "WARNING"
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _run(args)
+    except LiveKitMCPError as exc:  # every error of ours says what is wrong in one line (errors.py)
+        _fail(str(exc))
 
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "sandbox":
         from livekit_mcp.sandbox import serve_forever
 
@@ -211,18 +213,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         raise SystemExit(run_check(_settings(args)))
     else:
-        from livekit_mcp.app import StartupError, run, run_webhooks
+        from livekit_mcp.app import run, run_webhooks
         from livekit_mcp.service import configure_logging
 
         if args.command == "webhooks" and args.port is None:
             args.port = WEBHOOKS_PORT
         settings = _settings(args)
         configure_logging(settings.log_level, settings.log_format, _secrets(settings))
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                (run_webhooks if args.command == "webhooks" else run)(settings)
-        except StartupError as exc:
-            _fail(str(exc))
+        with contextlib.suppress(KeyboardInterrupt):
+            (run_webhooks if args.command == "webhooks" else run)(settings)
 
 
 def _run_slack(args: argparse.Namespace) -> None:
@@ -230,7 +229,7 @@ def _run_slack(args: argparse.Namespace) -> None:
         import anyio
 
         from livekit_mcp.slack.app import serve
-        from livekit_mcp.slack.settings import MissingSlackSetting, SlackSettings
+        from livekit_mcp.slack.settings import SlackSettings
     except ImportError as exc:
         _fail(f"the Slack app needs its extra: pip install 'livekit-mcp[slack]' ({exc.name} is missing)")
     from livekit_mcp.service import configure_logging
@@ -240,11 +239,10 @@ def _run_slack(args: argparse.Namespace) -> None:
     settings = _settings(args)
     try:
         slack = SlackSettings(**flags)
-        slack.check()
-    except MissingSlackSetting as exc:
-        _fail(str(exc))
     except ValidationError as exc:
-        _fail("invalid setting: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"invalid setting: {problems}") from None
+    slack.check()
     configure_logging(settings.log_level, settings.log_format, [*settings.secrets(), *slack.secrets()])
     server_args: list[str] = []  # handed on to the server started over stdio
     if args.credentials in ("sandbox", "dev"):

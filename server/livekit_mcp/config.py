@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from livekit_mcp.errors import ConfigFileError, MissingCredentialsError
+
 Transport = Literal["stdio", "http", "sse"]
 TOOLSETS = ("rooms", "participants", "agents", "data", "rpc", "tokens", "sip", "egress", "ingress")
 DEFAULT_TOOLSETS = ("rooms", "participants", "agents", "data", "rpc")
@@ -78,14 +80,6 @@ def url_problem(value: str, what: str) -> None:
             f"{what} needs a scheme and a host: wss://, https://, ws:// or http://, "
             "e.g. wss://my-project.livekit.cloud or http://localhost:7880"
         )
-
-
-class MissingCredentialsError(Exception):
-    """LiveKit credentials are needed and some are not set."""
-
-
-class ConfigFileError(Exception):
-    """The --config file cannot be read or names a setting that does not exist."""
 
 
 class Settings(BaseSettings):

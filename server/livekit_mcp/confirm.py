@@ -35,12 +35,13 @@ from mcp.server.mcpserver.resolve import AcceptedElicitation, ElicitationResult
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
-from livekit_mcp.audit import AuditUnavailable, Record
+from livekit_mcp.audit import Record
 from livekit_mcp.errors import (
+    AuditUnavailable,
     BadAnswer,
     InvalidInput,
     LiveKitError,
-    LiveKitMCPError,
+    PlanChanged,
     PolicyRefusal,
     Timeout,
     Unreachable,
@@ -121,14 +122,11 @@ def leaving(p: Participant, why: str) -> Leaving:
     return Leaving(identity=p.identity, kind=p.effective_kind, why=why, sid=p.sid)
 
 
-class PlanChanged(LiveKitMCPError):
-    """What was confirmed is no longer what the call would do, and the user cannot be asked again in this call."""
-
-    def __init__(self, plan: Plan) -> None:
-        super().__init__(
-            f"not done: what was confirmed changed before it could be done; now: {plan.question} Nothing was "
-            f"changed; call {plan.tool} again to confirm what it would do now"
-        )
+def plan_changed(plan: Plan) -> PlanChanged:
+    return PlanChanged(
+        f"not done: what was confirmed changed before it could be done; now: {plan.question} Nothing was "
+        f"changed; call {plan.tool} again to confirm what it would do now"
+    )
 
 
 @dataclass
@@ -249,7 +247,7 @@ class Guard:
         """Put a plan that changed since the user said yes to them again, or raise PlanChanged if this call
         cannot ask."""
         if not answered_within_call(ctx):
-            raise PlanChanged(plan)
+            raise plan_changed(plan)
         return await ctx.elicit("It changed since you were asked. " + plan.question_asked, schema)
 
     def decide(

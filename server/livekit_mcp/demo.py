@@ -39,8 +39,8 @@ from mcp.client.stdio import get_default_environment
 from mcp.types import ElicitRequestFormParams, ElicitRequestParams, ElicitResult, TextContent
 from pydantic import SecretStr
 
-from livekit_mcp.config import Credentials, MissingCredentialsError, Settings
-from livekit_mcp.errors import LiveKitError, Timeout, Unreachable
+from livekit_mcp.config import Credentials, Settings
+from livekit_mcp.errors import LiveKitError, MissingCredentialsError, Timeout, Unreachable
 from livekit_mcp.history import WebhookEndpoint
 from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
 from livekit_mcp.store import open_store

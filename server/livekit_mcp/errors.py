@@ -1,9 +1,21 @@
-"""The exception tree. Every failure a tool can report is one of these; messages are written for a model.
+"""The exception tree: every class this package raises on purpose, rooted in our own class.
 
-    LiveKitMCPError                 (a ToolError: the model reads the message)
+    LiveKitMCPError                 the root; the CLI catches it once (one line, exit 2), and a tool's or a
+     │                              resource's is converted once to what the model reads (app._Server)
+     ├── ConfigurationError         the server cannot start or run as configured; one line, never a secret
+     │    ├── ConfigFileError       the --config file cannot be read or names an unknown setting (config.py)
+     │    ├── MissingCredentialsError   LiveKit credentials are needed and some are not set (config.py)
+     │    ├── ProjectsError         lk's project file or [[projects]] cannot be served (projects.py)
+     │    ├── AuthConfigError       the token settings cannot be used (auth.py)
+     │    ├── MissingSlackSetting   a setting the Slack app's mode needs is not set (slack/settings.py)
+     │    └── StartupError          anything else that stops the start (app.py)
      ├── InvalidInput               an argument is wrong; raised before anything is sent to LiveKit
      ├── PolicyRefusal              the server's policy forbids it (names the rule); nothing was changed
+     ├── PlanChanged                what was confirmed changed before it could be done; nothing was changed
+     ├── AuditUnavailable           the audit log cannot be written: no change is made (audit.py)
      ├── StoreError                 the history store is not ours, corrupt or down (store.py)
+     ├── WebhookError               a webhook that is not LiveKit's or not for us: 4xx, never stored (history.py)
+     ├── ServerLost                 the Slack app's stdio server is gone; it is started again (slack/)
      ├── EgressOutputMissing        start_room_egress without LIVEKIT_MCP_EGRESS_OUTPUT
      └── LiveKitError               LiveKit answered with an error, or did not answer
           ├── NotFound
@@ -19,19 +31,77 @@
                ├── RoomNotLive      a listed room whose node did not answer a routed call (closing, node down)
                └── BadAnswer        an answer that is not LiveKit's (not protobuf, undecodable, too large)
 
+The sandbox (an emulator of LiveKit, which imports nothing of the package) has its own: it answers as LiveKit
+does, with Twirp errors (sandbox/_errors.py).
+
 Foreign errors (`livekit.api.ServerError`, aiohttp errors, protobuf decode errors, timeouts) are mapped to
-these in exactly one place, `livekit_backend._mapped`. When a change's fate is unknown (a timeout, a
+these in exactly one place, the LiveKit seam (`livekit_backend`). When a change's fate is unknown (a timeout, a
 connection lost after the request went out, a garbled answer) the message says so and names the tool that
 shows whether it happened: sending it again blindly could do it twice.
 """
 
 from __future__ import annotations
 
-from mcp.server.mcpserver.exceptions import ToolError
+from pathlib import Path
 
 
-class LiveKitMCPError(ToolError):
-    """Base of every error this server reports."""
+class LiveKitMCPError(Exception):
+    """Base of every error this package raises on purpose; its message is written for the person or model
+    reading it, in one line, without secrets."""
+
+
+class ConfigurationError(LiveKitMCPError):
+    """The server cannot start or run as configured; the message says which setting, file or entry."""
+
+
+class ConfigFileError(ConfigurationError):
+    """The --config file cannot be read or names a setting that does not exist."""
+
+
+class MissingCredentialsError(ConfigurationError):
+    """LiveKit credentials are needed and some are not set."""
+
+
+class ProjectsError(ConfigurationError):
+    """The projects cannot be served as configured: one line naming the file and the entry, never a secret."""
+
+
+class AuthConfigError(ConfigurationError):
+    """The token settings cannot be used; the message names the entry, never a token."""
+
+
+class MissingSlackSetting(ConfigurationError):
+    """A setting the chosen mode of the Slack app needs is not set; the message names it."""
+
+
+class StartupError(ConfigurationError):
+    """The server must not start as configured; the message says why, in one line."""
+
+
+class PlanChanged(LiveKitMCPError):
+    """What was confirmed is no longer what the call would do, and the user cannot be asked again in this call."""
+
+
+class AuditUnavailable(LiveKitMCPError):
+    def __init__(self, path: Path, reason: str, *, after: str | None = None) -> None:
+        if after is None:
+            super().__init__(f"the audit log {path} cannot be written ({reason}); no change was made")
+        else:
+            super().__init__(
+                f"the call ended ({after}) but its line in the audit log {path} could not be written ({reason})"
+            )
+
+
+class StoreError(LiveKitMCPError):
+    """The store cannot be used: not ours, corrupt, or down. The message says which, in one line."""
+
+
+class WebhookError(LiveKitMCPError):
+    """A webhook that is not LiveKit's, or not for us: the message says why, without echoing what was sent."""
+
+
+class ServerLost(LiveKitMCPError):
+    """The Slack app's stdio server is gone (crashed, killed); it is being started again."""
 
 
 class InvalidInput(LiveKitMCPError):

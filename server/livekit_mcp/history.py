@@ -21,8 +21,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from livekit_mcp.errors import StoreError, WebhookError
 from livekit_mcp.models import AGENT_NAME_ATTRIBUTES
-from livekit_mcp.store import Event, Store, StoreError
+from livekit_mcp.store import Event, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ MAX_BODY = 1024 * 1024
 
 Verify = Callable[[bytes, str], dict[str, Any]]
 """Checks a webhook's signature and body hash, then parses it (the seam's `verify_webhook`); raises WebhookError."""
-
-
-class WebhookError(ValueError):
-    """A webhook that is not LiveKit's, or not for us: the message says why, without echoing what was sent."""
 
 
 # --- What history keeps ------------------------------------------------------------------------------

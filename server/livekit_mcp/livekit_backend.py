@@ -1162,7 +1162,7 @@ def webhook_verifier(api_key: str, api_secret: str) -> Callable[[bytes, str], di
     import jwt
     from google.protobuf import json_format
 
-    from livekit_mcp.history import WebhookError
+    from livekit_mcp.errors import WebhookError
 
     receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
 
@@ -1181,10 +1181,13 @@ def webhook_verifier(api_key: str, api_secret: str) -> Callable[[bytes, str], di
             raise WebhookError("the webhook's token is not signed with this server's API secret") from None
         except json_format.ParseError:
             raise WebhookError("not a LiveKit webhook body (not a WebhookEvent)") from None
-        except Exception as exc:  # livekit-api raises bare Exception for a missing or wrong body hash
-            if "hash" in str(exc) or "sha256" in str(exc):
+        except Exception as exc:
+            # livekit-api raises a bare Exception for a missing or wrong body hash (livekit/api/webhook.py): that,
+            # and only that, is the sender's fault. Anything else is a fault of ours: raised, so it is a 500 in the
+            # log rather than a 401 that would hide it (and LiveKit retries a 5xx).
+            if str(exc) in ("sha256 was not found in the token", "hash mismatch"):
                 raise WebhookError("the webhook's body does not match the hash it was signed with") from None
-            raise WebhookError("the webhook could not be verified") from None
+            raise
         return json_format.MessageToDict(event, preserving_proto_field_name=True)
 
     return verify

@@ -30,7 +30,7 @@ import yaml
 from pydantic import SecretStr
 
 from livekit_mcp.config import DEV_API_KEY, DEV_API_SECRET, DEV_URL, KINDS, Settings, url_problem
-from livekit_mcp.errors import InvalidInput
+from livekit_mcp.errors import InvalidInput, ProjectsError
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.policy import Policy
 
@@ -43,10 +43,6 @@ NAME = re.compile(r"[a-zA-Z0-9_\-]+")
 """The names `lk project add` accepts (livekit-cli cmd/lk/project.go `nameRegex`)."""
 POLICY_FIELDS = ("read_only", "allowed_rooms", "protected_rooms", "protected_kinds", "max_destructive_per_minute")
 TOML_FIELDS = ("name", "url", "api_key", "api_secret_env", *POLICY_FIELDS)
-
-
-class ProjectsError(Exception):
-    """The projects cannot be served as configured: one line naming the file and the entry, never a secret."""
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from livekit_mcp.errors import InvalidInput, LiveKitMCPError, NotFound
+from livekit_mcp.errors import InvalidInput, LiveKitMCPError, NotFound, StoreError
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import RoomHistory, RoomList, RoomSummary
 from livekit_mcp.scope import AppContext, Scope, scope_of
-from livekit_mcp.store import StoreError
 from livekit_mcp.tools import room_detail
 from livekit_mcp.tools.rooms import HISTORY_ELSEWHERE, HISTORY_OFF, sessions_of
 

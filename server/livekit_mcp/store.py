@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 
-from livekit_mcp.errors import LiveKitMCPError
+from livekit_mcp.errors import StoreError
 
 APPLICATION_ID = 0x4C4B4D43  # "LKMC": a SQLite file whose application_id differs is not ours
 SCHEMA_VERSION = 1
@@ -40,10 +40,6 @@ def _new_slot(scope: str) -> str:
 
 def _scope_of(slot: str) -> str:
     return slot.rpartition("/")[0]
-
-
-class StoreError(LiveKitMCPError):
-    """The store cannot be used: not ours, corrupt, or down. The message says which, in one line."""
 
 
 @dataclass(frozen=True)

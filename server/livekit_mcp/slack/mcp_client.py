@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, CallToolResult, RequestParamsMeta, TextContent, Tool
 
+from livekit_mcp.errors import ServerLost
 from livekit_mcp.service import CONFIRM_TOKEN, ON_BEHALF_OF, ON_BEHALF_OF_META, failure_summary
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ RESTART_PAUSE = 1.0
 CALL_TIMEOUT = 90.0
 """Seconds one tool call may take, end to end (the server bounds each LiveKit call itself; remove_agent with a
 grace period waits up to a minute)."""
-
-
-class ServerLost(Exception):
-    """The stdio server is gone (crashed, killed); it is being started again."""
 
 
 @dataclass

@@ -15,14 +15,11 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from livekit_mcp.config import CommaList
+from livekit_mcp.errors import MissingSlackSetting
 
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MODEL = "claude-sonnet-5-5"
 Role = Literal["read", "write"]
-
-
-class MissingSlackSetting(Exception):
-    """A setting the chosen mode needs is not set; the message names it."""
 
 
 def _env(name: str) -> AliasChoices:

@@ -33,10 +33,10 @@ from livekit_mcp.confirm import (
     NOT_ASKED,
     Consent,
     Decision,
-    PlanChanged,
     Planned,
     TypedName,
     answered_within_call,
+    plan_changed,
     stopped_text,
 )
 from livekit_mcp.errors import LiveKitMCPError
@@ -306,12 +306,12 @@ async def _confirmed(
         if decision.outcome != "changed":
             break
         if asks >= MAX_ASKS:
-            raise PlanChanged(plan)
+            raise plan_changed(plan)
         answer = await guard.ask_again(ctx, plan, entry.confirm.schema)
         asked_ref, asks = plan.ref, asks + 1
         decision = guard.decide(plan, answer, confirm_token, principal, asked_ref)
     if decision.outcome == "changed":
-        raise PlanChanged(plan)
+        raise plan_changed(plan)
     if not decision.proceed:
         return not_done(planned, decision)
     async with guard.acting(confirm_token, record):

@@ -10,13 +10,7 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from livekit_mcp.confirm import Plan, Planned, leaving
-from livekit_mcp.errors import (
-    DispatchNotFound,
-    LiveKitError,
-    NotFound,
-    ParticipantNotFound,
-    RoomNotFound,
-)
+from livekit_mcp.errors import DispatchNotFound, LiveKitError, NotFound, ParticipantNotFound, RoomNotFound, StoreError
 from livekit_mcp.history import LiveIndex, live_index
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
@@ -33,7 +27,6 @@ from livekit_mcp.models import (
     RemovedAgents,
 )
 from livekit_mcp.scope import Scope
-from livekit_mcp.store import StoreError
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,

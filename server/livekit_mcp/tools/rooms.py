@@ -10,7 +10,7 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from livekit_mcp.confirm import Plan, Planned, TypedName, leaving
-from livekit_mcp.errors import InvalidInput
+from livekit_mcp.errors import InvalidInput, StoreError
 from livekit_mcp.history import told
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
@@ -29,7 +29,7 @@ from livekit_mcp.models import (
     iso,
 )
 from livekit_mcp.scope import Scope
-from livekit_mcp.store import Event, Page, StoreError
+from livekit_mcp.store import Event, Page
 from livekit_mcp.tools._args import (
     AnyRoom,
     Cursor,
