@@ -12,13 +12,15 @@ import anyio
 import pytest
 from livekit import api
 from mcp import Client
+from mcp.client.session import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from livekit_mcp.models import SHUTDOWN_METHOD, SHUTDOWN_TOPIC
 from livekit_mcp.sandbox import SandboxAdmin
 from realkit.agents import RealAgentWorker
 from realkit.participants import RealPeople
 from realkit.processes import until
-from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
+from tests.conftest import MODES, LiveKitTarget, Served, call, fails, ok, text
 from tests.test_real_tools import one_agent, participants, unique
 from tests.test_sip_egress_ingress import outbound_trunk
 
@@ -129,6 +131,51 @@ async def test_the_shutdown_rpc_and_data_topic_are_confirmed_and_refused_for_pro
         assert asked["outcome"] == "confirmation_required"
         assert [p["identity"] for p in asked["leaving"]] == [agent["identity"]]  # the agent, not dana
     assert await sid_of(lkapi, "support", agent["identity"]) == agent["sid"]
+
+
+async def test_an_ingress_replacing_someone_is_confirmed_naming_them(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    dana = await admin.join("support", "dana", name="Dana")
+    server = serve_http("--toolsets", ALL, env=server_env(livekit))
+    args = {"input_type": "WHIP", "room": "support", "participant_identity": "dana"}
+    async with Client(server.url) as client:
+        preview = await ok(client, "create_ingress", **args)
+        assert preview["outcome"] == "confirmation_required"
+        assert [(p["identity"], p["why"]) for p in preview["leaving"]] == [
+            ("dana", "replaced by the ingress, which publishes with their identity once its stream starts")
+        ]
+        assert (await lkapi.ingress.list_ingress(api.ListIngressRequest(room_name="support"))).items == []
+        made = await ok(client, "create_ingress", **args, confirm_token=preview["confirm_token"])
+    assert made["outcome"] == "done"
+    listed = await lkapi.ingress.list_ingress(api.ListIngressRequest(room_name="support"))
+    assert [i.participant_identity for i in listed.items] == ["dana"]
+    assert await sid_of(lkapi, "support", "dana") == dana["sid"]  # until a stream starts, Dana is there
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_client_that_elicits_is_asked_about_the_shutdown_message_in_both_protocol_eras(
+    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, mode: str
+) -> None:
+    agent = await admin.join_agent("support", "support-agent")
+    await admin.join("support", "dana")
+    server = serve_http(env=server_env(livekit))
+    asked: list[str] = []
+
+    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": len(asked) > 1})
+
+    data = {"room": "support", "data": "{}", "topic": SHUTDOWN_TOPIC}
+    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+        declined = await ok(client, "send_data", **data)
+        sent = await ok(client, "send_data", **data)
+        chat = await ok(client, "send_data", room="support", data="hello", topic="chat")
+    assert len(asked) == 2, asked  # the chat message asked nothing
+    assert f"to '{agent['identity']}' (support-agent) in room 'support'" in asked[0]
+    assert declined["outcome"] == "declined"
+    assert sent["outcome"] == "done"
+    assert chat["outcome"] == "done"
 
 
 # --- On the real server, with a real agent worker ----------------------------------------------------------

@@ -2,6 +2,10 @@
 
 Output is written for a model's context: enum names, ISO 8601 UTC times, no empty fields (tools dump with
 `exclude_none`), long metadata shortened with a flag saying so.
+
+Why one module of ~700 lines: the seam's models (Room, Participant, …) are shared by every toolset, and each
+toolset's answers are built from them; kept together, the output schemas (what tools/list publishes with
+--output-schemas) are read and reviewed in one place. Split it by toolset when a toolset's answers outgrow it.
 """
 
 from __future__ import annotations

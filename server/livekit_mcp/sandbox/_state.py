@@ -3,6 +3,10 @@
 Every method is synchronous: the sandbox runs on one asyncio loop, so a mutation can never be interleaved
 with another request. Lookups are dicts keyed by room name and identity, so a call costs what its answer
 costs, whatever the size of the rest of the state.
+
+Why one module of ~600 lines: it is livekit-server's room manager in one piece (rooms, participants, dispatches
+and the rules that tie them: a participant's leaving ends its dispatch's job, a room's deletion its participants);
+the services beside it (SIP, egress, ingress, webhooks) are modules of their own.
 """
 
 from __future__ import annotations
