@@ -1,26 +1,21 @@
-"""The one seam to LiveKit: the only module that imports `livekit.api`.
+"""The one seam to LiveKit: the only package that imports `livekit.api` (through `_imports`, lazily).
 
 It owns the single `LiveKitAPI` (one aiohttp session) of the process, bounds every call with our own
 timeout (`livekit-api` ignores its own), retries reads that failed in passing, converts protobuf to our
-models, and maps every foreign failure to the exception tree of `errors.py` in one place (`_mapped`).
+models (`_convert`), and maps every foreign failure to the exception tree of `errors.py` in one place (`_mapped`).
+Every private attribute of livekit-api and aiohttp it uses is in `_private`.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
-import importlib.util
 import logging
 import random
 import re
-import sys
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
-from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
-from urllib.parse import urlsplit
+from types import TracebackType
+from typing import NamedTuple, Self, TypeVar
 
 import anyio
 from google.protobuf.message import DecodeError
@@ -47,7 +42,6 @@ from livekit_mcp.models import (
     Dispatch,
     Egress,
     Ingress,
-    Job,
     JoinToken,
     Participant,
     Permission,
@@ -59,33 +53,18 @@ from livekit_mcp.models import (
     SipTrunk,
     Track,
     effective_kind,
-    iso,
-    preview,
 )
 from livekit_mcp.policy import Policy
 
+from . import _convert, _tokens
+from ._convert import display_url as display_url
+from ._imports import aiohttp, api
+from ._private import read_with, sign_with, twirp_call
+from ._tokens import CallTokens
+from ._webhooks import webhook_verifier as webhook_verifier
 
-def _lazy(name: str) -> ModuleType:
-    """The module, executed only when one of its attributes is first used."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no module named {name!r}", name=name)
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+_Tokens = CallTokens  # its old name, which tests/test_call_tokens.py uses
 
-
-if TYPE_CHECKING:
-    import aiohttp
-    from livekit import api
-else:
-    # Loaded by the first LiveKit call, not at start-up: they take ~170 ms to import and tools/list needs
-    # neither (the cold start of bench/README.md).
-    aiohttp, api = _lazy("aiohttp"), _lazy("livekit.api")
 
 log = logging.getLogger(__name__)
 
@@ -219,30 +198,26 @@ async def _check_answer(response: aiohttp.ClientResponse) -> None:
         raise _NotLiveKit(response.status, f"{response.content_length:,} bytes announced, over the {MAX_ANSWER:,} read")
 
 
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """A body of at most MAX_ANSWER bytes: `livekit-api` reads every answer whole, and one without Content-Length
+    (chunked, or until the connection closes) has no size to check in advance."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.content.iter_any():  # decompressed bytes: a zip bomb counts in full
+            size += len(chunk)
+            if size > MAX_ANSWER:
+                raise _NotLiveKit(response.status, f"an answer longer than the {MAX_ANSWER:,} bytes read")
+            chunks.append(chunk)
+    except BaseException:
+        response.close()
+        raise
+    return b"".join(chunks)
+
+
 @functools.cache
 def _bounded_response() -> type[aiohttp.ClientResponse]:
-    """aiohttp's response, reading at most MAX_ANSWER bytes of a body: `livekit-api` reads every answer whole,
-    and one without Content-Length (chunked, or until the connection closes) has no size to check in advance.
-    Made at the first call, not at import (see `_lazy`)."""
-
-    class BoundedResponse(aiohttp.ClientResponse):
-        async def read(self) -> bytes:
-            if self._body is None:
-                chunks: list[bytes] = []
-                size = 0
-                try:
-                    async for chunk in self.content.iter_any():  # decompressed bytes: a zip bomb counts in full
-                        size += len(chunk)
-                        if size > MAX_ANSWER:
-                            raise _NotLiveKit(self.status, f"an answer longer than the {MAX_ANSWER:,} bytes read")
-                        chunks.append(chunk)
-                except BaseException:
-                    self.close()
-                    raise
-                self._body = b"".join(chunks)
-            return await super().read()
-
-    return BoundedResponse
+    return read_with(_read_bounded)
 
 
 def _not_live(exc: Exception) -> bool:
@@ -293,179 +268,6 @@ def _rpc_failure(exc: api.ServerError) -> RpcFailure | None:
     return None
 
 
-def _enum_name(enum: type[object], value: int) -> str:
-    """The name of a protobuf enum value; the number itself for a value newer than our protocol package."""
-    try:
-        return str(enum.Name(value))  # type: ignore[attr-defined]
-    except ValueError:
-        return str(value)
-
-
-def _room(r: api.Room) -> Room:
-    return Room(
-        sid=r.sid,
-        name=r.name,
-        num_participants=r.num_participants,
-        num_publishers=r.num_publishers,
-        creation_time=r.creation_time_ms / 1000 if r.creation_time_ms else float(r.creation_time),
-        metadata=r.metadata,
-        empty_timeout=r.empty_timeout,
-        departure_timeout=r.departure_timeout,
-        max_participants=r.max_participants,
-    )
-
-
-def _participant(p: api.ParticipantInfo) -> Participant:
-    return Participant(
-        sid=p.sid,
-        identity=p.identity,
-        name=p.name,
-        kind=_enum_name(api.ParticipantInfo.Kind, p.kind),
-        state=_enum_name(api.ParticipantInfo.State, p.state),
-        joined_at=p.joined_at_ms / 1000 if p.joined_at_ms else float(p.joined_at),
-        is_publisher=p.is_publisher,
-        metadata=p.metadata,
-        attributes=dict(p.attributes),
-        kind_details=[_enum_name(api.ParticipantInfo.KindDetail, k) for k in p.kind_details],
-        tracks=[_track(t) for t in p.tracks],
-        permission=_permission(p.permission) if p.HasField("permission") else None,
-    )
-
-
-def _track(t: api.TrackInfo) -> Track:
-    return Track(
-        sid=t.sid,
-        type=_enum_name(api.TrackType, t.type),
-        source=_enum_name(api.TrackSource, t.source),
-        name=t.name,
-        muted=t.muted,
-    )
-
-
-def _permission(p: api.ParticipantPermission) -> Permission:
-    return Permission.model_validate(
-        {
-            **{field: getattr(p, field) for field in Permission.model_fields if field != "can_publish_sources"},
-            "can_publish_sources": [_enum_name(api.TrackSource, s) for s in p.can_publish_sources],
-        }
-    )
-
-
-def _to_permission(p: Permission) -> api.ParticipantPermission:
-    # Enum names are accepted by protobuf constructors as they are.
-    return api.ParticipantPermission(**p.model_dump())
-
-
-def _dispatch(d: api.AgentDispatch) -> Dispatch:
-    return Dispatch(
-        id=d.id,
-        agent_name=d.agent_name,
-        room=d.room,
-        metadata=d.metadata,
-        created_at=d.state.created_at / 1e9 if d.state.created_at > 1e12 else float(d.state.created_at),
-        jobs=[
-            Job(
-                id=j.id,
-                status=_enum_name(api.JobStatus, j.state.status),
-                participant_identity=j.state.participant_identity or None,
-            )
-            for j in d.state.jobs
-        ],
-    )
-
-
-def _inbound_trunk(t: api.SIPInboundTrunkInfo) -> SipTrunk:
-    # auth_password is never read: it must not reach a model's context, a log or the audit log.
-    return SipTrunk(
-        id=t.sip_trunk_id,
-        direction="inbound",
-        name=t.name or None,
-        numbers=list(t.numbers),
-        allowed_addresses=list(t.allowed_addresses) or None,
-        allowed_numbers=list(t.allowed_numbers) or None,
-        auth_username=t.auth_username or None,
-        metadata=preview(t.metadata)[0],
-    )
-
-
-def _outbound_trunk(t: api.SIPOutboundTrunkInfo) -> SipTrunk:
-    return SipTrunk(
-        id=t.sip_trunk_id,
-        direction="outbound",
-        name=t.name or None,
-        numbers=list(t.numbers),
-        address=t.address or None,
-        transport=_enum_name(api.SIPTransport, t.transport) if t.transport else None,
-        auth_username=t.auth_username or None,
-        metadata=preview(t.metadata)[0],
-    )
-
-
-def _dispatch_rule(r: api.SIPDispatchRuleInfo) -> SipDispatchRule:
-    which = r.rule.WhichOneof("rule")
-    room = prefix = None
-    pin = ""
-    if which == "dispatch_rule_direct":
-        room, pin = r.rule.dispatch_rule_direct.room_name, r.rule.dispatch_rule_direct.pin
-    elif which == "dispatch_rule_individual":
-        prefix, pin = r.rule.dispatch_rule_individual.room_prefix, r.rule.dispatch_rule_individual.pin
-    elif which == "dispatch_rule_callee":
-        prefix, pin = r.rule.dispatch_rule_callee.room_prefix, r.rule.dispatch_rule_callee.pin
-    kinds = {
-        "dispatch_rule_direct": "direct",
-        "dispatch_rule_individual": "individual",
-        "dispatch_rule_callee": "callee",
-    }
-    return SipDispatchRule(
-        id=r.sip_dispatch_rule_id,
-        name=r.name or None,
-        kind=kinds.get(which or "", "unknown"),
-        room=room,
-        room_prefix=prefix if which != "dispatch_rule_direct" else None,
-        pin_required=bool(pin) or None,  # the pin itself is a secret of the callers
-        trunk_ids=list(r.trunk_ids),
-        numbers=list(r.numbers) or list(r.inbound_numbers),
-        agents=[a.agent_name for a in r.room_config.agents],
-        hide_phone_number=r.hide_phone_number or None,
-        metadata=preview(r.metadata)[0],
-    )
-
-
-_EGRESS_KINDS = ("room_composite", "web", "participant", "track_composite", "track", "egress", "replay")
-
-
-def _egress(e: api.EgressInfo) -> Egress:
-    outputs = [f"file {f.filename or f.location}" for f in e.file_results]
-    outputs += [f"stream {display_url(s.url)}" for s in e.stream_results]  # a stream URL carries its key
-    outputs += [f"segments {s.playlist_name}" for s in e.segment_results]
-    return Egress(
-        egress_id=e.egress_id,
-        room=e.room_name,
-        kind=next((k for k in _EGRESS_KINDS if e.HasField(k)), "unknown"),
-        status=_enum_name(api.EgressStatus, e.status).removeprefix("EGRESS_"),
-        started_at=iso(e.started_at / 1e9),
-        ended_at=iso(e.ended_at / 1e9),
-        outputs=outputs,
-        error=e.error or None,
-    )
-
-
-def _ingress(i: api.IngressInfo, *, masked: bool) -> Ingress:
-    key = i.stream_key
-    return Ingress(
-        ingress_id=i.ingress_id,
-        name=i.name or None,
-        input_type=_enum_name(api.IngressInput, i.input_type).removesuffix("_INPUT"),
-        room=i.room_name,
-        participant_identity=i.participant_identity,
-        status=_enum_name(api.IngressState.Status, i.state.status).removeprefix("ENDPOINT_"),
-        url=i.url or None,
-        stream_key=("…" + key[-4:] if masked else key) if key else None,
-        publishing=i.state.status == api.IngressState.Status.ENDPOINT_PUBLISHING or None,
-        error=i.state.error or None,
-    )
-
-
 class ParticipantPage(NamedTuple):
     participants: list[Participant]
     total: int
@@ -473,53 +275,6 @@ class ParticipantPage(NamedTuple):
     more: bool
     anyone: bool
     """Whether the room has anyone at all: LiveKit lists a missing room as an empty one."""
-
-
-def display_url(url: str) -> str:
-    """The URL without any user, password, path or query: safe to show in messages and logs."""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        return repr(url.rpartition("@")[2][:100])  # not a URL: shown as given, less anything like a password
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
-
-
-class _Tokens:
-    """The JWTs LiveKit calls are signed with, reused while they are fresh.
-
-    livekit-api signs a new token (JSON, base64 and HMAC) for every call; livekit-server wants a token per room
-    for room-admin calls (its `room` grant must equal the room asked about), so a fan-out over N rooms needs N
-    tokens whatever we do, but the next scan, the confirmation that re-reads what it is about to change, and
-    find_agent's checks of indexed agents need none. A token lives 10 minutes and is used for its first 5, so it
-    is never sent near its expiry; at most `KEPT` are kept, the least recently used going first.
-    """
-
-    TTL = 600
-    REUSE = 300
-    KEPT = 20_000
-
-    def __init__(self, api_key: str, api_secret: SecretStr) -> None:
-        self._key = api_key
-        self._secret = api_secret
-        self._cache: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
-
-    def header(self, grants: api.VideoGrants | None, sip: api.SIPGrants | None = None) -> dict[str, str]:
-        """What livekit-api's `Service._auth_header` returns, from the cache when it can."""
-        key = f"{grants!r}|{sip!r}"  # the grants are dataclasses: their repr names every field
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.REUSE:
-            self._cache.move_to_end(key)
-            return hit[1]
-        token = api.AccessToken(self._key, self._secret.get_secret_value()).with_ttl(timedelta(seconds=self.TTL))
-        if grants is not None:
-            token.with_grants(grants)
-        if sip is not None:
-            token.with_sip_grants(sip)
-        header = {"authorization": f"Bearer {token.to_jwt()}"}
-        self._cache[key] = (now, header)
-        if len(self._cache) > self.KEPT:
-            self._cache.popitem(last=False)
-        return header
 
 
 class LiveKit:
@@ -585,7 +340,7 @@ class LiveKit:
             self._api = api.LiveKitAPI(
                 self._target, self.api_key, self._secret.get_secret_value(), session=self._session, failover=False
             )
-            tokens = _Tokens(self.api_key, self._secret)
+            tokens = CallTokens(self.api_key, self._secret)
             for service in (
                 self._api.room,
                 self._api.agent_dispatch,
@@ -593,7 +348,7 @@ class LiveKit:
                 self._api.egress,
                 self._api.ingress,
             ):
-                service._auth_header = tokens.header  # type: ignore[method-assign]  # reuse instead of re-signing
+                sign_with(service, tokens.header)  # reuse tokens instead of signing one per call
         return self._api
 
     # --- Rooms ---------------------------------------------------------------------------------------
@@ -601,7 +356,7 @@ class LiveKit:
     async def list_rooms(self, names: Sequence[str] = ()) -> list[Room]:
         """Rooms by name (unknown names are left out), or every room when no names are given."""
         response = await self._call("ListRooms", lambda: self._lk.room.list_rooms(api.ListRoomsRequest(names=names)))
-        return [_room(r) for r in response.rooms if self.policy.visible(r.name)]
+        return [_convert.room(r) for r in response.rooms if self.policy.visible(r.name)]
 
     async def get_room(self, room: str) -> Room:
         self.policy.check_room(room, changes=False)  # refused by name, rather than "does not exist"
@@ -620,11 +375,11 @@ class LiveKit:
             max_participants=max_participants,
             metadata=metadata,
         )
-        return _room(await self._call("CreateRoom", lambda: self._lk.room.create_room(request), room=room))
+        return _convert.room(await self._call("CreateRoom", lambda: self._lk.room.create_room(request), room=room))
 
     async def update_room_metadata(self, room: str, metadata: str) -> Room:
         request = api.UpdateRoomMetadataRequest(room=room, metadata=metadata)
-        return _room(
+        return _convert.room(
             await self._call("UpdateRoomMetadata", lambda: self._lk.room.update_room_metadata(request), room=room)
         )
 
@@ -643,7 +398,7 @@ class LiveKit:
     async def perform_rpc(
         self, room: str, identity: str, method: str, payload: str, *, response_timeout: float
     ) -> RpcAnswer:
-        """Calls `method` of a participant (livekit-api has no wrapper for PerformRpc: it is sent as Twirp here).
+        """Calls `method` of a participant (livekit-api has no wrapper for PerformRpc: see `_private.twirp_call`).
 
         The participant's answer or its RPC error is returned; LiveKit's failures are raised as the others are."""
         request = api.PerformRpcRequest(
@@ -657,13 +412,8 @@ class LiveKit:
 
         async def send() -> RpcAnswer:
             try:
-                response = await rooms._client.request(
-                    "RoomService",
-                    "PerformRpc",
-                    request,
-                    rooms._auth_header(api.VideoGrants(room_admin=True, room=room)),
-                    api.PerformRpcResponse,
-                )
+                grants = api.VideoGrants(room_admin=True, room=room)
+                response = await twirp_call(rooms, "RoomService", "PerformRpc", request, grants, api.PerformRpcResponse)
             except api.ServerError as exc:
                 failure = _rpc_failure(exc)
                 if failure is None:
@@ -689,41 +439,7 @@ class LiveKit:
         """A join token for one room, signed with our key; only the join grants, never an admin one."""
         self.policy.check_room(room, changes=True)
         grants = {"can_publish": can_publish, "can_subscribe": can_subscribe, "can_publish_data": can_publish_data}
-        # Everything else explicitly off: VideoGrants() alone would let the holder publish and send data.
-        video = api.VideoGrants(
-            room_join=True,
-            room=room,
-            room_admin=False,
-            room_create=False,
-            room_list=False,
-            room_record=False,
-            recorder=False,
-            hidden=False,
-            agent=False,
-            ingress_admin=False,
-            can_update_own_metadata=False,
-            can_publish=can_publish,
-            can_subscribe=can_subscribe,
-            can_publish_data=can_publish_data,
-        )
-        token = (
-            api.AccessToken(self.api_key, self._secret.get_secret_value())
-            .with_identity(identity)
-            .with_ttl(timedelta(seconds=ttl_seconds))
-            .with_grants(video)
-        )
-        if name:
-            token = token.with_name(name)
-        jwt = token.to_jwt()
-        return JoinToken(
-            room=room,
-            identity=identity,
-            url=re.sub(r"\Ahttp", "ws", self.url),  # what the real-time SDKs connect to: http -> ws, https -> wss
-            token=jwt,
-            expires_at=iso(time.time() + ttl_seconds),
-            ttl_seconds=ttl_seconds,
-            grants=grants,
-        )
+        return _tokens.join_token(self.api_key, self._secret, self.url, room, identity, name, ttl_seconds, grants)
 
     async def delete_room(self, room: str) -> None:
         await self._call("DeleteRoom", lambda: self._lk.room.delete_room(api.DeleteRoomRequest(room=room)), room=room)
@@ -740,7 +456,7 @@ class LiveKit:
 
     async def list_participants(self, room: str) -> list[Participant]:
         """Everyone in the room; LiveKit answers a missing room with an empty list, as it does an empty room."""
-        return [_participant(p) for p in await self._participants(room)]
+        return [_convert.participant(p) for p in await self._participants(room)]
 
     async def participant_page(
         self, room: str, *, kind: str | None, limit: int, after: tuple[float, str] | None
@@ -752,16 +468,18 @@ class LiveKit:
         everyone = await self._participants(room)
 
         def key(p: api.ParticipantInfo) -> tuple[float, str]:
-            return (p.joined_at_ms / 1000 if p.joined_at_ms else float(p.joined_at), p.identity)
+            return (_convert.joined_at(p), p.identity)
 
         if kind is None:
             chosen = list(everyone)
         else:
             names = api.ParticipantInfo.Kind
-            chosen = [p for p in everyone if effective_kind(_enum_name(names, p.kind), p.permission.agent) == kind]
+            chosen = [
+                p for p in everyone if effective_kind(_convert.enum_name(names, p.kind), p.permission.agent) == kind
+            ]
         chosen.sort(key=key)
         start = 0 if after is None else bisect.bisect_right(chosen, after, key=key)
-        page = [_participant(p) for p in chosen[start : start + limit]]
+        page = [_convert.participant(p) for p in chosen[start : start + limit]]
         return ParticipantPage(page, total=len(chosen), more=start + limit < len(chosen), anyone=bool(everyone))
 
     async def get_participant(self, room: str, identity: str) -> Participant:
@@ -771,7 +489,7 @@ class LiveKit:
             room=room,
             identity=identity,
         )
-        return _participant(info)
+        return _convert.participant(info)
 
     async def remove_participant(self, room: str, identity: str) -> None:
         await self._call(
@@ -797,7 +515,7 @@ class LiveKit:
             name=name,
             metadata=metadata,
             attributes=attributes,
-            permission=_to_permission(permission) if permission is not None else None,
+            permission=_convert.to_permission(permission) if permission is not None else None,
         )
         info = await self._call(
             "UpdateParticipant",
@@ -805,7 +523,7 @@ class LiveKit:
             room=room,
             identity=identity,
         )
-        return _participant(info)
+        return _convert.participant(info)
 
     async def mute_track(self, room: str, identity: str, track_sid: str, muted: bool) -> Track | None:
         """The track as LiveKit reports it after the change; None when LiveKit knows no such track."""
@@ -816,20 +534,20 @@ class LiveKit:
             room=room,
             identity=identity,
         )
-        return _track(response.track) if response.HasField("track") else None
+        return _convert.track(response.track) if response.HasField("track") else None
 
     # --- Agent dispatch ------------------------------------------------------------------------------
 
     async def list_dispatches(self, room: str) -> list[Dispatch]:
         dispatches = await self._call("ListDispatch", lambda: self._lk.agent_dispatch.list_dispatch(room), room=room)
-        return [_dispatch(d) for d in dispatches]
+        return [_convert.dispatch(d) for d in dispatches]
 
     async def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
         request = api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
         dispatch = await self._call(
             "CreateDispatch", lambda: self._lk.agent_dispatch.create_dispatch(request), room=room
         )
-        return _dispatch(dispatch)
+        return _convert.dispatch(dispatch)
 
     async def delete_dispatch(self, room: str, dispatch_id: str) -> Dispatch:
         dispatch = await self._call(
@@ -838,7 +556,7 @@ class LiveKit:
             room=room,
             dispatch_id=dispatch_id,
         )
-        return _dispatch(dispatch)
+        return _convert.dispatch(dispatch)
 
     # --- SIP, egress and ingress ---------------------------------------------------------------------
 
@@ -851,13 +569,13 @@ class LiveKit:
         outbound = await self._call(
             "ListSIPOutboundTrunk", lambda: sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())
         )
-        return [_inbound_trunk(t) for t in inbound.items] + [_outbound_trunk(t) for t in outbound.items]
+        return [_convert.inbound_trunk(t) for t in inbound.items] + [_convert.outbound_trunk(t) for t in outbound.items]
 
     async def list_sip_dispatch_rules(self) -> list[SipDispatchRule]:
         found = await self._call(
             "ListSIPDispatchRule", lambda: self._lk.sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())
         )
-        rules = [_dispatch_rule(r) for r in found.items]
+        rules = [_convert.dispatch_rule(r) for r in found.items]
         # A rule sending every call to one room shows that room: one outside allowed_rooms stays unseen.
         return [r for r in rules if r.room is None or self.policy.visible(r.room)]
 
@@ -906,7 +624,7 @@ class LiveKit:
             self.policy.check_room(room, changes=False)
         request = api.ListEgressRequest(room_name=room, egress_id=egress_id, active=active)
         found = await self._call("ListEgress", lambda: self._lk.egress.list_egress(request), item=egress_id)
-        return [_egress(e) for e in found.items if self.policy.visible(e.room_name)]
+        return [_convert.egress(e) for e in found.items if self.policy.visible(e.room_name)]
 
     @property
     def egress_output(self) -> str | None:
@@ -933,7 +651,7 @@ class LiveKit:
             room=room,
             limit=max(self.timeout, EGRESS_LIMIT),
         )
-        return _egress(started)
+        return _convert.egress(started)
 
     async def stop_egress(self, room: str, egress_id: str) -> Egress:
         stopped = await self._call(
@@ -942,14 +660,14 @@ class LiveKit:
             room=room,
             item=egress_id,
         )
-        return _egress(stopped)
+        return _convert.egress(stopped)
 
     async def list_ingress(self, *, room: str = "", ingress_id: str = "") -> list[Ingress]:
         if room:
             self.policy.check_room(room, changes=False)
         request = api.ListIngressRequest(room_name=room, ingress_id=ingress_id)
         found = await self._call("ListIngress", lambda: self._lk.ingress.list_ingress(request), item=ingress_id)
-        return [_ingress(i, masked=True) for i in found.items if self.policy.visible(i.room_name)]
+        return [_convert.ingress(i, masked=True) for i in found.items if self.policy.visible(i.room_name)]
 
     async def create_ingress(
         self, room: str, input_type: str, *, identity: str, name: str, participant_name: str, url: str
@@ -964,7 +682,7 @@ class LiveKit:
             url=url,
         )
         made = await self._call("CreateIngress", lambda: self._lk.ingress.create_ingress(request), room=room)
-        return _ingress(made, masked=False)
+        return _convert.ingress(made, masked=False)
 
     async def delete_ingress(self, room: str, ingress_id: str) -> Ingress:
         deleted = await self._call(
@@ -973,7 +691,7 @@ class LiveKit:
             room=room,
             item=ingress_id,
         )
-        return _ingress(deleted, masked=True)
+        return _convert.ingress(deleted, masked=True)
 
     # --- Fan-out -------------------------------------------------------------------------------------
 
@@ -1150,44 +868,3 @@ def _reason(exc: BaseException) -> str:
     """A one-line reason from a transport error, without the request it was about."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
-
-
-# --- Webhooks: what LiveKit signs, checked with our key and secret ---------------------------------------
-
-
-def webhook_verifier(api_key: str, api_secret: str) -> Callable[[bytes, str], dict[str, Any]]:
-    """A check of LiveKit's webhooks for room history: the JWT's issuer is our key, its signature our secret, its
-    `sha256` claim the body's hash (livekit-api's WebhookReceiver does this); then the event, parsed, as a dict of
-    protobuf field names with enums by name. Raises WebhookError saying which check failed, never echoing input."""
-    import jwt
-    from google.protobuf import json_format
-
-    from livekit_mcp.errors import WebhookError
-
-    receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
-
-    def verify(body: bytes, token: str) -> dict[str, Any]:
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            raise WebhookError("not a LiveKit webhook body (not UTF-8)") from None
-        try:
-            event = receiver.receive(text, token)
-        except jwt.ExpiredSignatureError:
-            raise WebhookError("the webhook's token has expired (a stale or replayed request)") from None
-        except jwt.InvalidIssuerError:
-            raise WebhookError(f"the webhook is signed for another API key, not '{api_key}'") from None
-        except jwt.PyJWTError:
-            raise WebhookError("the webhook's token is not signed with this server's API secret") from None
-        except json_format.ParseError:
-            raise WebhookError("not a LiveKit webhook body (not a WebhookEvent)") from None
-        except Exception as exc:
-            # livekit-api raises a bare Exception for a missing or wrong body hash (livekit/api/webhook.py): that,
-            # and only that, is the sender's fault. Anything else is a fault of ours: raised, so it is a 500 in the
-            # log rather than a 401 that would hide it (and LiveKit retries a 5xx).
-            if str(exc) in ("sha256 was not found in the token", "hash mismatch"):
-                raise WebhookError("the webhook's body does not match the hash it was signed with") from None
-            raise
-        return json_format.MessageToDict(event, preserving_proto_field_name=True)
-
-    return verify
