@@ -181,7 +181,7 @@ async def test_the_dial_out_question_names_the_number_the_trunk_and_the_cost(
         )
     assert (
         "This calls +15550142 from +15550100 through trunk 'desk' (sip.example.com) and brings the call into room "
-        "'support': a real phone rings, and the call is billed." in text(result)
+        "'support' as 'sip_+15550142': a real phone rings, and the call is billed." in text(result)
     )
 
 

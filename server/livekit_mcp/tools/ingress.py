@@ -47,6 +47,11 @@ async def list_ingress(scope: Scope, room: AnyRoom = "") -> Annotated[CallToolRe
 async def _create_plan(
     scope: Scope, input_type: str, room: str, participant_identity: str, name: str, url: str
 ) -> Planned[None]:
+    # Its arguments are checked first, before anything reaches LiveKit (the plan is the first thing a call runs).
+    if input_type == "URL" and not url:
+        raise InvalidInput("url", "required with input_type URL: the http(s):// or srt:// stream to pull")
+    if input_type != "URL" and url:
+        raise InvalidInput("url", f"only for input_type URL; {input_type} is pushed to the address LiveKit returns")
     # The ingress publishes as `participant_identity` once its stream starts: whoever holds it then is disconnected.
     why = "replaced by the ingress, which publishes with their identity once its stream starts"
     gone = await replaced_by_joining(scope.livekit, room, participant_identity, why)
@@ -75,10 +80,6 @@ async def create_ingress(
     url: Annotated[str, Field(max_length=2048, description="URL input: what to pull."), AfterValidator(_pull_url)] = "",
 ) -> Annotated[CallToolResult, IngressResult]:
     """Create an ingress publishing a stream into a room; RTMP/WHIP: returns the push URL and key."""
-    if input_type == "URL" and not url:
-        raise InvalidInput("url", "required with input_type URL: the http(s):// or srt:// stream to pull")
-    if input_type != "URL" and url:
-        raise InvalidInput("url", f"only for input_type URL; {input_type} is pushed to the address LiveKit returns")
     made = await scope.livekit.create_ingress(
         room, f"{input_type}_INPUT", identity=participant_identity, name=name, participant_name="", url=url
     )
