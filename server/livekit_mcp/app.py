@@ -124,7 +124,7 @@ class _Server(MCPServer[AppContext]):
                 raise _reported(name, exc) from cause
             said = f"Error executing tool {name}: {cause}"
             named = arguments.get("project")
-            if isinstance(named, str) and named and not isinstance(cause, InvalidInput | PolicyRefusal):
+            if isinstance(named, str) and named and not _about_the_project(cause):
                 # Which of several projects failed: the message of a LiveKit error names a URL at best.
                 said = f"Error executing tool {name}: project '{named}': {cause}"
             raise ToolError(said) from cause
@@ -137,6 +137,13 @@ class _Server(MCPServer[AppContext]):
                 audit = app_of(context).audit
                 record_invalid(audit, name, arguments, caller.principal, caller.on_behalf_of, message)
             raise ToolError(message) from exc.__cause__
+
+
+def _about_the_project(error: LiveKitMCPError) -> bool:
+    """An error of the project's choice itself (unknown, or not the caller's), which names it already."""
+    return (isinstance(error, InvalidInput) and error.field == "project") or (
+        isinstance(error, PolicyRefusal) and error.rule == "projects"
+    )
 
 
 def _reported(tool: str, crash: UnexpectedToolError) -> ToolError:
