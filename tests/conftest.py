@@ -33,6 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import CallToolResult, TextContent
+from starlette.applications import Starlette
 
 from livekit_mcp.app import build_server, http_app, open_shared_store, token_verifier
 from livekit_mcp.config import Settings
@@ -237,6 +238,8 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 
 class InProcess(Protocol):
+    """`in_process(env=..., config=..., **flags)`: a server built as those settings make it."""
+
     def __call__(
         self, *, env: Mapping[str, str] | None = None, config: Path | None = None, **flags: Any
     ) -> MCPServer[Any]: ...
@@ -270,7 +273,7 @@ class InProcessHTTP:
     """The streamable HTTP app of `livekit-mcp serve --transport http`, in this process: its callers are HTTP
     callers (bearer tokens, X-On-Behalf-Of), its requests go through no socket."""
 
-    app: Any
+    app: Starlette
     url: str = "http://127.0.0.1:8000/mcp"
 
     @contextlib.asynccontextmanager
