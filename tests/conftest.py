@@ -1,7 +1,9 @@
 """Fixtures shared by the server's end-to-end tests.
 
-The LiveKit sandbox runs on a real socket in a thread of the test process; the MCP server runs as a
-separate process, started the way a user's MCP host starts it, and is driven by the MCP SDK's own client.
+The LiveKit sandbox runs on a real socket in a thread of the test process. The MCP server is built in the test
+process from its settings (`in_process`) and driven by the MCP SDK's own client in memory, when what is tested is
+the server's behaviour (policy, confirmation, projects, audit, settings); it runs as a separate process, started
+the way a user's MCP host starts it, when what is tested needs one (the command line, stdio, HTTP, signals).
 """
 
 from __future__ import annotations
@@ -16,25 +18,33 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import pytest
 from aiohttp import web
 from livekit import api
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import get_default_environment
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
+from starlette.applications import Starlette
 
+from livekit_mcp.app import build_server, http_app, open_shared_store, token_verifier
+from livekit_mcp.config import Settings
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
+from livekit_mcp.store import Store
 from realkit.agents import RealAgentWorker, start_real_agent_worker
 from realkit.livekit_server import KEY as REAL_KEY
 from realkit.livekit_server import SECRET as REAL_SECRET
 from realkit.livekit_server import RealLiveKitServer, running_real_livekit, start_real_redis
 from realkit.participants import RealPeople, real_people_on
 from realkit.processes import Unavailable, stop, tail
+
+from .asgi import asgi_client
 
 BIN = Path(sys.executable).parent
 LIVEKIT_MCP = str(BIN / "livekit-mcp")
@@ -206,6 +216,86 @@ def serve_http(livekit: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory)
 def http_server(serve_http: Callable[..., Served]) -> Served:
     """One streamable-HTTP server for the session: most tool tests go through it (the server keeps no state)."""
     return serve_http()
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """The process environment is exactly `env` inside the block (what a spawned server would have been given)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class InProcess(Protocol):
+    """`in_process(env=..., config=..., **flags)`: a server built as those settings make it."""
+
+    def __call__(
+        self, *, env: Mapping[str, str] | None = None, config: Path | None = None, **flags: Any
+    ) -> MCPServer[Any]: ...
+
+
+@pytest.fixture
+async def in_process(livekit: LiveKitTarget) -> AsyncIterator[InProcess]:
+    """The MCP server built in this process, as `livekit-mcp serve` builds it for stdio: its settings read from
+    `env` (the environment a host would give the process; the session sandbox's by default), the --config file
+    and the command line's `flags` (keyword arguments named as the settings, e.g. `toolsets="rooms,sip"`,
+    `read_only=True`), its store opened from them. Drive it with `mcp.Client(server)`: no process, no port.
+
+    Each client connected to it runs the server's lifespan of its own, as each stdio process does."""
+    stores: list[Store] = []
+
+    def build(*, env: Mapping[str, str] | None = None, config: Path | None = None, **flags: Any) -> MCPServer[Any]:
+        # Settings are read from the environment when built, and the projects' files and secrets when the server
+        # is built: nothing of the environment is read later.
+        with environment(livekit.env() if env is None else env):
+            settings = Settings.load(config, **flags)
+            stores.append(open_shared_store(settings))
+            return build_server(settings, store=stores[-1])
+
+    yield build
+    for store in stores:
+        await store.aclose()
+
+
+@dataclass
+class InProcessHTTP:
+    """The streamable HTTP app of `livekit-mcp serve --transport http`, in this process: its callers are HTTP
+    callers (bearer tokens, X-On-Behalf-Of), its requests go through no socket."""
+
+    app: Starlette
+    url: str = "http://127.0.0.1:8000/mcp"
+
+    @contextlib.asynccontextmanager
+    async def client(self, headers: dict[str, str] | None = None, **options: Any) -> AsyncIterator[Client]:
+        """The SDK's client over streamable HTTP to the app, sending `headers` with every request."""
+        async with (
+            asgi_client(self.app, headers) as http,
+            Client(streamable_http_client(self.url, http_client=http), **options) as client,
+        ):
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def http_in_process(
+    env: Mapping[str, str], config: Path | None = None, **flags: Any
+) -> AsyncIterator[InProcessHTTP]:
+    """`livekit-mcp serve --transport http` built in this process from `env`, the --config file and `flags` (as
+    `in_process`), with its bearer tokens; running (its lifespan entered) inside the block."""
+    with environment(env):
+        settings = Settings.load(config, **({"transport": "http"} | flags))
+        verifier = token_verifier(settings)
+        store = open_shared_store(settings)
+        app = http_app(build_server(settings, verifier, store), settings, verifier)
+    try:
+        async with app.router.lifespan_context(app):
+            yield InProcessHTTP(app)
+    finally:
+        await store.aclose()
 
 
 def stdio(env: dict[str, str], *args: str) -> StdioServerParameters:

@@ -7,24 +7,32 @@ and checks LiveKit's state afterwards with `livekit-api`: nothing changed that w
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from livekit import api
 from mcp import Client
 from mcp.client.session import ClientRequestContext
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, room_names, text
+from tests.conftest import (
+    InProcess,
+    LiveKitTarget,
+    Served,
+    call,
+    fails,
+    http_in_process,
+    identities,
+    ok,
+    room_names,
+    text,
+)
 from tests.test_guardrails import guarded, support_room
 
 pytestmark = pytest.mark.anyio
@@ -46,12 +54,12 @@ async def dispatch_ids(lkapi: api.LiveKitAPI, room: str, agent_name: str) -> set
 
 
 async def test_update_participant_cannot_turn_a_protected_sip_caller_into_an_agent(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     agent = await support_room(admin)
-    server = serve_http(env=guarded(livekit, protected_kinds="SIP"))
+    server = in_process(env=guarded(livekit, protected_kinds="SIP"))
     forged = {"agent": True, "can_subscribe": True, "can_publish": True, "can_publish_data": True}
-    async with Client(server.url) as bot:
+    async with Client(server) as bot:
         update = await fails(bot, "update_participant", room="support", identity="caller", permission=forged)
         removing = await fails(bot, "remove_participant", room="support", identity="caller")
         deleting = await fails(bot, "delete_room", room="support")
@@ -65,12 +73,12 @@ async def test_update_participant_cannot_turn_a_protected_sip_caller_into_an_age
 
 
 async def test_a_sip_caller_with_the_agent_bit_is_judged_by_its_kind(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("support", "sip_+15550100", kind="SIP", permission={"agent": True, "can_subscribe": True})
     await admin.join("support", "customer")
-    server = serve_http(env=guarded(livekit, protected_kinds="SIP"))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit, protected_kinds="SIP"))
+    async with Client(server) as bot:
         removing = await fails(bot, "remove_participant", room="support", identity="sip_+15550100")
         agents = await fails(bot, "remove_agent", room="support")
         found = await ok(bot, "find_agent", room="support")
@@ -85,12 +93,12 @@ async def test_a_sip_caller_with_the_agent_bit_is_judged_by_its_kind(
 
 
 async def test_update_participant_keeps_the_agent_bit_and_refuses_to_change_it(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "older-agent", permission={"agent": True, "can_subscribe": True})
     await admin.join("r", "guest", permission={"can_subscribe": True})
-    server = serve_http(env=guarded(livekit))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit))
+    async with Client(server) as bot:
         kept = await ok(bot, "update_participant", room="r", identity="older-agent", permission={"can_publish": True})
         clearing = await fails(bot, "update_participant", room="r", identity="older-agent", permission={"agent": False})
         setting = await fails(bot, "update_participant", room="r", identity="guest", permission={"agent": True})
@@ -109,11 +117,11 @@ async def test_update_participant_keeps_the_agent_bit_and_refuses_to_change_it(
 
 
 async def test_a_delete_room_token_for_an_empty_room_does_not_delete_it_once_people_joined(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await lkapi.room.create_room(api.CreateRoomRequest(name="standup"))
-    server = serve_http(env=guarded(livekit))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit))
+    async with Client(server) as bot:
         preview = await ok(bot, "delete_room", room="standup")
         assert preview["total_disconnected"] == 0
         for i in range(5):
@@ -125,10 +133,10 @@ async def test_a_delete_room_token_for_an_empty_room_does_not_delete_it_once_peo
 
 
 async def test_a_yes_to_deleting_an_empty_room_is_asked_again_once_people_joined(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
 ) -> None:
     await lkapi.room.create_room(api.CreateRoomRequest(name="standup"))
-    server = serve_http(env=guarded(livekit))
+    server = in_process(env=guarded(livekit))
     asked: list[str] = []
 
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
@@ -139,7 +147,7 @@ async def test_a_yes_to_deleting_an_empty_room_is_asked_again_once_people_joined
             return ElicitResult(action="accept", content={"room": "standup"})
         return ElicitResult(action="decline")
 
-    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+    async with Client(server, mode=mode, elicitation_callback=user) as client:
         data = await ok(client, "delete_room", room="standup")
     assert len(asked) == 2, asked
     assert "disconnects 0 participant(s)" in asked[0]
@@ -150,10 +158,10 @@ async def test_a_yes_to_deleting_an_empty_room_is_asked_again_once_people_joined
 
 
 async def test_a_yes_for_a_participant_who_rejoined_meanwhile_is_asked_again(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
 ) -> None:
     await support_room(admin)
-    server = serve_http(env=guarded(livekit))
+    server = in_process(env=guarded(livekit))
     asked: list[str] = []
 
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
@@ -163,7 +171,7 @@ async def test_a_yes_for_a_participant_who_rejoined_meanwhile_is_asked_again(
             await admin.join("support", "customer", name="Dana")
         return ElicitResult(action="accept", content={"confirm": len(asked) > 1})
 
-    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+    async with Client(server, mode=mode, elicitation_callback=user) as client:
         data = await ok(client, "remove_participant", room="support", identity="customer")
     assert len(asked) == 2, asked
     assert asked[0] != asked[1]  # the question carries the plan's reference
@@ -171,40 +179,35 @@ async def test_a_yes_for_a_participant_who_rejoined_meanwhile_is_asked_again(
     assert "customer" not in await identities(lkapi, "support")
 
 
-@asynccontextmanager
-async def as_principal(url: str, bearer: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_a_confirm_token_only_works_for_the_principal_it_was_issued_to(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await support_room(admin)
     tokens = f"alice:write:{ALICE_TOKEN},bob:write:{BOB_TOKEN}"
-    server = serve_http(env=guarded(livekit, auth_tokens=tokens))
-    async with as_principal(server.url, ALICE_TOKEN) as alice:
-        token = (await ok(alice, "remove_participant", room="support", identity="customer"))["confirm_token"]
-    async with as_principal(server.url, BOB_TOKEN) as bob:
-        refused = await fails(bob, "remove_participant", room="support", identity="customer", confirm_token=token)
-    assert "issued to another principal" in refused
-    assert "customer" in await identities(lkapi, "support")
-    async with as_principal(server.url, ALICE_TOKEN) as alice:
-        done = await ok(alice, "remove_participant", room="support", identity="customer", confirm_token=token)
+    async with http_in_process(guarded(livekit, auth_tokens=tokens)) as server:
+        async with server.client(bearer(ALICE_TOKEN)) as alice:
+            token = (await ok(alice, "remove_participant", room="support", identity="customer"))["confirm_token"]
+        async with server.client(bearer(BOB_TOKEN)) as bob:
+            refused = await fails(bob, "remove_participant", room="support", identity="customer", confirm_token=token)
+        assert "issued to another principal" in refused
+        assert "customer" in await identities(lkapi, "support")
+        async with server.client(bearer(ALICE_TOKEN)) as alice:
+            done = await ok(alice, "remove_participant", room="support", identity="customer", confirm_token=token)
     assert done["outcome"] == "done"
     assert "customer" not in await identities(lkapi, "support")
 
 
 async def test_the_rate_limit_counts_actions_that_happened_not_attempts(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     for name in ("a", "b"):
         await admin.join("r", name)
-    server = serve_http(env=guarded(livekit, max_destructive_per_minute="1"))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit, max_destructive_per_minute="1"))
+    async with Client(server) as bot:
         token = (await ok(bot, "remove_participant", room="r", identity="a"))["confirm_token"]
         await admin.fault("RoomService/RemoveParticipant", error=("internal", "node unavailable"), times=1)
         failed = await fails(bot, "remove_participant", room="r", identity="a", confirm_token=token)
@@ -221,21 +224,21 @@ async def test_the_rate_limit_counts_actions_that_happened_not_attempts(
 
 
 async def test_every_destructive_tool_previews_then_acts_with_its_token_and_only_then(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     agent = await support_room(admin)
     (dispatch,) = await dispatch_ids(lkapi, "support", "support-agent")
     await admin.join_agent("other", "helper")
     (other_dispatch,) = await dispatch_ids(lkapi, "other", "helper")
     await admin.join("third", "someone")
-    server = serve_http(env=guarded(livekit))
+    server = in_process(env=guarded(livekit))
     calls: list[tuple[str, dict[str, Any]]] = [
         ("remove_participant", {"room": "support", "identity": "customer"}),
         ("cancel_dispatch", {"room": "support", "dispatch_id": dispatch}),
         ("remove_agent", {"room": "other"}),
         ("delete_room", {"room": "third"}),
     ]
-    async with Client(server.url) as bot:
+    async with Client(server) as bot:
         previews = {tool: await ok(bot, tool, **args) for tool, args in calls}
         assert {p["outcome"] for p in previews.values()} == {"confirmation_required"}
         assert await identities(lkapi, "support") == {"customer", "caller", agent["identity"]}
@@ -254,7 +257,7 @@ async def test_every_destructive_tool_previews_then_acts_with_its_token_and_only
 
 @pytest.mark.parametrize("answer", ["accept", "decline"])
 async def test_cancel_dispatch_asks_the_user_and_respects_the_answer(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
@@ -263,7 +266,7 @@ async def test_cancel_dispatch_asks_the_user_and_respects_the_answer(
 ) -> None:
     agent = await admin.join_agent("support", "support-agent")
     (dispatch,) = await dispatch_ids(lkapi, "support", "support-agent")
-    server = serve_http(env=guarded(livekit))
+    server = in_process(env=guarded(livekit))
     asked: list[str] = []
 
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
@@ -274,7 +277,7 @@ async def test_cancel_dispatch_asks_the_user_and_respects_the_answer(
             else ElicitResult(action="decline")
         )
 
-    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+    async with Client(server, mode=mode, elicitation_callback=user) as client:
         result = await call(client, "cancel_dispatch", room="support", dispatch_id=dispatch)
     assert not result.is_error, text(result)
     assert result.structured_content is not None
@@ -320,7 +323,7 @@ async def test_a_process_killed_mid_change_leaves_the_attempted_line(
 
 
 async def test_a_log_that_cannot_take_the_attempted_line_stops_the_change(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
@@ -328,8 +331,8 @@ async def test_a_log_that_cannot_take_the_attempted_line_stops_the_change(
 ) -> None:
     await support_room(admin)
     audit = tmp_path / "audit.jsonl"
-    server = serve_http(env=guarded(livekit, audit_log=str(audit)))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit, audit_log=str(audit)))
+    async with Client(server) as bot:
         token = (await ok(bot, "remove_participant", room="support", identity="customer"))["confirm_token"]
         audit.unlink()
         audit.mkdir()  # the path can no longer be appended to
@@ -371,7 +374,7 @@ ON_THE_SECRET_ROOM: dict[str, dict[str, Any]] = {
 
 
 async def test_no_tool_and_no_resource_reaches_a_room_outside_allowed_rooms(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("secret-board", "board-member")
     await admin.join_agent("secret-board", "note-taker")
@@ -393,8 +396,8 @@ async def test_no_tool_and_no_resource_reaches_a_room_outside_allowed_rooms(
     env = livekit.env(
         LIVEKIT_MCP_ALLOWED_ROOMS="support*", LIVEKIT_MCP_CONFIRM="off", LIVEKIT_MCP_EGRESS_OUTPUT="rtmp://x.test/a/k"
     )
-    server = serve_http("--toolsets", ",".join(TOOLSETS), env=env)
-    async with Client(server.url) as attacker:
+    server = in_process(env=env, toolsets=",".join(TOOLSETS))
+    async with Client(server) as attacker:
         tools = (await attacker.list_tools()).tools
         with_room = [t.name for t in tools if "room" in (t.input_schema.get("properties") or {})]
         assert set(with_room) <= set(cases), "a tool that takes a room has no case here"
@@ -421,11 +424,11 @@ async def test_no_tool_and_no_resource_reaches_a_room_outside_allowed_rooms(
 
 
 async def test_a_delete_room_token_replayed_on_a_room_recreated_under_the_same_name_is_refused(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("retro", "early-bird")
-    server = serve_http(env=guarded(livekit))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit))
+    async with Client(server) as bot:
         token = (await ok(bot, "delete_room", room="retro"))["confirm_token"]
         assert (await ok(bot, "delete_room", room="retro", confirm_token=token))["outcome"] == "done"
         await admin.join("retro", "early-bird")  # someone else's new call, under the old name: a new room sid

@@ -1,7 +1,9 @@
 """Attacks on the service, replayed: a hostile LiveKit, a hostile caller, a careless operator.
 
-Each test drives a real `livekit-mcp` process (over HTTP, stdio or the command line) and checks what it
-answered, what it wrote to stderr and that it still serves.
+Each test drives a real `livekit-mcp` process (over HTTP, SSE or the command line) and checks what it answered,
+what it wrote to stderr and that it still serves; or, when the transport and the process are not the subject (a
+hostile LiveKit, a forged token or cursor, the precedence of settings), the server built in process, and what it
+logged (`caplog`).
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -20,11 +24,13 @@ from livekit import api
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.stdio import get_default_environment
+from mcp.server.mcpserver import MCPServer
 
 from livekit_mcp.sandbox import SandboxAdmin
 from realkit.processes import free_port
 from tests.conftest import (
     SECRET,
+    InProcess,
     LiveKitTarget,
     Served,
     fails,
@@ -33,7 +39,6 @@ from tests.conftest import (
     no_secret,
     ok,
     run_cli,
-    stdio,
 )
 from tests.test_service import INITIALIZE, READ_TOKEN, TOKENS, WRITE_TOKEN, WRITER, client
 
@@ -49,11 +54,18 @@ def one_line_failures(stderr: str) -> None:
     assert '  File "' not in stderr
 
 
+def logged_one_line_failures(caplog: pytest.LogCaptureFixture) -> None:
+    """In process: no record at the default level (WARNING and above) carries a traceback."""
+    shown = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not [record for record in shown if record.exc_info], [record.getMessage() for record in shown]
+    one_line_failures("\n".join(record.getMessage() for record in shown))
+
+
 # --- A hostile LiveKit: an answer without Content-Length is read only up to the limit ----------------------
 
 
 async def test_a_chunked_answer_is_cut_off_at_the_limit_and_the_server_keeps_serving(
-    serve_http: Callable[..., Served],
+    in_process: InProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     total = 128 * 1024 * 1024
     sent = [0]
@@ -73,17 +85,18 @@ async def test_a_chunked_answer_is_cut_off_at_the_limit_and_the_server_keeps_ser
             pass  # the client stopped reading: what the test wants
         return response
 
-    async with impostor_livekit(endless) as url:
-        server = serve_http(env=LiveKitTarget(url, "devkey", SECRET).env())
-        async with Client(server.url) as c:
-            message = await fails(c, "list_rooms")
-            again = await fails(c, "list_rooms")
+    async with (
+        impostor_livekit(endless) as url,
+        Client(in_process(env=LiveKitTarget(url, "devkey", SECRET).env())) as c,
+    ):
+        message = await fails(c, "list_rooms")
+        again = await fails(c, "list_rooms")
     assert f"(HTTP 200, an answer longer than the {MAX_ANSWER:,} bytes read)" in message
     assert "check that LIVEKIT_URL is the LiveKit server itself" in message
     assert "longer than" in again  # still serving, the same answer
     # The server stopped reading at the limit each time, so the impostor could not send it all.
     assert sent[0] < 2 * total
-    one_line_failures(server.stderr())
+    logged_one_line_failures(caplog)
 
 
 # --- Secrets: none at any log level, in any error -------------------------------------------------------
@@ -144,33 +157,36 @@ def test_a_malformed_token_entry_is_named_by_its_position_never_echoed(livekit: 
 
 
 async def test_a_non_ascii_confirm_token_is_a_tool_error_naming_the_field(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess,
+    livekit: LiveKitTarget,
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await admin.join("r", "dana")
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_KEY=CONFIRM_KEY))
-    async with Client(server.url) as c:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_KEY=CONFIRM_KEY))
+    async with Client(server) as c:
         token = (await ok(c, "remove_participant", room="r", identity="dana"))["confirm_token"]
         forged = token[:-1] + "é"
         message = await fails(c, "remove_participant", room="r", identity="dana", confirm_token=forged)
         assert (await ok(c, "list_participants", room="r"))["total"] == 1
     assert "invalid 'confirm_token': not a token this server issued" in message
     assert await identities(lkapi, "r") == {"dana"}
-    one_line_failures(server.stderr())
+    logged_one_line_failures(caplog)
 
 
 async def test_a_crafted_cursor_is_one_tool_error_and_one_log_line(
-    serve_http: Callable[..., Served], admin: SandboxAdmin
+    in_process: InProcess, admin: SandboxAdmin, caplog: pytest.LogCaptureFixture
 ) -> None:
     await admin.join("a", "x")
     await admin.join("b", "y")
-    server = serve_http()
     crafted = base64.urlsafe_b64encode(json.dumps([1]).encode()).decode()  # a list, but of a number, not a name
-    async with Client(server.url) as c:
+    async with Client(in_process()) as c:
         message = await fails(c, "list_rooms", limit=1, cursor=crafted)
         assert (await ok(c, "list_rooms"))["total"] == 2
     assert message != "Error executing tool list_rooms"
     assert "list_rooms" in message
-    one_line_failures(server.stderr())
+    logged_one_line_failures(caplog)
 
 
 @pytest.mark.parametrize(
@@ -311,29 +327,31 @@ def test_tokens_that_hold_no_token_are_refused_rather_than_serving_without_auth(
 # --- Precedence: flags, then the environment (either case), then the file, then defaults ---------------------
 
 
-async def tool_names(env: dict[str, str], *flags: str) -> set[str]:
-    async with Client(stdio(env, *flags)) as c:
+async def tool_names(server: MCPServer[Any]) -> set[str]:
+    async with Client(server) as c:
         return {t.name for t in (await c.list_tools()).tools}
 
 
 @pytest.mark.parametrize("name", ["LIVEKIT_MCP_TOOLSETS", "livekit_mcp_toolsets", "Livekit_Mcp_Toolsets"])
 async def test_the_environment_beats_the_config_file_whatever_the_case_of_its_names(
-    livekit: LiveKitTarget, tmp_path: Path, name: str
+    in_process: InProcess, livekit: LiveKitTarget, tmp_path: Path, name: str
 ) -> None:
     config = tmp_path / "livekit-mcp.toml"
     config.write_text('toolsets = ["agents"]\n')
     env = livekit.env(**{name: "rooms"})
-    names = await tool_names(env, "--config", str(config))
+    names = await tool_names(in_process(env=env, config=config))
     assert "list_rooms" in names
     assert "find_agent" not in names
 
 
-async def test_the_file_beats_defaults_and_flags_beat_everything(livekit: LiveKitTarget, tmp_path: Path) -> None:
+async def test_the_file_beats_defaults_and_flags_beat_everything(
+    in_process: InProcess, livekit: LiveKitTarget, tmp_path: Path
+) -> None:
     config = tmp_path / "livekit-mcp.toml"
     config.write_text('toolsets = ["agents"]\n')
-    from_file = await tool_names(livekit.env(), "--config", str(config))
+    from_file = await tool_names(in_process(env=livekit.env(), config=config))
     from_flag = await tool_names(
-        livekit.env(livekit_mcp_toolsets="rooms"), "--config", str(config), "--toolsets", "participants"
+        in_process(env=livekit.env(livekit_mcp_toolsets="rooms"), config=config, toolsets="participants")
     )
     assert "find_agent" in from_file
     assert "list_rooms" not in from_file

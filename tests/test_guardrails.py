@@ -6,23 +6,31 @@ Every destructive path is checked by looking at the sandbox afterwards with the 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx2
 import pytest
 from livekit import api
 from mcp import Client
 from mcp.client.session import ClientRequestContext
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from livekit_mcp.confirm import Plan, Tokens
 from livekit_mcp.errors import InvalidInput
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, room_names, run_cli, stdio, text
+from tests.conftest import (
+    InProcess,
+    LiveKitTarget,
+    call,
+    fails,
+    http_in_process,
+    identities,
+    ok,
+    room_names,
+    run_cli,
+    text,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -48,12 +56,12 @@ def audit_lines(path: Path) -> list[dict[str, Any]]:
 
 
 async def test_rooms_outside_allowed_rooms_are_invisible_and_refused_by_rule(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await support_room(admin)
     await admin.join_agent("secret-board", "note-taker")
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_ALLOWED_ROOMS="support*,demo-*"))
-    async with Client(server.url) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_ALLOWED_ROOMS="support*,demo-*"))
+    async with Client(server) as client:
         rooms = await ok(client, "list_rooms")
         agents = await ok(client, "find_agent")
         listing = await fails(client, "list_participants", room="secret-board")
@@ -68,11 +76,11 @@ async def test_rooms_outside_allowed_rooms_are_invisible_and_refused_by_rule(
 
 
 async def test_protected_rooms_are_visible_but_never_changed(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("town-hall", "presenter")
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_PROTECTED_ROOMS="town-*"))
-    async with Client(server.url) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_PROTECTED_ROOMS="town-*"))
+    async with Client(server) as client:
         seen = await ok(client, "list_participants", room="town-hall")
         messages = [
             await fails(client, "delete_room", room="town-hall"),
@@ -88,11 +96,11 @@ async def test_protected_rooms_are_visible_but_never_changed(
 
 
 async def test_protected_kinds_are_never_disconnected(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     agent = await support_room(admin)
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_PROTECTED_KINDS="sip"))
-    async with Client(server.url) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_PROTECTED_KINDS="sip"))
+    async with Client(server) as client:
         caller = await fails(client, "remove_participant", room="support", identity="caller")
         room = await fails(client, "delete_room", room="support")
         await ok(client, "remove_participant", room="support", identity="customer")
@@ -102,12 +110,12 @@ async def test_protected_kinds_are_never_disconnected(
 
 
 async def test_destructive_actions_beyond_the_rate_limit_are_refused(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     for name in ("a", "b", "c"):
         await admin.join("r", name)
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="2"))
-    async with Client(server.url) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="2"))
+    async with Client(server) as client:
         await ok(client, "remove_participant", room="r", identity="a")
         await ok(client, "remove_participant", room="r", identity="b")
         third = await fails(client, "remove_participant", room="r", identity="c")
@@ -118,7 +126,7 @@ async def test_destructive_actions_beyond_the_rate_limit_are_refused(
 
 
 async def test_a_toml_config_file_sets_policy_and_the_environment_beats_it(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
 ) -> None:
     await admin.join("town-hall", "presenter")
     await admin.join("lobby", "guest")
@@ -126,8 +134,8 @@ async def test_a_toml_config_file_sets_policy_and_the_environment_beats_it(
     await admin.join("hidden", "someone")
     config.write_text('protected_rooms = ["town-*", "lobby"]\nallowed_rooms = ["town-*", "lobby"]\n')
     env = livekit.env(LIVEKIT_MCP_PROTECTED_ROOMS="lobby")  # the variable wins over the file
-    server = serve_http("--config", str(config), env=env)
-    async with Client(server.url) as client:
+    server = in_process(env=env, config=config)
+    async with Client(server) as client:
         rooms = await ok(client, "list_rooms")
         lobby = await fails(client, "remove_participant", room="lobby", identity="guest")
         await ok(client, "remove_participant", room="town-hall", identity="presenter")
@@ -170,7 +178,7 @@ def answering(answer: Answer, asked: list[str], typed: str | None = None) -> Cal
 
 @pytest.mark.parametrize(("answer", "outcome"), [("accept", "done"), ("decline", "declined"), ("cancel", "cancelled")])
 async def test_remove_participant_asks_the_user_and_respects_the_answer(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
@@ -179,9 +187,9 @@ async def test_remove_participant_asks_the_user_and_respects_the_answer(
     outcome: str,
 ) -> None:
     await support_room(admin)
-    server = serve_http(env=guarded(livekit))
+    server = in_process(env=guarded(livekit))
     asked: list[str] = []
-    async with Client(server.url, mode=mode, elicitation_callback=answering(answer, asked)) as client:
+    async with Client(server, mode=mode, elicitation_callback=answering(answer, asked)) as client:
         result = await call(client, "remove_participant", room="support", identity="customer")
     assert not result.is_error, text(result)
     assert result.structured_content is not None
@@ -198,7 +206,7 @@ async def test_remove_participant_asks_the_user_and_respects_the_answer(
 
 @pytest.mark.parametrize(("typed", "deleted"), [("support", True), ("suport", False)])
 async def test_delete_room_asks_for_the_name_to_be_typed_with_the_blast_radius(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
@@ -207,9 +215,9 @@ async def test_delete_room_asks_for_the_name_to_be_typed_with_the_blast_radius(
     deleted: bool,
 ) -> None:
     agent = await support_room(admin)
-    server = serve_http(env=guarded(livekit))
+    server = in_process(env=guarded(livekit))
     asked: list[str] = []
-    async with Client(server.url, mode=mode, elicitation_callback=answering("accept", asked, typed)) as client:
+    async with Client(server, mode=mode, elicitation_callback=answering("accept", asked, typed)) as client:
         data = await ok(client, "delete_room", room="support")
     assert data["outcome"] == ("done" if deleted else "declined")
     question = asked[0]
@@ -221,12 +229,12 @@ async def test_delete_room_asks_for_the_name_to_be_typed_with_the_blast_radius(
 
 
 async def test_policy_refuses_before_anyone_is_asked(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
 ) -> None:
     await support_room(admin)
-    server = serve_http(env=guarded(livekit, protected_kinds="SIP"))
+    server = in_process(env=guarded(livekit, protected_kinds="SIP"))
     asked: list[str] = []
-    async with Client(server.url, mode=mode, elicitation_callback=answering("accept", asked)) as client:
+    async with Client(server, mode=mode, elicitation_callback=answering("accept", asked)) as client:
         message = await fails(client, "remove_participant", room="support", identity="caller")
     assert "protected_kinds" in message
     assert asked == []
@@ -237,11 +245,11 @@ async def test_policy_refuses_before_anyone_is_asked(
 
 
 async def test_two_step_confirmation_changes_nothing_first_then_acts_once_with_the_token(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
 ) -> None:
     agent = await support_room(admin)
-    server = serve_http(env=guarded(livekit))
-    async with Client(server.url, mode=mode) as bot:
+    server = in_process(env=guarded(livekit))
+    async with Client(server, mode=mode) as bot:
         preview = await ok(bot, "remove_agent", room="support")
         assert preview["outcome"] == "confirmation_required"
         assert [a["identity"] for a in preview["removed"]] == [agent["identity"]]
@@ -254,12 +262,12 @@ async def test_two_step_confirmation_changes_nothing_first_then_acts_once_with_t
 
 
 async def test_a_token_is_refused_for_other_arguments_when_altered_and_when_the_target_changed(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await support_room(admin)
     await admin.join("support", "bob")
-    server = serve_http(env=guarded(livekit))
-    async with Client(server.url) as bot:
+    server = in_process(env=guarded(livekit))
+    async with Client(server) as bot:
         token = (await ok(bot, "remove_participant", room="support", identity="customer"))["confirm_token"]
         other = await fails(bot, "remove_participant", room="support", identity="bob", confirm_token=token)
         other_tool = await fails(bot, "delete_room", room="support", confirm_token=token)
@@ -282,19 +290,19 @@ async def test_a_token_is_refused_for_other_arguments_when_altered_and_when_the_
 
 
 async def test_a_token_from_one_replica_works_on_another_sharing_the_key(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await support_room(admin)
-    first = serve_http(env=guarded(livekit, confirm_key="shared-key-of-the-replicas-0123456789"))
-    second = serve_http(env=guarded(livekit, confirm_key="shared-key-of-the-replicas-0123456789"))
-    stranger = serve_http(env=guarded(livekit, confirm_key="another-key-of-another-server-0123456789"))
-    async with Client(first.url) as a:
+    first = in_process(env=guarded(livekit, confirm_key="shared-key-of-the-replicas-0123456789"))
+    second = in_process(env=guarded(livekit, confirm_key="shared-key-of-the-replicas-0123456789"))
+    stranger = in_process(env=guarded(livekit, confirm_key="another-key-of-another-server-0123456789"))
+    async with Client(first) as a:
         token = (await ok(a, "delete_room", room="support"))["confirm_token"]
-    async with Client(stranger.url) as c:
+    async with Client(stranger) as c:
         refused = await fails(c, "delete_room", room="support", confirm_token=token)
     assert "not a token this server issued" in refused
     assert "support" in await room_names(lkapi)
-    async with Client(second.url) as b:
+    async with Client(second) as b:
         assert (await ok(b, "delete_room", room="support", confirm_token=token))["outcome"] == "done"
     assert "support" not in await room_names(lkapi)
 
@@ -318,22 +326,16 @@ def test_tokens_expire_and_name_the_reason() -> None:
 # --- Audit log ---------------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def on_behalf_of(url: str, person: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"X-On-Behalf-Of": person}) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
-
-
 async def test_the_audit_log_has_one_line_per_attempt_in_every_outcome(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+    livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path, mode: str
 ) -> None:
     await support_room(admin)
     audit = tmp_path / "audit.jsonl"
-    server = serve_http(env=guarded(livekit, audit_log=str(audit), protected_kinds="SIP"))
-    async with on_behalf_of(server.url, "U024BE7LH (Slack)") as bot:
+    env = guarded(livekit, audit_log=str(audit), protected_kinds="SIP")
+    async with (
+        http_in_process(env) as server,
+        server.client({"X-On-Behalf-Of": "U024BE7LH (Slack)"}, mode=mode) as bot,
+    ):
         token = (await ok(bot, "remove_participant", room="support", identity="customer"))["confirm_token"]
         await ok(bot, "remove_participant", room="support", identity="customer", confirm_token=token)
         await fails(bot, "remove_participant", room="support", identity="caller")
@@ -374,12 +376,12 @@ async def test_the_audit_log_has_one_line_per_attempt_in_every_outcome(
 
 
 async def test_elicited_outcomes_are_audited_with_the_local_user_on_stdio(
-    livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
 ) -> None:
     await support_room(admin)
     audit = tmp_path / "audit.jsonl"
     asked: list[str] = []
-    server = stdio(guarded(livekit, audit_log=str(audit)))
+    server = in_process(env=guarded(livekit, audit_log=str(audit)))
     async with Client(server, elicitation_callback=answering("decline", asked)) as client:
         await ok(client, "remove_participant", room="support", identity="customer")
     (line,) = audit_lines(audit)
@@ -389,15 +391,15 @@ async def test_elicited_outcomes_are_audited_with_the_local_user_on_stdio(
 
 
 async def test_an_unwritable_audit_log_blocks_every_change(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
     tmp_path: Path,
 ) -> None:
     await support_room(admin)
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(tmp_path / "no-such-dir" / "audit.jsonl")))
-    async with Client(server.url) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(tmp_path / "no-such-dir" / "audit.jsonl")))
+    async with Client(server) as client:
         removing = await fails(client, "remove_participant", room="support", identity="customer")
         updating = await fails(client, "update_room_metadata", room="support", metadata="m")
         reading = await ok(client, "list_participants", room="support")
@@ -409,10 +411,10 @@ async def test_an_unwritable_audit_log_blocks_every_change(
 
 
 async def test_confirmation_off_acts_at_once(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await support_room(admin)
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_CONFIRM="off"))
-    async with Client(server.url, elicitation_callback=answering("decline", [])) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_CONFIRM="off"))
+    async with Client(server, elicitation_callback=answering("decline", [])) as client:
         assert (await ok(client, "remove_participant", room="support", identity="customer"))["outcome"] == "done"
     assert "customer" not in await identities(lkapi, "support")

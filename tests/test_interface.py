@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,11 @@ import pytest
 from google.protobuf import json_format
 from livekit import api
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, call, ok, text
+from tests.conftest import InProcess, LiveKitTarget, call, ok, text
 
 pytestmark = pytest.mark.anyio
 
@@ -31,26 +31,26 @@ def compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-async def tools_list(url: str) -> list[dict[str, Any]]:
-    async with Client(url) as client:
+async def tools_list(server: MCPServer[Any]) -> list[dict[str, Any]]:
+    async with Client(server) as client:
         tools = (await client.list_tools()).tools
     return [t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"}) for t in tools]
 
 
-@pytest.fixture(scope="module")
-def with_output_schemas(livekit: LiveKitTarget, serve_http: Callable[..., Served]) -> Served:
+@pytest.fixture
+def with_output_schemas(livekit: LiveKitTarget, in_process: InProcess) -> MCPServer[Any]:
     """Every toolset, with output schemas, recording to a (made-up) stream."""
     env = livekit.env(LIVEKIT_MCP_EGRESS_OUTPUT="rtmp://live.example.com/app/key")
-    return serve_http("--output-schemas", "--toolsets", ",".join(TOOLSETS), env=env)
+    return in_process(env=env, output_schemas=True, toolsets=",".join(TOOLSETS))
 
 
-@pytest.fixture(scope="module")
-def every_toolset(serve_http: Callable[..., Served]) -> Served:
-    return serve_http("--toolsets", ",".join(TOOLSETS))
+@pytest.fixture
+def every_toolset(in_process: InProcess) -> MCPServer[Any]:
+    return in_process(toolsets=",".join(TOOLSETS))
 
 
-async def test_tools_list_matches_the_snapshot(with_output_schemas: Served) -> None:
-    listed = await tools_list(with_output_schemas.url)
+async def test_tools_list_matches_the_snapshot(with_output_schemas: MCPServer[Any]) -> None:
+    listed = await tools_list(with_output_schemas)
     if os.environ.get("LIVEKIT_MCP_UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(listed, indent=1, ensure_ascii=False) + "\n")
@@ -58,9 +58,9 @@ async def test_tools_list_matches_the_snapshot(with_output_schemas: Served) -> N
 
 
 async def test_tools_list_of_every_toolset_is_the_snapshot_without_output_schemas_and_within_budget(
-    every_toolset: Served, http_server: Served
+    every_toolset: MCPServer[Any], in_process: InProcess
 ) -> None:
-    listed = await tools_list(every_toolset.url)
+    listed = await tools_list(every_toolset)
     expected = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in json.loads(SNAPSHOT.read_text())]
     assert listed == expected
     assert len(compact(listed)) < TOOLS_LIST_BUDGET
@@ -68,13 +68,13 @@ async def test_tools_list_of_every_toolset_is_the_snapshot_without_output_schema
         assert "title" not in compact(tool["inputSchema"])  # pydantic's titles only repeat the names
     # The default toolsets offer the snapshot's tools of those toolsets (tokens, sip, egress, ingress are off), and
     # list_projects, which is listed whatever the toolsets.
-    default = await tools_list(http_server.url)
+    default = await tools_list(in_process())
     assert default == [t for t in expected if t["name"] in {d["name"] for d in default}]
     assert len(default) == 19
 
 
 async def test_every_answer_matches_its_published_output_schema(
-    with_output_schemas: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    with_output_schemas: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     # The SDK client validates structuredContent against the tool's outputSchema and fails the call if it differs.
     joined = await admin.join("r", "dana", tracks=[{"type": "AUDIO", "source": "MICROPHONE"}], attributes={"a": "b"})
@@ -113,7 +113,7 @@ async def test_every_answer_matches_its_published_output_schema(
         ("delete_room", {"room": "r"}),
         ("list_projects", {}),
     ]
-    async with Client(with_output_schemas.url) as client:
+    async with Client(with_output_schemas) as client:
         for tool, args in calls:
             result = await call(client, tool, **args)
             assert not result.is_error, f"{tool}: {text(result)}"
@@ -137,7 +137,7 @@ async def test_every_answer_matches_its_published_output_schema(
 
 
 async def test_list_participants_costs_a_small_fraction_of_the_raw_protojson(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     for i in range(20):
         await admin.join(
@@ -159,7 +159,7 @@ async def test_list_participants_costs_a_small_fraction_of_the_raw_protojson(
         )
         for p in raw.participants
     )
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         result = await call(client, "list_participants", room="webinar")
     structured = compact(result.structured_content)
     assert len(structured) * 4 <= raw_bytes, (len(structured), raw_bytes)

@@ -1,4 +1,5 @@
-"""The rest of what an operator does with `lk`, through the MCP SDK client over HTTP, against the sandbox."""
+"""The rest of what an operator does with `lk`, through the MCP SDK client, against the sandbox: the server built in
+process, as each test's settings make it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from livekit import api
 from mcp import Client
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import Served, call, fails, identities, ok, room_names, text
+from tests.conftest import InProcess, LiveKitTarget, call, fails, identities, ok, room_names, run_cli, text
 
 pytestmark = pytest.mark.anyio
 
@@ -27,11 +28,11 @@ async def participant(lk: api.LiveKitAPI, room: str, identity: str) -> api.Parti
 # --- get_room ----------------------------------------------------------------------------------------
 
 
-async def test_get_room_answers_what_is_going_on_in_one_call(http_server: Served, admin: SandboxAdmin) -> None:
+async def test_get_room_answers_what_is_going_on_in_one_call(in_process: InProcess, admin: SandboxAdmin) -> None:
     await admin.join("support", "customer", tracks=MIC_AND_CAMERA)
     agent = await admin.join_agent("support", "support-agent", state="speaking")
     await admin.join("support", "caller", kind="SIP")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         data = await ok(client, "get_room", room="support")
     assert data["room"]["name"] == "support"
     assert data["participants_by_kind"] == {"STANDARD": 1, "AGENT": 1, "SIP": 1}
@@ -42,8 +43,8 @@ async def test_get_room_answers_what_is_going_on_in_one_call(http_server: Served
     assert data["running_for"].endswith("s") or "h" in data["running_for"]
 
 
-async def test_get_room_of_a_missing_room_says_so(http_server: Served, admin: SandboxAdmin) -> None:
-    async with Client(http_server.url) as client:
+async def test_get_room_of_a_missing_room_says_so(in_process: InProcess, admin: SandboxAdmin) -> None:
+    async with Client(in_process()) as client:
         assert "room 'ghost' does not exist" in await fails(client, "get_room", room="ghost")
 
 
@@ -51,7 +52,7 @@ async def test_get_room_of_a_missing_room_says_so(http_server: Served, admin: Sa
 
 
 async def test_get_participant_gives_tracks_permission_attributes_and_metadata(
-    http_server: Served, admin: SandboxAdmin
+    in_process: InProcess, admin: SandboxAdmin
 ) -> None:
     await admin.join(
         "r",
@@ -62,7 +63,7 @@ async def test_get_participant_gives_tracks_permission_attributes_and_metadata(
         metadata='{"tier": "gold"}',
         permission={"can_subscribe": True, "can_publish": True, "can_publish_data": True},
     )
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         data = await ok(client, "get_participant", room="r", identity="dana")
     assert [(t["type"], t["source"], t["muted"]) for t in data["tracks"]] == [
         ("AUDIO", "MICROPHONE", False),
@@ -75,9 +76,9 @@ async def test_get_participant_gives_tracks_permission_attributes_and_metadata(
     assert data["metadata"] == '{"tier": "gold"}'
 
 
-async def test_get_participant_names_the_missing_participant(http_server: Served, admin: SandboxAdmin) -> None:
+async def test_get_participant_names_the_missing_participant(in_process: InProcess, admin: SandboxAdmin) -> None:
     await admin.join("r", "dana")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         assert "participant 'ghost' is not in room 'r'" in await fails(
             client, "get_participant", room="r", identity="ghost"
         )
@@ -90,9 +91,9 @@ async def test_get_participant_names_the_missing_participant(http_server: Served
 
 
 async def test_create_room_creates_it_and_says_when_it_already_existed(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         first = await ok(client, "create_room", room="webinar", empty_timeout=600, max_participants=50)
         again = await call(client, "create_room", room="webinar", metadata="v2")
     assert first["created"] is True
@@ -112,10 +113,10 @@ async def test_create_room_creates_it_and_says_when_it_already_existed(
 
 
 async def test_update_room_metadata_changes_the_room(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "a")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         await ok(client, "update_room_metadata", room="r", metadata='{"topic": "Q3"}')
         missing = await fails(client, "update_room_metadata", room="ghost", metadata="x")
         huge = await fails(client, "update_room_metadata", room="r", metadata="x" * (512 * 1024 + 1))
@@ -130,10 +131,10 @@ async def test_update_room_metadata_changes_the_room(
 
 
 async def test_update_participant_merges_attributes_and_deletes_empty_ones(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "dana", attributes={"team": "blue", "seat": "4"})
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         data = await ok(
             client,
             "update_participant",
@@ -151,10 +152,10 @@ async def test_update_participant_merges_attributes_and_deletes_empty_ones(
 
 
 async def test_update_participant_permission_replaces_it_whole_and_shows_before_and_after(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "dana", permission={"can_subscribe": True, "can_publish": True, "can_publish_data": True})
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         result = await call(client, "update_participant", room="r", identity="dana", permission={"can_subscribe": True})
     assert not result.is_error, text(result)
     assert result.structured_content is not None
@@ -181,10 +182,10 @@ async def test_update_participant_permission_replaces_it_whole_and_shows_before_
     ],
 )
 async def test_update_participant_refuses_bad_input_without_touching_livekit(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI, args: dict[str, Any], field: str
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI, args: dict[str, Any], field: str
 ) -> None:
     await admin.join("r", "dana", name="Dana")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         message = await fails(client, "update_participant", room="r", identity="dana", **args)
     assert field in message
     assert (await participant(lkapi, "r", "dana")).name == "Dana"
@@ -194,11 +195,11 @@ async def test_update_participant_refuses_bad_input_without_touching_livekit(
 
 
 async def test_mute_track_mutes_it_and_an_unmute_is_explained(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     joined = await admin.join("r", "dana", tracks=MIC_AND_CAMERA)
     mic = joined["tracks"][0]["sid"]
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         data = await ok(client, "mute_track", room="r", identity="dana", track_sid=mic, muted=True)
         unmute = await fails(client, "mute_track", room="r", identity="dana", track_sid=mic, muted=False)
         unknown = await fails(client, "mute_track", room="r", identity="dana", track_sid="TR_nope", muted=True)
@@ -215,9 +216,9 @@ async def test_mute_track_mutes_it_and_an_unmute_is_explained(
 # --- send_data ---------------------------------------------------------------------------------------
 
 
-async def test_send_data_checks_sizes_and_the_room_before_sending(http_server: Served, admin: SandboxAdmin) -> None:
+async def test_send_data_checks_sizes_and_the_room_before_sending(in_process: InProcess, admin: SandboxAdmin) -> None:
     await admin.join("r", "dana")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         sent = await ok(client, "send_data", room="r", data="hello", topic="chat", destination_identities=["dana"])
         too_big = await fails(client, "send_data", room="r", data="x" * 1301, reliable=False)
         no_room = await fails(client, "send_data", room="ghost", data="hello")
@@ -246,9 +247,9 @@ async def test_send_data_checks_sizes_and_the_room_before_sending(http_server: S
 
 
 async def test_dispatch_agent_creates_the_room_and_the_dispatch_then_cancel_removes_it(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         made = await ok(client, "dispatch_agent", room="new-room", agent_name="helper", metadata='{"lang": "fr"}')
         listed = await ok(client, "list_dispatches", room="new-room")
         dispatch_id = made["dispatch"]["id"]
@@ -266,11 +267,11 @@ async def test_dispatch_agent_creates_the_room_and_the_dispatch_then_cancel_remo
 
 
 async def test_remove_agent_removes_the_agent_and_its_dispatch_so_it_stays_out(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI, mode: str
 ) -> None:
     await admin.join("support", "customer")
     agent = await admin.join_agent("support", "support-agent")
-    async with Client(http_server.url, mode=mode) as client:
+    async with Client(in_process(), mode=mode) as client:
         data = await ok(client, "remove_agent", room="support")
     assert [a["identity"] for a in data["removed"]] == [agent["identity"]]
     assert len(data["cancelled_dispatches"]) == 1
@@ -279,12 +280,12 @@ async def test_remove_agent_removes_the_agent_and_its_dispatch_so_it_stays_out(
 
 
 async def test_remove_agent_with_keep_out_false_keeps_the_dispatch(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("support", "customer")
     await admin.join_agent("support", "support-agent")
     await admin.join_agent("support", "note-taker")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         data = await ok(client, "remove_agent", room="support", agent_name="support-agent", keep_out=False)
     assert data["cancelled_dispatches"] == []
     assert any("keep_out=true" in step for step in data["steps"])
@@ -295,10 +296,10 @@ async def test_remove_agent_with_keep_out_false_keeps_the_dispatch(
 
 
 async def test_remove_agent_when_there_is_none_lists_the_agents_that_are_there(
-    http_server: Served, admin: SandboxAdmin
+    in_process: InProcess, admin: SandboxAdmin
 ) -> None:
     await admin.join_agent("support", "note-taker")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         message = await fails(client, "remove_agent", room="support", agent_name="support-agent")
     assert "no agent matching" in message
     assert "note-taker" in message
@@ -307,9 +308,8 @@ async def test_remove_agent_when_there_is_none_lists_the_agents_that_are_there(
 # --- toolsets, read-only, resources ------------------------------------------------------------------
 
 
-async def test_toolsets_list_only_their_tools(serve_http: Any) -> None:
-    server = serve_http("--toolsets", "agents,data")
-    async with Client(server.url) as client:
+async def test_toolsets_list_only_their_tools(in_process: InProcess) -> None:
+    async with Client(in_process(toolsets="agents,data")) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         hidden = await client.call_tool("delete_room", {"room": "x"})
     agents_and_data = {
@@ -325,11 +325,10 @@ async def test_toolsets_list_only_their_tools(serve_http: Any) -> None:
 
 
 async def test_read_only_lists_and_allows_only_tools_that_change_nothing(
-    serve_http: Any, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "dana")
-    server = serve_http("--read-only")
-    async with Client(server.url) as client:
+    async with Client(in_process(read_only=True)) as client:
         tools = (await client.list_tools()).tools
         refused = await client.call_tool("remove_participant", {"room": "r", "identity": "dana"})
     assert tools
@@ -338,15 +337,16 @@ async def test_read_only_lists_and_allows_only_tools_that_change_nothing(
     assert await identities(lkapi, "r") == {"dana"}
 
 
-async def test_an_unknown_toolset_is_refused_at_start(serve_http: Any) -> None:
-    with pytest.raises(AssertionError, match="unknown toolset bogus"):
-        serve_http("--toolsets", "rooms,bogus")
+def test_an_unknown_toolset_is_refused_at_start(livekit: LiveKitTarget) -> None:
+    done = run_cli("--toolsets", "rooms,bogus", env=livekit.env())
+    assert done.returncode == 2
+    assert "unknown toolset bogus" in done.stderr
 
 
-async def test_resources_give_the_rooms_and_a_room_snapshot(http_server: Served, admin: SandboxAdmin) -> None:
+async def test_resources_give_the_rooms_and_a_room_snapshot(in_process: InProcess, admin: SandboxAdmin) -> None:
     await admin.join("support", "customer")
     await admin.join_agent("support", "support-agent")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         listed = {str(r.uri) for r in (await client.list_resources()).resources}
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         rooms = await client.read_resource("livekit://rooms")
@@ -358,10 +358,10 @@ async def test_resources_give_the_rooms_and_a_room_snapshot(http_server: Served,
 
 
 async def test_every_room_is_gone_after_delete_and_others_remain(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("a", "x")
     await admin.join("b", "y")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         await ok(client, "delete_room", room="a")
     assert await room_names(lkapi) == {"b"}

@@ -27,18 +27,18 @@ from livekit_mcp.projects import ProjectSpec, read_lk_file, toml_projects
 from realkit.processes import free_port, stop
 from tests.conftest import (
     SECRET,
+    InProcess,
     LiveKitTarget,
-    Served,
     fails,
+    http_in_process,
     impostor_livekit,
     ok,
     room_names,
     run_cli,
     spawn,
-    stdio,
     text,
 )
-from tests.test_attacks_guardrails import as_principal
+from tests.test_attacks_guardrails import bearer
 from tests.test_webhooks import post, signed, webhook
 
 pytestmark = pytest.mark.anyio
@@ -152,6 +152,7 @@ def test_a_toml_entry_with_only_a_name_sets_the_policy_of_a_project_lk_knows(tmp
 
 
 async def test_the_same_tool_shows_each_projects_own_rooms(
+    in_process: InProcess,
     tmp_path: Path,
     both: dict[str, LiveKitTarget],
     lkapi: api.LiveKitAPI,
@@ -162,7 +163,7 @@ async def test_the_same_tool_shows_each_projects_own_rooms(
     await make_room(real_lkapi, on_real)
     await make_room(lkapi, on_sandbox)
     lk_file(tmp_path, both, default="real")
-    async with Client(stdio(env_of(tmp_path))) as client:
+    async with Client(in_process(env=env_of(tmp_path))) as client:
         listed = await ok(client, "list_projects")
         real = await ok(client, "list_rooms", project="real", limit=500)
         sandbox = await ok(client, "list_rooms", project="sandbox", limit=500)
@@ -194,6 +195,7 @@ async def test_the_same_tool_shows_each_projects_own_rooms(
 
 
 async def test_a_read_only_project_refuses_changes_while_the_other_makes_them(
+    in_process: InProcess,
     tmp_path: Path,
     both: dict[str, LiveKitTarget],
     lkapi: api.LiveKitAPI,
@@ -213,7 +215,7 @@ async def test_a_read_only_project_refuses_changes_while_the_other_makes_them(
     )
     audit = tmp_path / "audit.jsonl"
     env = env_of(tmp_path, SANDBOX_LIVEKIT_SECRET=sandbox.api_secret, LIVEKIT_MCP_AUDIT_LOG=str(audit))
-    async with Client(stdio(env, "--config", str(config))) as client:
+    async with Client(in_process(env=env, config=config)) as client:
         listed = await ok(client, "list_projects")
         refused = await fails(client, "delete_room", project="real", room=kept)
         created = await ok(client, "create_room", project="sandbox", room=made)
@@ -232,6 +234,7 @@ async def test_a_read_only_project_refuses_changes_while_the_other_makes_them(
 
 
 async def test_a_confirm_token_from_one_project_is_refused_on_the_other(
+    in_process: InProcess,
     tmp_path: Path,
     both: dict[str, LiveKitTarget],
     lkapi: api.LiveKitAPI,
@@ -242,7 +245,7 @@ async def test_a_confirm_token_from_one_project_is_refused_on_the_other(
     await make_room(real_lkapi, room)
     await make_room(lkapi, room)
     lk_file(tmp_path, both, default="real")
-    async with Client(stdio(env_of(tmp_path, LIVEKIT_MCP_CONFIRM="auto"))) as client:
+    async with Client(in_process(env=env_of(tmp_path, LIVEKIT_MCP_CONFIRM="auto"))) as client:
         asked = await client.call_tool("delete_room", {"project": "sandbox", "room": room})
         assert isinstance(asked.structured_content, dict)
         token = asked.structured_content["confirm_token"]
@@ -258,6 +261,7 @@ async def test_a_confirm_token_from_one_project_is_refused_on_the_other(
 
 
 async def test_replicas_sharing_a_store_keep_a_destructive_budget_per_project(
+    in_process: InProcess,
     tmp_path: Path,
     both: dict[str, LiveKitTarget],
     lkapi: api.LiveKitAPI,
@@ -271,7 +275,7 @@ async def test_replicas_sharing_a_store_keep_a_destructive_budget_per_project(
     env = env_of(
         tmp_path, LIVEKIT_MCP_STORE=str(tmp_path / "shared.sqlite3"), LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="1"
     )
-    async with Client(stdio(env)) as one, Client(stdio(env)) as other:
+    async with Client(in_process(env=env)) as one, Client(in_process(env=env)) as other:
         await ok(one, "delete_room", project="sandbox", room=first)
         elsewhere = await ok(other, "delete_room", project="real", room=on_real)  # its own budget
         refused = await fails(other, "delete_room", project="sandbox", room=second)
@@ -284,7 +288,11 @@ async def test_replicas_sharing_a_store_keep_a_destructive_budget_per_project(
 
 
 async def test_a_project_that_does_not_answer_neither_holds_up_nor_breaks_the_other(
-    tmp_path: Path, both: dict[str, LiveKitTarget], real_lkapi: api.LiveKitAPI, rooms: Callable[[str], str]
+    in_process: InProcess,
+    tmp_path: Path,
+    both: dict[str, LiveKitTarget],
+    real_lkapi: api.LiveKitAPI,
+    rooms: Callable[[str], str],
 ) -> None:
     room = rooms("real")
     await make_room(real_lkapi, room)
@@ -297,9 +305,10 @@ async def test_a_project_that_does_not_answer_neither_holds_up_nor_breaks_the_ot
 
     finished: list[str] = []
     async with impostor_livekit(stuck) as down_url:
-        projects = {**both, "down": LiveKitTarget(down_url, "downkey", "down-secret-0123456789")}
+        # A secret of 32 bytes at least: a shorter one makes PyJWT warn, an error under pytest.
+        projects = {**both, "down": LiveKitTarget(down_url, "downkey", "down-secret-0123456789-0123456789abcdef")}
         lk_file(tmp_path, projects, default="real")
-        async with Client(stdio(env_of(tmp_path, LIVEKIT_MCP_RETRIES="0"))) as client:
+        async with Client(in_process(env=env_of(tmp_path, LIVEKIT_MCP_RETRIES="0"))) as client:
             down_said: list[str] = []
 
             async def on_down() -> None:
@@ -340,8 +349,8 @@ def test_a_project_file_others_may_read_is_warned_about_as_lk_does(tmp_path: Pat
     assert done.stderr.count("should have permissions") == 1
 
 
-async def test_sandbox_serves_two_demo_projects(tmp_path: Path) -> None:
-    async with Client(stdio(env_of(tmp_path), "--sandbox")) as client:
+async def test_sandbox_serves_two_demo_projects(tmp_path: Path, in_process: InProcess) -> None:
+    async with Client(in_process(env=env_of(tmp_path), credentials="sandbox")) as client:
         listed = await ok(client, "list_projects")
         production = await ok(client, "list_rooms", project="production")
         staging = await ok(client, "list_rooms")
@@ -351,7 +360,7 @@ async def test_sandbox_serves_two_demo_projects(tmp_path: Path) -> None:
 
 
 async def test_an_http_token_limited_to_a_project_cannot_use_another(
-    tmp_path: Path, both: dict[str, LiveKitTarget], serve_http: Callable[..., Served]
+    tmp_path: Path, both: dict[str, LiveKitTarget]
 ) -> None:
     lk_file(tmp_path, both, default="real")
     tokens = tmp_path / "tokens.toml"
@@ -359,8 +368,10 @@ async def test_an_http_token_limited_to_a_project_cannot_use_another(
         '[[tokens]]\nprincipal = "staging-bot"\nrole = "read"\n'
         'token = "staging-bot-token-0123"\nprojects = ["sandbox"]\n'
     )
-    server = serve_http(env=env_of(tmp_path, LIVEKIT_MCP_AUTH_FILE=str(tokens)))
-    async with as_principal(server.url, "staging-bot-token-0123") as client:
+    async with (
+        http_in_process(env_of(tmp_path, LIVEKIT_MCP_AUTH_FILE=str(tokens))) as server,
+        server.client(bearer("staging-bot-token-0123")) as client,
+    ):
         listed = await ok(client, "list_projects")
         allowed = await ok(client, "list_rooms", project="sandbox")
         refused = await fails(client, "list_rooms", project="real")

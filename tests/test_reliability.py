@@ -2,11 +2,15 @@
 never sent twice, every failure explained, nothing left running after a timeout or a cancelled call, and the
 server recovering by itself when LiveKit comes back.
 
+The server is built in process, except where the process is the subject: a call cancelled by its HTTP client,
+and a server process that must still be running once LiveKit is back.
+
 Calls are wrapped in hang guards (`anyio.fail_after`), never timed: the behaviour is what is asserted.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,10 +19,23 @@ import pytest
 from aiohttp import web
 from livekit import api
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
 from realkit.processes import connections, until
-from tests.conftest import SECRET, LiveKitTarget, Served, fails, identities, impostor_livekit, no_secret, ok, text
+from tests.conftest import (
+    SECRET,
+    InProcess,
+    LiveKitTarget,
+    Served,
+    fails,
+    http_in_process,
+    identities,
+    impostor_livekit,
+    no_secret,
+    ok,
+    text,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -48,10 +65,10 @@ PASSING = {code for code, status in TWIRP.items() if status in (408, 429) or (st
 HANG_GUARD = 15  # seconds: far beyond any timeout used here; only there so that a hang fails instead of stalling
 
 
-@pytest.fixture(scope="module")
-def impatient(serve_http: Callable[..., Served]) -> Served:
+@pytest.fixture
+def impatient(in_process: InProcess) -> MCPServer[Any]:
     """A server that gives LiveKit one second per call, retries included."""
-    return serve_http("--timeout", "1")
+    return in_process(timeout=1)  # --timeout 1
 
 
 @pytest.fixture
@@ -67,8 +84,10 @@ def serve_for(serve_http: Callable[..., Served], sandbox: Sandbox, *flags: str, 
     return serve_http(*flags, env=LiveKitTarget(sandbox.url, "devkey", SECRET).env(**env))
 
 
-def connections_to(server: Served, sandbox: Sandbox) -> int:
-    return connections(server.process.pid, int(sandbox.url.rsplit(":", 1)[1]))
+def connections_to(server: Served | None, sandbox: Sandbox) -> int:
+    """Connections to `sandbox` of the server's process, or of this one for a server built in process (the
+    sandbox's own sockets are not counted: their remote ports are the clients')."""
+    return connections(server.process.pid if server else os.getpid(), int(sandbox.url.rsplit(":", 1)[1]))
 
 
 async def guarded(client: Client, tool: str, **args: Any) -> str:
@@ -85,11 +104,11 @@ async def guarded(client: Client, tool: str, **args: Any) -> str:
 
 @pytest.mark.parametrize(("code", "status"), TWIRP.items())
 async def test_each_twirp_code_is_explained_and_a_read_is_retried_only_past_a_passing_failure(
-    http_server: Served, admin: SandboxAdmin, code: str, status: int
+    in_process: InProcess, admin: SandboxAdmin, code: str, status: int
 ) -> None:
     await admin.join("r", "alice")
     await admin.fault("RoomService/ListRooms", error=(code, "boom"), times=1)
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         once = await client.call_tool("list_rooms", {})
         await admin.fault("RoomService/ListRooms", error=(code, "boom"))
         always = await guarded(client, "list_rooms")
@@ -102,20 +121,20 @@ async def test_each_twirp_code_is_explained_and_a_read_is_retried_only_past_a_pa
         assert f"LiveKit refused ListRooms ({code}, HTTP {status}): boom" in always
 
 
-async def test_a_read_is_retried_past_a_dropped_connection(http_server: Served, admin: SandboxAdmin) -> None:
+async def test_a_read_is_retried_past_a_dropped_connection(in_process: InProcess, admin: SandboxAdmin) -> None:
     await admin.join("r", "alice")
     await admin.fault("RoomService/ListParticipants", drop=True, times=2)
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         data = await ok(client, "list_participants", room="r")
     assert [p["identity"] for p in data["participants"]] == ["alice"]
 
 
 async def test_a_change_that_failed_is_not_sent_again(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "alice")
     await admin.fault("RoomService/RemoveParticipant", error=("unavailable", "draining"), times=1)
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         message = await guarded(client, "remove_participant", room="r", identity="alice")
         assert "(unavailable, HTTP 503): draining" in message
         assert await identities(lkapi, "r") == {"alice"}  # a retry would have removed her: the fault was used up
@@ -124,21 +143,23 @@ async def test_a_change_that_failed_is_not_sent_again(
 
 
 async def test_a_change_whose_connection_broke_says_it_may_have_happened_and_how_to_check(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "alice")
     await admin.fault("RoomService/RemoveParticipant", drop=True, times=1)
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         message = await guarded(client, "remove_participant", room="r", identity="alice")
     assert "the connection broke during RemoveParticipant" in message
     assert "may or may not have happened: call list_participants" in message
     assert await identities(lkapi, "r") == {"alice"}
 
 
-async def test_a_garbled_answer_to_a_change_says_it_may_have_happened(http_server: Served, admin: SandboxAdmin) -> None:
+async def test_a_garbled_answer_to_a_change_says_it_may_have_happened(
+    in_process: InProcess, admin: SandboxAdmin
+) -> None:
     await admin.join("r", "alice", metadata="old")
     await admin.fault("RoomService/UpdateParticipant", malformed=True)
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         message = await guarded(client, "update_participant", room="r", identity="alice", metadata="new")
     assert "not a valid protobuf message" in message
     assert "may or may not have happened: call get_participant" in message
@@ -148,13 +169,13 @@ async def test_a_garbled_answer_to_a_change_says_it_may_have_happened(http_serve
 
 
 async def test_the_timeout_bounds_a_read_with_its_retries_and_the_server_keeps_serving(
-    impatient: Served, admin: SandboxAdmin
+    impatient: MCPServer[Any], admin: SandboxAdmin
 ) -> None:
     await admin.join("r", "alice")
     # Each attempt fails after 0.7 s: within the 1 s the whole call has, a second one can start but not finish,
     # where 3 retries unbounded by the timeout would make 4 attempts.
     await admin.fault("RoomService/ListParticipants", latency_ms=700, error=("unavailable", "busy"), times=100)
-    async with Client(impatient.url) as client:
+    async with Client(impatient) as client:
         message = await guarded(client, "list_participants", room="r")
         attempts = 100 - (await admin.state())["faults"]["RoomService/ListParticipants"]["times"]
         await admin.clear_faults()
@@ -165,24 +186,24 @@ async def test_the_timeout_bounds_a_read_with_its_retries_and_the_server_keeps_s
     assert [p["identity"] for p in data["participants"]] == ["alice"]
 
 
-async def test_a_timed_out_call_leaves_no_connection_to_livekit_behind(
-    serve_http: Callable[..., Served], own: Sandbox
-) -> None:
+async def test_a_timed_out_call_leaves_no_connection_to_livekit_behind(in_process: InProcess, own: Sandbox) -> None:
     own.state.join("r", "alice")
-    server = serve_for(serve_http, own, "--timeout", "1")
+    server = in_process(env=LiveKitTarget(own.url, "devkey", SECRET).env(), timeout=1)
     own.state.fault("RoomService/GetParticipant", latency_ms=30_000)
     messages: list[str] = []
 
     async def timed_out(client: Client) -> None:
         messages.append(await guarded(client, "get_participant", room="r", identity="alice"))
 
-    async with Client(server.url) as client, anyio.create_task_group() as tg:
-        for _ in range(4):
-            tg.start_soon(timed_out, client)
-    assert own.state.peak_in_flight["RoomService/GetParticipant"] == 4
-    assert all("did not answer GetParticipant within 1 s" in m for m in messages), messages
-    # Had the calls been left running, their connections would stay open while the sandbox stalls.
-    await until("the server closed its connections to LiveKit", lambda: connections_to(server, own) == 0, 5)
+    async with Client(server) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(timed_out, client)
+        assert own.state.peak_in_flight["RoomService/GetParticipant"] == 4
+        assert all("did not answer GetParticipant within 1 s" in m for m in messages), messages
+        # Had the calls been left running, their connections would stay open while the sandbox stalls (checked
+        # while the server still runs: its LiveKit client is closed with it).
+        await until("the server closed its connections to LiveKit", lambda: connections_to(None, own) == 0, 5)
 
 
 # --- Cancellation -------------------------------------------------------------------------------------
@@ -210,15 +231,14 @@ async def test_a_call_the_client_cancels_stops_talking_to_livekit(
 # --- Bounded fan-out ----------------------------------------------------------------------------------
 
 
-async def test_find_agent_over_many_rooms_never_has_more_than_the_concurrency_limit_in_flight(
-    serve_http: Callable[..., Served], own: Sandbox
-) -> None:
+async def test_find_agent_over_many_rooms_never_has_more_than_the_concurrency_limit_in_flight(own: Sandbox) -> None:
     for n in range(24):
         own.state.join_agent(f"busy-{n:02d}", "helper")
-    server = serve_for(serve_http, own, LIVEKIT_MCP_CONCURRENCY="3")
+    # Over HTTP (in process): one server running for both clients, as one process serves all its sessions.
+    env = LiveKitTarget(own.url, "devkey", SECRET).env(LIVEKIT_MCP_CONCURRENCY="3")
     # Slow answers, so that requests overlap as much as the server lets them.
     own.state.fault("RoomService/ListParticipants", latency_ms=50)
-    async with Client(server.url) as first, Client(server.url) as second:
+    async with http_in_process(env) as server, server.client() as first, server.client() as second:
         results: list[dict[str, Any]] = []
 
         async def find(client: Client) -> None:
@@ -270,20 +290,19 @@ async def test_livekit_stopped_and_restarted_on_the_same_port_is_used_again_with
     ids=["dns", "tls"],
 )
 async def test_a_wrong_livekit_url_is_explained(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, url: str, expected: str
+    in_process: InProcess, livekit: LiveKitTarget, url: str, expected: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = url.format(sandbox=livekit.url.removeprefix("http://"))
-    server = serve_http(env=livekit.env(LIVEKIT_URL=url))
-    async with Client(server.url) as client:
+    async with Client(in_process(env=livekit.env(LIVEKIT_URL=url))) as client:
         message = await guarded(client, "list_rooms")
     assert expected in message
-    no_secret(server.stderr())
+    no_secret(caplog.text, *(record.getMessage() for record in caplog.records))
 
 
 HUGE = "(100 MiB)"
 
 
-async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Callable[..., Served]) -> None:
+async def test_answers_that_are_not_livekit_answers_are_explained(in_process: InProcess) -> None:
     answer = [(200, "text/html", "")]  # status, content type, body: what the impostor answers now
 
     async def impostor(request: web.Request) -> web.StreamResponse:
@@ -297,9 +316,8 @@ async def test_answers_that_are_not_livekit_answers_are_explained(serve_http: Ca
         return response
 
     async with impostor_livekit(impostor) as url:
-        server = serve_http(env=LiveKitTarget(url, "devkey", SECRET).env())
         messages = {}
-        async with Client(server.url) as client:
+        async with Client(in_process(env=LiveKitTarget(url, "devkey", SECRET).env())) as client:
             for case, status, content_type, body in [
                 ("empty page", 200, "text/html", ""),  # would decode as "no rooms"
                 ("web page", 200, "text/html", "<!DOCTYPE html><html><body>Welcome</body></html>"),

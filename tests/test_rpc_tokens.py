@@ -1,6 +1,7 @@
-"""perform_rpc, create_join_token and remove_agent(grace_seconds=N), end to end: the MCP SDK client over
-streamable HTTP -> livekit-mcp -> the sandbox, and -> the REAL livekit-server with real participants (WebRTC,
-the `livekit` SDK, registering RPC methods) and real `livekit-agents` workers (the demo agent).
+"""perform_rpc, create_join_token and remove_agent(grace_seconds=N), end to end: the MCP SDK client -> livekit-mcp
+built in process -> the sandbox, and over streamable HTTP -> a livekit-mcp process -> the REAL livekit-server with
+real participants (WebRTC, the `livekit` SDK, registering RPC methods) and real `livekit-agents` workers (the demo
+agent).
 
 After each change LiveKit's state is checked with `livekit-api` (and the participant's own view where it has
 one), not only the tool's answer. Waits are bounded (`until`).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.models import SHUTDOWN_METHOD, SHUTDOWN_TOPIC
@@ -30,7 +33,7 @@ from realkit.agents import RealAgentWorker, start_real_agent_worker
 from realkit.livekit_server import RealLiveKitServer
 from realkit.participants import RealPeople
 from realkit.processes import until
-from tests.conftest import LiveKitTarget, Served, call, fails, ok, text
+from tests.conftest import InProcess, LiveKitTarget, Served, call, fails, http_in_process, ok, text
 from tests.test_real_tools import one_agent, participants, unique
 
 pytestmark = pytest.mark.anyio
@@ -39,15 +42,9 @@ ALL_TOOLSETS = ",".join(TOOLSETS)
 NOTHING_SENT = "nothing was sent to LiveKit"
 
 
-async def tool_names(url: str) -> set[str]:
-    async with Client(url) as client:
+async def tool_names(server: MCPServer[Any]) -> set[str]:
+    async with Client(server) as client:
         return {t.name for t in (await client.list_tools()).tools}
-
-
-@pytest.fixture(scope="module")
-def with_tokens(serve_http: Callable[..., Served]) -> Served:
-    """Every toolset, tokens included, on the sandbox."""
-    return serve_http("--toolsets", ALL_TOOLSETS)
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +65,19 @@ async def room(real_lkapi: api.LiveKitAPI) -> AsyncIterator[str]:
 
 
 async def test_rpc_is_offered_by_default_tokens_only_when_asked_and_read_only_hides_both(
-    http_server: Served, with_tokens: Served, serve_http: Callable[..., Served]
+    in_process: InProcess,
 ) -> None:
-    default = await tool_names(http_server.url)
+    default = await tool_names(in_process())
     assert "perform_rpc" in default
     assert "create_join_token" not in default
-    assert {"perform_rpc", "create_join_token"} <= await tool_names(with_tokens.url)
-    read_only = await tool_names(serve_http("--toolsets", ALL_TOOLSETS, "--read-only").url)
+    assert {"perform_rpc", "create_join_token"} <= await tool_names(in_process(toolsets=ALL_TOOLSETS))
+    read_only = await tool_names(in_process(toolsets=ALL_TOOLSETS, read_only=True))
     assert "list_rooms" in read_only
     assert not read_only & {"perform_rpc", "create_join_token", "remove_agent"}
 
 
-async def test_tools_list_of_every_toolset_stays_under_16_kb(serve_http: Callable[..., Served]) -> None:
-    server = serve_http("--toolsets", ALL_TOOLSETS)
-    async with Client(server.url) as client:
+async def test_tools_list_of_every_toolset_stays_under_16_kb(in_process: InProcess) -> None:
+    async with Client(in_process(toolsets=ALL_TOOLSETS)) as client:
         tools = (await client.list_tools()).tools
     listed = [t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"}) for t in tools]
     size = len(json.dumps(listed, separators=(",", ":"), ensure_ascii=False))
@@ -92,7 +88,7 @@ async def test_tools_list_of_every_toolset_stays_under_16_kb(serve_http: Callabl
 
 
 async def test_each_bad_argument_names_its_field_and_what_is_allowed_and_nothing_reaches_livekit(
-    with_tokens: Served, admin: SandboxAdmin
+    in_process: InProcess, admin: SandboxAdmin
 ) -> None:
     await admin.join("r", "alice")
     await admin.join_agent("r", "helper")
@@ -116,7 +112,7 @@ async def test_each_bad_argument_names_its_field_and_what_is_allowed_and_nothing
         ("remove_agent", {"room": "r", "grace_seconds": 61}, "grace_seconds", "less than or equal to 60"),
         ("remove_agent", {"room": "r", "grace_seconds": -1}, "grace_seconds", "greater than or equal to 0"),
     ]
-    async with Client(with_tokens.url) as client:
+    async with Client(in_process(toolsets=ALL_TOOLSETS)) as client:
         for tool, args, field, allowed in bad:
             message = await fails(client, tool, **args)
             assert NOTHING_SENT in message, (tool, args, message)
@@ -131,10 +127,10 @@ async def test_each_bad_argument_names_its_field_and_what_is_allowed_and_nothing
 
 
 async def test_on_the_sandbox_a_participant_without_a_client_never_acknowledges(
-    http_server: Served, admin: SandboxAdmin
+    in_process: InProcess, admin: SandboxAdmin
 ) -> None:
     await admin.join("r", "alice")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         result = await call(client, "perform_rpc", room="r", destination_identity="alice", method="m")
         missing = await fails(client, "perform_rpc", room="r", destination_identity="bob", method="m")
         ghost = await fails(client, "perform_rpc", room="ghost", destination_identity="bob", method="m")
@@ -148,16 +144,15 @@ async def test_on_the_sandbox_a_participant_without_a_client_never_acknowledges(
 
 
 async def test_policy_applies_to_rpc_and_tokens(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin
 ) -> None:
     await admin.join("vip-1", "alice")
     await admin.join("secret-1", "alice")
-    server = serve_http(
-        "--toolsets",
-        ALL_TOOLSETS,
+    server = in_process(
         env=livekit.env(LIVEKIT_MCP_PROTECTED_ROOMS="vip-*", LIVEKIT_MCP_ALLOWED_ROOMS="vip-*,open-*"),
+        toolsets=ALL_TOOLSETS,
     )
-    async with Client(server.url) as client:
+    async with Client(server) as client:
         rpc = await fails(client, "perform_rpc", room="vip-1", destination_identity="alice", method="m")
         token = await fails(client, "create_join_token", room="vip-1", identity="viewer")
         hidden = await fails(client, "create_join_token", room="secret-1", identity="viewer")
@@ -170,12 +165,15 @@ async def test_policy_applies_to_rpc_and_tokens(
 
 
 async def test_a_join_token_is_in_its_answer_only_never_in_logs_or_the_audit_log(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+    livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await admin.join("r", "alice")
     audit = tmp_path / "audit.jsonl"
-    server = serve_http("--toolsets", ALL_TOOLSETS, "--log-level", "DEBUG", "--audit-log", str(audit))
-    async with Client(server.url) as client:
+    caplog.set_level(logging.DEBUG)  # --log-level DEBUG: every record of the server and of the SDK's HTTP transport
+    async with (
+        http_in_process(livekit.env(), toolsets=ALL_TOOLSETS, audit_log=audit) as server,
+        server.client() as client,
+    ):
         made = await ok(client, "create_join_token", room="r", identity="listener", ttl_seconds=120, name="Ops")
         taken = await fails(client, "create_join_token", room="r", identity="alice")
     token = made["token"]
@@ -183,7 +181,7 @@ async def test_a_join_token_is_in_its_answer_only_never_in_logs_or_the_audit_log
     assert claims.video is not None
     assert (claims.identity, claims.name, claims.video.room) == ("listener", "Ops", "r")
     assert "joining with it would disconnect them" in taken
-    stderr = server.stderr()
+    stderr = caplog.text + "".join(record.getMessage() for record in caplog.records)
     assert "create_join_token" in stderr  # the DEBUG log did see the call
     assert token not in stderr
     assert token.split(".")[2] not in stderr  # not even its signature
@@ -200,11 +198,11 @@ async def test_a_join_token_is_in_its_answer_only_never_in_logs_or_the_audit_log
 
 
 async def test_on_the_sandbox_an_agent_that_cannot_answer_is_asked_then_removed_after_the_grace(
-    http_server: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("r", "alice")
     agent = await admin.join_agent("r", "helper")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         # keep_out=False: in the sandbox a deleted dispatch takes its agent with it at once (ended_with_dispatch).
         removed = await ok(client, "remove_agent", room="r", agent_name="helper", grace_seconds=1, keep_out=False)
     (departure,) = removed["departures"]
@@ -223,11 +221,11 @@ async def test_on_the_sandbox_an_agent_that_cannot_answer_is_asked_then_removed_
 
 
 async def test_a_graceful_removal_is_confirmed_like_any_other_with_its_grace_in_the_plan(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     agent = await admin.join_agent("r", "helper")
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto"))
-    async with Client(server.url) as bot:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto"))
+    async with Client(server) as bot:
         preview = await ok(bot, "remove_agent", room="r", grace_seconds=1)
         assert preview["outcome"] == "confirmation_required"
         assert "to leave by themselves, waits up to 1 s" in text(

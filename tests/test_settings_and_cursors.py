@@ -1,6 +1,7 @@
 """Crafted list cursors are refused as tool errors, and the README's settings that had no test of their own.
 
-Every server is a `livekit-mcp` process driven over HTTP, by the MCP SDK's client or by plain requests.
+Every server is built in the test process from its settings: driven by the MCP SDK's client in memory, or by plain
+HTTP requests to its HTTP app (in process too) for what only HTTP has: Host, Origin and the OAuth metadata.
 """
 
 from __future__ import annotations
@@ -8,18 +9,17 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 from livekit import api
 from mcp import Client
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, fails, identities, ok, text
+from tests.asgi import asgi_client
+from tests.conftest import InProcess, InProcessHTTP, LiveKitTarget, fails, http_in_process, identities, ok, text
 
 pytestmark = pytest.mark.anyio
 
@@ -59,12 +59,12 @@ def refused_cursor(message: str) -> None:
 
 
 async def test_crafted_cursors_are_tool_errors_naming_the_cursor_and_the_server_keeps_serving(
-    http_server: Served, admin: SandboxAdmin
+    in_process: InProcess, admin: SandboxAdmin
 ) -> None:
     await admin.join("r1", "alice")
     await admin.join("r1", "bob")
     await admin.join("r2", "carol")
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         for name, cursor in (EITHER | ROOMS_ONLY).items():
             message = await fails(client, "list_rooms", cursor=cursor)
             refused_cursor(message)
@@ -93,42 +93,43 @@ INITIALIZE = {
 }
 
 
-async def post(url: str, **headers: str) -> tuple[int, str]:
+async def post(server: InProcessHTTP, **headers: str) -> int:
+    """The status of an initialize request to the server's HTTP app with these headers."""
     accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as session, session.post(url, json=INITIALIZE, headers=accept | headers) as r:
-        return r.status, await r.text()
+    async with asgi_client(server.app) as http:
+        response = await http.post(server.url, json=INITIALIZE, headers=accept | headers)
+        await response.aclose()
+        return response.status_code
 
 
-async def test_allowed_hosts_and_origins_are_served_and_others_refused(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget
-) -> None:
-    server = serve_http(
-        env=livekit.env(
-            LIVEKIT_MCP_ALLOWED_HOSTS="mcp.example.com", LIVEKIT_MCP_ALLOWED_ORIGINS="https://app.example.com"
-        )
+async def test_allowed_hosts_and_origins_are_served_and_others_refused(livekit: LiveKitTarget) -> None:
+    env = livekit.env(
+        LIVEKIT_MCP_ALLOWED_HOSTS="mcp.example.com", LIVEKIT_MCP_ALLOWED_ORIGINS="https://app.example.com"
     )
-    assert (await post(server.url, Host="mcp.example.com"))[0] == 200
-    assert (await post(server.url, Host="other.example.com"))[0] == 421
-    assert (await post(server.url, Origin="https://app.example.com"))[0] == 200
-    assert (await post(server.url, Origin="https://other.example.com"))[0] == 403
-    assert (await post(server.url, Host="mcp.example.com", Origin="https://other.example.com"))[0] == 403
+    async with http_in_process(env) as server:
+        assert await post(server, Host="mcp.example.com") == 200
+        assert await post(server, Host="other.example.com") == 421
+        assert await post(server, Origin="https://app.example.com") == 200
+        assert await post(server, Origin="https://other.example.com") == 403
+        assert await post(server, Host="mcp.example.com", Origin="https://other.example.com") == 403
 
 
-async def test_without_allowed_hosts_a_non_loopback_host_is_refused(http_server: Served) -> None:
-    assert (await post(http_server.url, Host="mcp.example.com"))[0] == 421
-    assert (await post(http_server.url, Origin="https://app.example.com"))[0] == 403
-    assert (await post(http_server.url))[0] == 200
+async def test_without_allowed_hosts_a_non_loopback_host_is_refused(livekit: LiveKitTarget) -> None:
+    async with http_in_process(livekit.env()) as server:
+        assert await post(server, Host="mcp.example.com") == 421
+        assert await post(server, Origin="https://app.example.com") == 403
+        assert await post(server) == 200
 
 
 # --- Confirmation tokens -----------------------------------------------------------------------------
 
 
 async def test_a_confirm_token_past_the_confirm_ttl_is_refused_as_expired(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("support", "customer")
-    server = serve_http(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_TTL="1"))
-    async with Client(server.url) as bot:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_CONFIRM_TTL="1"))
+    async with Client(server) as bot:
         issued = time.time()
         preview = await ok(bot, "remove_participant", room="support", identity="customer")
         token = preview["confirm_token"]
@@ -146,20 +147,15 @@ async def test_a_confirm_token_past_the_confirm_ttl_is_refused_as_expired(
 # --- Public URL --------------------------------------------------------------------------------------
 
 
-async def test_the_public_url_is_the_resource_the_oauth_metadata_names(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget
-) -> None:
+async def test_the_public_url_is_the_resource_the_oauth_metadata_names(livekit: LiveKitTarget) -> None:
     public = "https://mcp.example.com/mcp"
-    server = serve_http(
-        env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS="bot:write:token-0123456789abcdef", LIVEKIT_MCP_PUBLIC_URL=public)
-    )
-    url = server.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
-    async with aiohttp.ClientSession() as session:
-        async with session.get(url) as response:
-            assert response.status == 200
-            metadata: dict[str, Any] = await response.json()
-        async with session.post(server.url, json=INITIALIZE) as unauthorized:
-            challenge = unauthorized.headers["WWW-Authenticate"]
+    env = livekit.env(LIVEKIT_MCP_AUTH_TOKENS="bot:write:token-0123456789abcdef", LIVEKIT_MCP_PUBLIC_URL=public)
+    async with http_in_process(env) as server, asgi_client(server.app) as http:
+        response = await http.get(server.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"))
+        assert response.status_code == 200
+        metadata: dict[str, Any] = response.json()
+        unauthorized = await http.post(server.url, json=INITIALIZE)
+        challenge = unauthorized.headers["WWW-Authenticate"]
     assert metadata["resource"] == public
     assert server.url not in json.dumps(metadata)
     assert "https://mcp.example.com/.well-known/oauth-protected-resource/mcp" in challenge
@@ -169,16 +165,16 @@ async def test_the_public_url_is_the_resource_the_oauth_metadata_names(
 
 
 async def test_with_no_retries_a_read_that_failed_in_passing_fails_and_by_default_it_succeeds(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, http_server: Served, admin: SandboxAdmin
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin
 ) -> None:
     await admin.join("r", "alice")
-    once = serve_http(env=livekit.env(LIVEKIT_MCP_RETRIES="0"))
-    async with Client(once.url) as client:
+    once = in_process(env=livekit.env(LIVEKIT_MCP_RETRIES="0"))
+    async with Client(once) as client:
         await admin.fault("RoomService/ListRooms", error=("unavailable", "draining"), times=1)
         failed = await fails(client, "list_rooms")
         assert (await ok(client, "list_rooms"))["total"] == 1  # the one failure was used up: one attempt, no retry
     assert "unavailable" in failed
-    async with Client(http_server.url) as client:
+    async with Client(in_process()) as client:
         await admin.fault("RoomService/ListRooms", error=("unavailable", "draining"), times=1)
         result = await client.call_tool("list_rooms", {})
     assert not result.is_error, text(result)
@@ -189,12 +185,12 @@ async def test_with_no_retries_a_read_that_failed_in_passing_fails_and_by_defaul
 
 
 async def test_the_audit_log_flag_gets_a_line_per_attempted_change(
-    serve_http: Callable[..., Served], admin: SandboxAdmin, tmp_path: Path
+    in_process: InProcess, admin: SandboxAdmin, tmp_path: Path
 ) -> None:
     await admin.join("r", "alice")
     audit = tmp_path / "flag-audit.jsonl"
-    server = serve_http("--audit-log", str(audit))
-    async with Client(server.url) as client:
+    server = in_process(audit_log=audit)  # the --audit-log flag
+    async with Client(server) as client:
         await ok(client, "update_room_metadata", room="r", metadata="m")
         await ok(client, "list_rooms")  # reads are not audited
     written = [json.loads(line) for line in audit.read_text().splitlines()]

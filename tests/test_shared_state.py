@@ -1,6 +1,7 @@
 """What replicas share through the store (issue 13, item 2): a confirm token acts once across all of them, and the
-destructive-action budget is theirs together, and so is room history. Two real server processes on one real Redis,
-or one SQLite file.
+destructive-action budget is theirs together, and so is room history. Two servers built in process on one real
+Redis or one SQLite file, each with its own connection to it, as two processes have; two real server processes where
+the sandbox must post its webhooks to one of them.
 """
 
 from __future__ import annotations
@@ -8,14 +9,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from livekit import api
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import LiveKitTarget, Served, call, identities, ok, text
+from tests.conftest import InProcess, LiveKitTarget, Served, call, identities, ok, text
 from tests.test_guardrails import guarded
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +27,7 @@ KEY = "one-key-for-both-replicas-0123456789abcdef"
 
 
 async def test_a_token_redeemed_on_one_replica_is_refused_on_the_other_even_in_flight(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
@@ -32,15 +35,15 @@ async def test_a_token_redeemed_on_one_replica_is_refused_on_the_other_even_in_f
 ) -> None:
     await admin.join("shared", "dana")
     env = guarded(livekit, confirm_key=KEY, store=redis_url)
-    a, b = serve_http("--stateless", env=env), serve_http("--stateless", env=env)
-    async with Client(a.url) as first:
+    a, b = in_process(env=env), in_process(env=env)
+    async with Client(a) as first:
         token = (await ok(first, "remove_participant", room="shared", identity="dana"))["confirm_token"]
     # LiveKit slow to remove her: the second replica plans while the first is still acting, and would act too.
     await admin.fault("RoomService/RemoveParticipant", latency_ms=1500, times=1)
     answers: dict[str, str] = {}
 
-    async def redeem(name: str, served: Served) -> None:
-        async with Client(served.url) as c:
+    async def redeem(name: str, served: MCPServer[Any]) -> None:
+        async with Client(served) as c:
             result = await call(c, "remove_participant", room="shared", identity="dana", confirm_token=token)
             answers[name] = "error: " + text(result) if result.is_error else str(result.structured_content)
 
@@ -57,7 +60,7 @@ async def test_a_token_redeemed_on_one_replica_is_refused_on_the_other_even_in_f
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_the_destructive_budget_is_counted_across_replicas(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     livekit: LiveKitTarget,
     admin: SandboxAdmin,
     lkapi: api.LiveKitAPI,
@@ -74,8 +77,8 @@ async def test_the_destructive_budget_is_counted_across_replicas(
     for who in ("ann", "ben"):
         await admin.join(f"budget-{kind}", who)
     env = livekit.env(LIVEKIT_MCP_STORE=store, LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="1")
-    a, b = serve_http(env=env), serve_http(env=env)
-    async with Client(a.url) as first, Client(b.url) as second:
+    a, b = in_process(env=env), in_process(env=env)
+    async with Client(a) as first, Client(b) as second:
         assert (await ok(first, "remove_participant", room=f"budget-{kind}", identity="ann"))["outcome"] == "done"
         refused = await call(second, "remove_participant", room=f"budget-{kind}", identity="ben")
     assert refused.is_error

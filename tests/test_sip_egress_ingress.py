@@ -1,28 +1,30 @@
-"""The sip, egress and ingress toolsets end to end: the MCP SDK client over streamable HTTP -> livekit-mcp -> the
-sandbox, and -> the REAL livekit-server (with Redis: its SIP trunk and dispatch-rule store, its egress and ingress
-lists) with real participants. No SIP, egress or ingress service runs beside the real server here, so there the
-tests check what a user is told when one is missing. LiveKit's state is checked with `livekit-api` after a change.
+"""The sip, egress and ingress toolsets end to end: the MCP SDK client -> livekit-mcp built in process -> the
+sandbox, and over streamable HTTP -> a livekit-mcp process -> the REAL livekit-server (with Redis: its SIP trunk and
+dispatch-rule store, its egress and ingress lists) with real participants. No SIP, egress or ingress service runs
+beside the real server here, so there the tests check what a user is told when one is missing. LiveKit's state is
+checked with `livekit-api` after a change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from livekit import api
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
 from realkit.participants import RealPeople
-from tests.conftest import LiveKitTarget, Served, call, fails, identities, ok, text
+from tests.conftest import InProcess, LiveKitTarget, Served, call, fails, http_in_process, identities, ok, text
+from tests.test_attacks_guardrails import bearer
 from tests.test_attacks_service import refused
 from tests.test_real_tools import unique
 
@@ -48,25 +50,33 @@ READ_TOKEN = "viewer-token-0123456789abcdef"
 WRITE_TOKEN = "operator-token-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def everything(livekit: LiveKitTarget, serve_http: Callable[..., Served]) -> Served:
+@pytest.fixture
+def everything(livekit: LiveKitTarget, in_process: InProcess) -> MCPServer[Any]:
     """Every toolset on the sandbox, recording to a stream (whose key must never be shown), acting at once."""
-    return serve_http("--toolsets", ALL, env=livekit.env(LIVEKIT_MCP_EGRESS_OUTPUT=STREAM))
+    return in_process(env=livekit.env(LIVEKIT_MCP_EGRESS_OUTPUT=STREAM), toolsets=ALL)
 
 
-@pytest.fixture(scope="module")
-def audit_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("audit") / "audit.jsonl"
+@pytest.fixture
+def audit_log(tmp_path: Path) -> Path:
+    return tmp_path / "audit.jsonl"
 
 
-@pytest.fixture(scope="module")
-def confirming(livekit: LiveKitTarget, serve_http: Callable[..., Served], audit_log: Path) -> Served:
+@pytest.fixture
+def confirming(
+    livekit: LiveKitTarget, in_process: InProcess, audit_log: Path, caplog: pytest.LogCaptureFixture
+) -> MCPServer[Any]:
     """Every toolset on the sandbox with confirmation on (the SDK client does not elicit: confirm tokens) and an
-    audit log."""
+    audit log; every record it logs, at any level, in `caplog`."""
+    caplog.set_level(logging.DEBUG)
     env = livekit.env(
         LIVEKIT_MCP_CONFIRM="auto", LIVEKIT_MCP_EGRESS_OUTPUT=STREAM, LIVEKIT_MCP_AUDIT_LOG=str(audit_log)
     )
-    return serve_http("--toolsets", ALL, env=env)
+    return in_process(env=env, toolsets=ALL)
+
+
+def server_log(caplog: pytest.LogCaptureFixture) -> str:
+    """What the server logged (what a process prints on stderr), each record's message and exception in full."""
+    return caplog.text + "".join(record.getMessage() for record in caplog.records)
 
 
 async def outbound_trunk(lk: api.LiveKitAPI, name: str = "desk") -> api.SIPOutboundTrunkInfo:
@@ -90,8 +100,8 @@ async def inbound_trunk_and_rule(lk: api.LiveKitAPI, room: str) -> tuple[str, st
     return trunk.sip_trunk_id, rule.sip_dispatch_rule_id
 
 
-async def names(url: str) -> set[str]:
-    async with Client(url) as client:
+async def names(server: MCPServer[Any]) -> set[str]:
+    async with Client(server) as client:
         return {t.name for t in (await client.list_tools()).tools}
 
 
@@ -99,11 +109,11 @@ async def names(url: str) -> set[str]:
 
 
 async def test_sip_egress_and_ingress_are_off_by_default_on_when_named_and_read_only_keeps_their_lists(
-    http_server: Served, everything: Served, serve_http: Callable[..., Served]
+    in_process: InProcess, everything: MCPServer[Any]
 ) -> None:
-    assert not await names(http_server.url) & NEW_TOOLS
-    assert await names(everything.url) >= NEW_TOOLS
-    read_only = await names(serve_http("--toolsets", "sip,egress,ingress", "--read-only").url)
+    assert not await names(in_process()) & NEW_TOOLS
+    assert await names(everything) >= NEW_TOOLS
+    read_only = await names(in_process(toolsets="sip,egress,ingress", read_only=True))
     assert read_only == {"list_sip_trunks", "list_sip_dispatch_rules", "list_egress", "list_ingress", "list_projects"}
 
 
@@ -111,11 +121,11 @@ async def test_sip_egress_and_ingress_are_off_by_default_on_when_named_and_read_
 
 
 async def test_trunks_and_rules_show_numbers_rooms_and_agents_never_passwords_or_pins(
-    everything: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    everything: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     out = await outbound_trunk(lkapi)
     trunk_id, rule_id = await inbound_trunk_and_rule(lkapi, "front")
-    async with Client(everything.url) as client:
+    async with Client(everything) as client:
         trunks = await call(client, "list_sip_trunks")
         rules = await call(client, "list_sip_dispatch_rules")
     listed = {t["id"]: t for t in trunks.structured_content["trunks"]}
@@ -153,11 +163,11 @@ async def test_trunks_and_rules_show_numbers_rooms_and_agents_never_passwords_or
 
 
 async def test_a_dial_out_is_confirmed_with_its_blast_radius_then_the_caller_is_in_the_room(
-    confirming: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    confirming: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     args = {"room": "support", "sip_trunk_id": trunk.sip_trunk_id, "sip_call_to": "+15550142"}
-    async with Client(confirming.url) as client:
+    async with Client(confirming) as client:
         preview = await ok(client, "create_sip_participant", **args)
         assert preview["outcome"] == "confirmation_required"
         assert not [r for r in (await admin.state())["rooms"] if r["name"] == "support"]
@@ -172,10 +182,10 @@ async def test_a_dial_out_is_confirmed_with_its_blast_radius_then_the_caller_is_
 
 
 async def test_the_dial_out_question_names_the_number_the_trunk_and_the_cost(
-    confirming: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    confirming: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
-    async with Client(confirming.url) as client:
+    async with Client(confirming) as client:
         result = await call(
             client, "create_sip_participant", room="support", sip_trunk_id=trunk.sip_trunk_id, sip_call_to="+15550142"
         )
@@ -186,7 +196,7 @@ async def test_the_dial_out_question_names_the_number_the_trunk_and_the_cost(
 
 
 async def test_a_transfer_shows_the_caller_asks_and_then_the_caller_leaves(
-    confirming: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    confirming: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     await lkapi.sip.create_sip_participant(
@@ -194,7 +204,7 @@ async def test_a_transfer_shows_the_caller_asks_and_then_the_caller_leaves(
     )
     await admin.join("support", "agent-ann")
     args = {"room": "support", "identity": "sip_+15550142", "transfer_to": "tel:+15550177"}
-    async with Client(confirming.url) as client:
+    async with Client(confirming) as client:
         preview = await call(client, "transfer_sip_participant", **args)
         assert "transfers the phone call of 'sip_+15550142' (+15550142) in room 'support' to tel:+15550177" in text(
             preview
@@ -209,14 +219,14 @@ async def test_a_transfer_shows_the_caller_asks_and_then_the_caller_leaves(
 
 
 async def test_protected_sip_callers_are_never_transferred(
-    livekit: LiveKitTarget, serve_http: Callable[..., Served], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    livekit: LiveKitTarget, in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     await lkapi.sip.create_sip_participant(
         api.CreateSIPParticipantRequest(room_name="support", sip_trunk_id=trunk.sip_trunk_id, sip_call_to="+15550142")
     )
-    server = serve_http("--toolsets", "sip", env=livekit.env(LIVEKIT_MCP_PROTECTED_KINDS="SIP"))
-    async with Client(server.url) as client:
+    server = in_process(env=livekit.env(LIVEKIT_MCP_PROTECTED_KINDS="SIP"), toolsets="sip")
+    async with Client(server) as client:
         refused = await fails(
             client, "transfer_sip_participant", room="support", identity="sip_+15550142", transfer_to="tel:+1555"
         )
@@ -225,14 +235,14 @@ async def test_protected_sip_callers_are_never_transferred(
 
 
 async def test_a_missing_sip_service_is_one_line_naming_it(
-    everything: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    everything: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     # What livekit-server 1.13.5 answers when no SIP service is connected (tests/sandbox/test_sip_egress_ingress.py).
     await admin.fault(
         "SIP/CreateSIPParticipant", error=("unavailable", "twirp error unknown: no response from servers")
     )
-    async with Client(everything.url) as client:
+    async with Client(everything) as client:
         said = await fails(
             client, "create_sip_participant", room="support", sip_trunk_id=trunk.sip_trunk_id, sip_call_to="+15550142"
         )
@@ -242,17 +252,17 @@ async def test_a_missing_sip_service_is_one_line_naming_it(
     assert "\n" not in said
     # Without Redis livekit-server has no SIP store: a read that meets it once is not retried (a retry would pass).
     await admin.fault("SIP/ListSIPInboundTrunk", error=("internal", "sip not connected (redis required)"), times=1)
-    async with Client(everything.url) as client:
+    async with Client(everything) as client:
         said = await fails(client, "list_sip_trunks")
     assert "ListSIPInboundTrunk was answered 'sip not connected (redis required)'" in said
     assert "livekit-server runs without Redis, which its SIP service needs" in said
 
 
 async def test_the_demo_sandbox_has_a_phone_line_whose_caller_can_be_handed_over(
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
 ) -> None:
-    server = serve_http("--sandbox", "--toolsets", "participants,sip")
-    async with Client(server.url) as client:
+    server = in_process(credentials="sandbox", toolsets="participants,sip")  # --sandbox
+    async with Client(server) as client:
         trunks = await ok(client, "list_sip_trunks")
         (rule,) = (await ok(client, "list_sip_dispatch_rules"))["rules"]
         moved = await ok(
@@ -276,10 +286,10 @@ async def test_the_demo_sandbox_has_a_phone_line_whose_caller_can_be_handed_over
 
 
 async def test_a_room_is_recorded_to_the_configured_stream_and_the_stop_names_what_stops(
-    confirming: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    confirming: MCPServer[Any], admin: SandboxAdmin, lkapi: api.LiveKitAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     await admin.join("town-hall", "mayor")
-    async with Client(confirming.url) as client:
+    async with Client(confirming) as client:
         started = await call(client, "start_room_egress", room="town-hall")
         assert not started.is_error, text(started)
         egress_id = started.structured_content["egress"]["egress_id"]
@@ -298,17 +308,21 @@ async def test_a_room_is_recorded_to_the_configured_stream_and_the_stop_names_wh
     (info,) = (await lkapi.egress.list_egress(api.ListEgressRequest(egress_id=egress_id))).items
     assert info.status == api.EgressStatus.EGRESS_COMPLETE
     assert list(info.room_composite.stream_outputs[0].urls) == [STREAM]  # what LiveKit was given: the whole URL
-    log = await anyio.Path(confirming.log).read_text()
-    for shown in (text(started), json.dumps(started.structured_content), text(preview), json.dumps(stopped), log):
+    for shown in (
+        text(started),
+        json.dumps(started.structured_content),
+        text(preview),
+        json.dumps(stopped),
+        server_log(caplog),
+    ):
         assert STREAM_KEY not in shown
 
 
 async def test_without_a_configured_output_nothing_is_recorded(
-    serve_http: Callable[..., Served], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("town-hall", "mayor")
-    server = serve_http("--toolsets", "egress")
-    async with Client(server.url) as client:
+    async with Client(in_process(toolsets="egress")) as client:
         said = await fails(client, "start_room_egress", room="town-hall")
     assert "LIVEKIT_MCP_EGRESS_OUTPUT" in said
     assert "never taken from chat" in said
@@ -316,9 +330,13 @@ async def test_without_a_configured_output_nothing_is_recorded(
 
 
 async def test_an_ingress_key_is_shown_once_never_logged_and_deleting_it_asks_first(
-    confirming: Served, admin: SandboxAdmin, lkapi: api.LiveKitAPI, audit_log: Path
+    confirming: MCPServer[Any],
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    audit_log: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with Client(confirming.url) as client:
+    async with Client(confirming) as client:
         made = (await ok(client, "create_ingress", input_type="RTMP", room="stage", participant_identity="obs"))[
             "ingress"
         ]
@@ -338,14 +356,14 @@ async def test_an_ingress_key_is_shown_once_never_logged_and_deleting_it_asks_fi
     assert '"create_ingress"' in logged
     assert '"delete_ingress"' in logged
     assert key not in logged
-    assert key not in await anyio.Path(confirming.log).read_text()
+    assert key not in server_log(caplog)
 
 
 # --- policy: protected rooms, roles, the rate of destructive actions -----------------------------------
 
 
 async def test_protected_rooms_are_never_dialled_into_recorded_or_streamed_into_nor_their_recordings_stopped(
-    livekit: LiveKitTarget, serve_http: Callable[..., Served], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    livekit: LiveKitTarget, in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     await admin.join("board", "chair")
@@ -353,8 +371,7 @@ async def test_protected_rooms_are_never_dialled_into_recorded_or_streamed_into_
     recording = api.RoomCompositeEgressRequest(room_name="board", file_outputs=[output])
     egress_id = (await lkapi.egress.start_room_composite_egress(recording)).egress_id
     env = livekit.env(LIVEKIT_MCP_PROTECTED_ROOMS="board", LIVEKIT_MCP_EGRESS_OUTPUT=STREAM)
-    server = serve_http("--toolsets", ALL, env=env)
-    async with Client(server.url) as client:
+    async with Client(in_process(env=env, toolsets=ALL)) as client:
         refusals = [
             await fails(
                 client, "create_sip_participant", room="board", sip_trunk_id=trunk.sip_trunk_id, sip_call_to="+1555"
@@ -373,7 +390,7 @@ async def test_protected_rooms_are_never_dialled_into_recorded_or_streamed_into_
 
 
 async def test_a_read_only_caller_lists_but_changes_nothing_and_the_rate_limit_counts_every_destructive_tool(
-    livekit: LiveKitTarget, serve_http: Callable[..., Served], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("stage", "host")
     env = livekit.env(
@@ -381,24 +398,18 @@ async def test_a_read_only_caller_lists_but_changes_nothing_and_the_rate_limit_c
         LIVEKIT_MCP_MAX_DESTRUCTIVE_PER_MINUTE="1",
         LIVEKIT_MCP_AUTH_TOKENS=f"viewer:read:{READ_TOKEN},operator:write:{WRITE_TOKEN}",
     )
-    server = serve_http("--toolsets", ALL, env=env)
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {READ_TOKEN}"}) as http,
-        Client(streamable_http_client(server.url, http_client=http)) as viewer,
-    ):
-        assert (await ok(viewer, "list_ingress"))["ingress"] == []
-        refused = await fails(viewer, "create_ingress", input_type="RTMP", room="stage", participant_identity="cam")
-    assert "refused by policy (role)" in refused
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as http,
-        Client(streamable_http_client(server.url, http_client=http)) as operator,
-    ):
-        ingress_id = (
-            await ok(operator, "create_ingress", input_type="RTMP", room="stage", participant_identity="cam")
-        )["ingress"]["ingress_id"]
-        egress_id = (await ok(operator, "start_room_egress", room="stage"))["egress"]["egress_id"]
-        await ok(operator, "delete_ingress", ingress_id=ingress_id)
-        beyond = await fails(operator, "stop_egress", egress_id=egress_id)
+    async with http_in_process(env, toolsets=ALL) as server:
+        async with server.client(bearer(READ_TOKEN)) as viewer:
+            assert (await ok(viewer, "list_ingress"))["ingress"] == []
+            refused = await fails(viewer, "create_ingress", input_type="RTMP", room="stage", participant_identity="cam")
+        assert "refused by policy (role)" in refused
+        async with server.client(bearer(WRITE_TOKEN)) as operator:
+            ingress_id = (
+                await ok(operator, "create_ingress", input_type="RTMP", room="stage", participant_identity="cam")
+            )["ingress"]["ingress_id"]
+            egress_id = (await ok(operator, "start_room_egress", room="stage"))["egress"]["egress_id"]
+            await ok(operator, "delete_ingress", ingress_id=ingress_id)
+            beyond = await fails(operator, "stop_egress", egress_id=egress_id)
     assert "refused by policy (max_destructive_per_minute)" in beyond
     (info,) = (await lkapi.egress.list_egress(api.ListEgressRequest(egress_id=egress_id))).items
     assert info.status == api.EgressStatus.EGRESS_ACTIVE
@@ -417,7 +428,7 @@ def test_an_egress_output_that_is_neither_a_file_path_nor_a_stream_is_refused_at
 
 
 async def test_each_bad_argument_names_its_field_and_what_is_allowed_and_nothing_reaches_livekit(
-    everything: Served, admin: SandboxAdmin
+    everything: MCPServer[Any], admin: SandboxAdmin
 ) -> None:
     await admin.join("r", "alice")
     await admin.fault("*", error=("failed_precondition", "injected-first-call"), times=1)
@@ -442,7 +453,7 @@ async def test_each_bad_argument_names_its_field_and_what_is_allowed_and_nothing
         ("create_ingress", {**ingress, "participant_identity": ""}, "participant_identity", "at least 1"),
         ("list_egress", {"room": "a\nb"}, "room", "control characters"),
     ]
-    async with Client(everything.url) as client:
+    async with Client(everything) as client:
         for tool, args, field, allowed in bad:
             message = await fails(client, tool, **args)
             assert NOTHING_SENT in message, (tool, args, message)

@@ -3,17 +3,21 @@ not LiveKit's, and, on the real server, what it really sends when people join an
 
 Requests are signed here as LiveKit signs them (livekit-api's AccessToken with the body's sha256, as the real
 server's URL notifier does); the real server's own webhooks reach the session receiver (`real_webhooks`).
+
+The MCP server that receives them is built in process and its HTTP app is posted to in process (what it logs is
+read from `caplog`); `livekit-mcp webhooks`, the start it refuses and the real server's receiver are processes.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +31,22 @@ from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.store import Event, open_store
 from realkit.livekit_server import RealLiveKitServer
 from realkit.participants import RealPeople
-from tests.conftest import SECRET, LiveKitTarget, Receiver, Served, call, fails, ok, run_cli, spawn, text
-from tests.test_service import client
+from tests.asgi import asgi_client
+from tests.conftest import (
+    SECRET,
+    InProcess,
+    InProcessHTTP,
+    LiveKitTarget,
+    Receiver,
+    Served,
+    call,
+    fails,
+    http_in_process,
+    ok,
+    run_cli,
+    spawn,
+    text,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -61,22 +79,35 @@ def webhook(event: str = "participant_left", *, event_id: str | None = None, **e
 
 
 @pytest.fixture
-def receiving(serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path) -> tuple[Served, Path]:
+async def receiving(livekit: LiveKitTarget, tmp_path: Path) -> AsyncIterator[tuple[InProcessHTTP, Path]]:
     """An MCP HTTP server with history on, in a SQLite file of this test's own."""
     store = tmp_path / "history.sqlite3"
-    return serve_http(env=livekit.env(LIVEKIT_MCP_STORE=str(store))), store
+    async with http_in_process(livekit.env(LIVEKIT_MCP_STORE=str(store))) as served:
+        yield served, store
 
 
-def webhook_url(served: Served) -> str:
+def webhook_url(served: InProcessHTTP) -> str:
     return served.url.removesuffix("/mcp") + "/webhooks/livekit"
 
 
-async def post(url: str, body: bytes, authorization: str | None, **headers: str) -> httpx2.Response:
+async def post(to: str | InProcessHTTP, body: bytes, authorization: str | None, **headers: str) -> httpx2.Response:
+    """A webhook POSTed to a URL, or to the receiver of a server's HTTP app in process."""
     sent = {"Content-Type": "application/webhook+json", **headers}
     if authorization is not None:
         sent["Authorization"] = authorization
-    async with httpx2.AsyncClient() as http:
-        return await http.post(url, content=body, headers=sent)
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(to, str):
+            http = await stack.enter_async_context(httpx2.AsyncClient())
+        else:
+            http = await stack.enter_async_context(asgi_client(to.app))
+        answer = await http.post(to if isinstance(to, str) else webhook_url(to), content=body, headers=sent)
+        await answer.aread()
+        return answer
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """What the server logged (what a process prints on stderr), each record's message and exception in full."""
+    return caplog.text + "".join(record.getMessage() for record in caplog.records)
 
 
 async def kept(store: Path, room: str | None = None) -> list[Event]:
@@ -88,12 +119,12 @@ async def kept(store: Path, room: str | None = None) -> list[Event]:
 
 
 async def test_a_signed_webhook_is_kept_once_however_often_livekit_retries_it(
-    receiving: tuple[Served, Path], livekit: LiveKitTarget
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
 ) -> None:
     served, store = receiving
     body = webhook(event_id="EV_once")
     for _ in range(3):
-        answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+        answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
         assert answer.status_code == 200
     assert answer.json() == {"kept": False, "duplicate": True}
     (event,) = await kept(store)
@@ -126,33 +157,33 @@ def forged(livekit: LiveKitTarget) -> dict[str, tuple[bytes, str | None, int, st
     "case", ["unsigned", "wrong-secret", "wrong-key", "hash-mismatch", "stale", "not-json", "not-utf8", "oversized"]
 )
 async def test_what_is_not_livekits_is_refused_and_nothing_is_kept(
-    receiving: tuple[Served, Path], livekit: LiveKitTarget, case: str
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     served, store = receiving
     body, authorization, status, why = forged(livekit)[case]
-    answer = await post(webhook_url(served), body, authorization)
+    answer = await post(served, body, authorization)
     assert answer.status_code == status
     assert why in answer.json()["error"]
     assert await kept(store) == []
-    assert SECRET not in served.stderr()
-    assert "Traceback" not in served.stderr()
+    assert SECRET not in logged(caplog)
+    assert "Traceback" not in caplog.text
 
 
 async def test_a_store_that_is_down_answers_503_so_livekit_retries(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget
+    livekit: LiveKitTarget, caplog: pytest.LogCaptureFixture
 ) -> None:
-    served = serve_http(env=livekit.env(LIVEKIT_MCP_STORE="redis://:pw-never-shown@127.0.0.1:1/0"))
     body = webhook()
-    answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+    async with http_in_process(livekit.env(LIVEKIT_MCP_STORE="redis://:pw-never-shown@127.0.0.1:1/0")) as served:
+        answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
     assert answer.status_code == 503
     assert "unavailable" in answer.json()["error"]
-    assert "pw-never-shown" not in served.stderr()
+    assert "pw-never-shown" not in logged(caplog)
 
 
-async def test_history_off_has_no_receiver(serve_http: Callable[..., Served], livekit: LiveKitTarget) -> None:
-    served = serve_http(env=livekit.env(LIVEKIT_MCP_HISTORY="off"))
+async def test_history_off_has_no_receiver(livekit: LiveKitTarget) -> None:
     body = webhook()
-    answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+    async with http_in_process(livekit.env(LIVEKIT_MCP_HISTORY="off")) as served:
+        answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
     assert answer.status_code == 404
 
 
@@ -235,14 +266,14 @@ async def test_the_real_server_tells_who_joined_and_why_they_left(
 # --- room_history and get_room, through the MCP client ----------------------------------------------------
 
 
-async def deliver(served: Served, livekit: LiveKitTarget, *bodies: bytes) -> None:
+async def deliver(served: InProcessHTTP, livekit: LiveKitTarget, *bodies: bytes) -> None:
     for body in bodies:
-        answer = await post(webhook_url(served), body, signed(body, livekit.api_key, livekit.api_secret))
+        answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
         assert answer.status_code == 200, answer.text
 
 
 async def test_room_history_tells_a_session_in_plain_words_with_the_changes_made_through_the_server(
-    receiving: tuple[Served, Path], livekit: LiveKitTarget, admin: SandboxAdmin
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, admin: SandboxAdmin
 ) -> None:
     served, _ = receiving
     room = {"sid": "RM_call", "name": "support-call-1042"}
@@ -256,7 +287,7 @@ async def test_room_history_tells_a_session_in_plain_words_with_the_changes_made
         webhook("room_finished", room=room, participant={}),
     )
     await admin.join("support-call-1042", "dana")
-    async with client(served.url, **{"X-On-Behalf-Of": "U123 Ana"}) as c:
+    async with served.client({"X-On-Behalf-Of": "U123 Ana"}) as c:
         await ok(c, "remove_participant", room="support-call-1042", identity="dana")
         told = await ok(c, "room_history", room="support-call-1042")
         text_answer = text(await call(c, "room_history", room="support-call-1042"))
@@ -281,14 +312,14 @@ async def test_room_history_tells_a_session_in_plain_words_with_the_changes_made
 
 
 async def test_off_empty_and_unavailable_are_three_different_answers(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, receiving: tuple[Served, Path]
+    in_process: InProcess, livekit: LiveKitTarget, receiving: tuple[InProcessHTTP, Path]
 ) -> None:
-    off = serve_http(env=livekit.env(LIVEKIT_MCP_HISTORY="off"))
-    down = serve_http(env=livekit.env(LIVEKIT_MCP_STORE="redis://127.0.0.1:1/0"))
+    off = in_process(env=livekit.env(LIVEKIT_MCP_HISTORY="off"))
+    down = in_process(env=livekit.env(LIVEKIT_MCP_STORE="redis://127.0.0.1:1/0"))
     empty, _ = receiving
     answers = {}
-    for name, served in (("off", off), ("unavailable", down), ("on", empty)):
-        async with Client(served.url) as c:
+    for name, served in (("off", Client(off)), ("unavailable", Client(down)), ("on", empty.client())):
+        async with served as c:
             answers[name] = await ok(c, "room_history", room="never-heard-of")
     assert {name: a["history"] for name, a in answers.items()} == {
         "off": "off",
@@ -302,13 +333,11 @@ async def test_off_empty_and_unavailable_are_three_different_answers(
 
 
 async def test_room_history_obeys_allowed_rooms_and_checks_its_arguments(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path
+    livekit: LiveKitTarget, tmp_path: Path
 ) -> None:
-    served = serve_http(
-        env=livekit.env(LIVEKIT_MCP_STORE=str(tmp_path / "h.sqlite3"), LIVEKIT_MCP_ALLOWED_ROOMS="support*")
-    )
-    await deliver(served, livekit, webhook(room={"sid": "RM_s", "name": "secret-board"}))
-    async with Client(served.url) as c:
+    env = livekit.env(LIVEKIT_MCP_STORE=str(tmp_path / "h.sqlite3"), LIVEKIT_MCP_ALLOWED_ROOMS="support*")
+    async with http_in_process(env) as served, served.client() as c:
+        await deliver(served, livekit, webhook(room={"sid": "RM_s", "name": "secret-board"}))
         hidden = await fails(c, "room_history", room="secret-board")
         recent = await ok(c, "room_history")
         bad_since = await fails(c, "room_history", room="support", since="yesterday")
@@ -352,7 +381,7 @@ async def test_the_real_servers_history_reaches_a_server_reading_the_receivers_s
 
 
 async def test_find_agent_answers_vouched_rooms_from_the_index_and_confirms_each_agent(
-    receiving: tuple[Served, Path], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     served, _ = receiving
     agent = await admin.join_agent("indexed", "support-agent")
@@ -367,7 +396,7 @@ async def test_find_agent_answers_vouched_rooms_from_the_index_and_confirms_each
         # An agent the webhooks say joined but LiveKit does not have (its departure was never delivered).
         webhook("participant_joined", room=where, participant={"identity": "ghost-agent", "kind": "AGENT"}),
     )
-    async with Client(served.url) as c:
+    async with served.client() as c:
         found = await ok(c, "find_agent")
         answer = text(await call(c, "find_agent"))
     assert {(a["room"], a["agent_name"]) for a in found["agents"]} >= {
@@ -380,15 +409,12 @@ async def test_find_agent_answers_vouched_rooms_from_the_index_and_confirms_each
     assert "1 room(s) answered from room history" in answer
 
 
-async def test_the_retention_settings_hold_in_the_receiver(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path
-) -> None:
+async def test_the_retention_settings_hold_in_the_receiver(livekit: LiveKitTarget, tmp_path: Path) -> None:
     store = tmp_path / "kept.sqlite3"
-    served = serve_http(
-        env=livekit.env(
-            LIVEKIT_MCP_STORE=str(store), LIVEKIT_MCP_HISTORY_MAX_EVENTS="3", LIVEKIT_MCP_HISTORY_RETENTION_DAYS="1"
-        )
+    env = livekit.env(
+        LIVEKIT_MCP_STORE=str(store), LIVEKIT_MCP_HISTORY_MAX_EVENTS="3", LIVEKIT_MCP_HISTORY_RETENTION_DAYS="1"
     )
     old = webhook(event_id="EV_two_days_old", createdAt=str(int(time.time()) - 2 * 86_400))
-    await deliver(served, livekit, old, *(webhook(event_id=f"EV_{n}") for n in range(5)))
+    async with http_in_process(env) as served:
+        await deliver(served, livekit, old, *(webhook(event_id=f"EV_{n}") for n in range(5)))
     assert [e.id for e in await kept(store)] == ["EV_2", "EV_3", "EV_4"]

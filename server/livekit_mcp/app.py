@@ -259,7 +259,13 @@ def build_server(
     if verifier is not None:
         url = public_url(settings)
         # Static tokens have no authorization server of their own: the issuer named is this server.
-        auth = AuthSettings(issuer_url=url.removesuffix("/mcp"), resource_server_url=url, required_scopes=[READ_SCOPE])
+        # Static tokens name no resource (RFC 8707): there is no audience to check them against.
+        auth = AuthSettings(
+            issuer_url=url.removesuffix("/mcp"),
+            resource_server_url=url,
+            required_scopes=[READ_SCOPE],
+            validate_token_resource=False,
+        )
     change_tools = frozenset(t.name for t in tools if not (t.annotations and t.annotations.read_only_hint))
     server = _Server(
         "livekit-mcp",
