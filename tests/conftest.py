@@ -235,7 +235,12 @@ class InProcess(Protocol):
     """`in_process(env=..., config=..., **flags)`: a server built as those settings make it."""
 
     def __call__(
-        self, *, env: Mapping[str, str] | None = None, config: Path | None = None, **flags: Any
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        config: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        **flags: Any,
     ) -> MCPServer[Any]: ...
 
 
@@ -244,18 +249,25 @@ async def in_process(livekit: LiveKitTarget) -> AsyncIterator[InProcess]:
     """The MCP server built in this process, as `livekit-mcp serve` builds it for stdio: its settings read from
     `env` (the environment a host would give the process; the session sandbox's by default), the --config file
     and the command line's `flags` (keyword arguments named as the settings, e.g. `toolsets="rooms,sip"`,
-    `read_only=True`), its store opened from them. Drive it with `mcp.Client(server)`: no process, no port.
+    `read_only=True`), its store opened from them, confirm tokens expiring by `clock`. Drive it with
+    `mcp.Client(server)`: no process, no port.
 
     Each client connected to it runs the server's lifespan of its own, as each stdio process does."""
     stores: list[Store] = []
 
-    def build(*, env: Mapping[str, str] | None = None, config: Path | None = None, **flags: Any) -> MCPServer[Any]:
+    def build(
+        *,
+        env: Mapping[str, str] | None = None,
+        config: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        **flags: Any,
+    ) -> MCPServer[Any]:
         # Settings are read from the environment when built, and the projects' files and secrets when the server
         # is built: nothing of the environment is read later.
         with environment(livekit.env() if env is None else env):
             settings = Settings.load(config, **flags)
             stores.append(open_shared_store(settings))
-            return build_server(settings, store=stores[-1])
+            return build_server(settings, store=stores[-1], clock=clock)
 
     yield build
     for store in stores:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -176,11 +177,16 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def build_server(
-    settings: Settings, verifier: StaticTokens | None = None, store: Store | None = None
+    settings: Settings,
+    verifier: StaticTokens | None = None,
+    store: Store | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> MCPServer[AppContext]:
     """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan); HTTP callers must
-    present a token `verifier` accepts, when there is one. `store` holds what replicas share and, with history on,
-    room history; then HTTP also receives LiveKit's webhooks at /webhooks/livekit."""
+        present a token `verifier` accepts, when there is one. `store` holds what replicas share and, with history on,
+        room history; then HTTP also receives LiveKit's webhooks at /webhooks/livekit. `clock` (Unix time) is what
+    confirm tokens expire by: a test hands one it moves on instead of waiting."""
     history = store if settings.history == "on" else None
     sandboxed = settings.credentials == "sandbox"
     try:
@@ -196,7 +202,9 @@ def build_server(
                 )
     confirm_key = settings.confirm_key.get_secret_value().encode() if settings.confirm_key else None
     shared = None if store is None or isinstance(store, MemoryStore) else store  # memory: this process alone
-    tokens = Tokens(confirm_key, settings.confirm_ttl)  # one key: a token names its project, checked on redeeming
+    tokens = Tokens(
+        confirm_key, settings.confirm_ttl, clock
+    )  # one key: a token names its project, checked on redeeming
     opened: list[Projects] = []  # the projects of the running lifespan, for /healthz and tools/list
     # Fresh random secrets for --sandbox: nobody else needs them, and they are long enough for HS256.
     sandbox_secrets = [secrets.token_hex(32) for _ in SANDBOX_PROJECTS]
