@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp.types import ResourceTemplateReference
 
 from .conftest import LiveKitTarget, Served, fails, ok
 
@@ -129,3 +130,43 @@ async def test_tools_refuse_another_project_and_offer_only_the_allowed_names(
         production = await ok(everything, "list_rooms", names=["made-here"], project="production")
     assert tools["list_rooms"].input_schema["properties"]["project"]["enum"] == ["staging", "production"]
     assert production["rooms"] == []  # the refused create_room made nothing in production
+
+
+def template(uri: str) -> ResourceTemplateReference:
+    return ResourceTemplateReference(type="ref/resource", uri=uri)
+
+
+@pytest.mark.parametrize(("transport", "mode"), SURFACES, ids=["http-2025", "http-2026", "sse"])
+async def test_completions_offer_only_the_callers_projects_and_their_rooms(
+    two_projects: Callable[[str], Served], transport: str, mode: str
+) -> None:
+    server = two_projects(transport)
+    project_rooms = template("livekit://projects/{project}/rooms/{room}")
+    async with connected(server, transport, mode, STAGING_TOKEN) as client:
+        capabilities = client.server_capabilities
+        projects = (await client.complete(project_rooms, {"name": "project", "value": ""})).completion
+        rooms = (
+            await client.complete(project_rooms, {"name": "room", "value": "sup"}, {"project": "staging"})
+        ).completion
+        default_rooms = (
+            await client.complete(template("livekit://rooms/{room}"), {"name": "room", "value": ""})
+        ).completion
+        with pytest.raises(MCPError) as other:
+            await client.complete(project_rooms, {"name": "room", "value": ""}, {"project": "production"})
+        with pytest.raises(MCPError) as unknown:
+            await client.complete(project_rooms, {"name": "room", "value": ""}, {"project": "nowhere"})
+    if mode == "legacy":  # 2026-07-28 has no initialize: its client is told no capabilities up front
+        assert capabilities is not None and capabilities.completions is not None
+    assert projects.values == ["staging"]  # never the names it may not use
+    assert rooms.values == ["support-call-1042"]
+    assert rooms.total == 1 and not rooms.has_more
+    assert "support-call-1042" in default_rooms.values  # the default project is staging
+    assert "refused by policy (projects)" in str(other.value)
+    assert "production" not in str(unknown.value)
+    async with connected(server, transport, mode, WRITER_TOKEN) as everything:
+        every = (await everything.complete(project_rooms, {"name": "project", "value": ""})).completion
+        production = (
+            await everything.complete(project_rooms, {"name": "room", "value": ""}, {"project": "production"})
+        ).completion
+    assert every.values == ["production", "staging"]
+    assert production.values  # the refusal above was the token's, not an empty project

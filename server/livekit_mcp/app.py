@@ -11,10 +11,11 @@ from typing import Any
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, InputRequiredResult, Resource
+from mcp.types import CallToolResult, CompleteRequestParams, CompleteResult, InputRequiredResult, Resource
 from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from livekit_mcp import __version__
 from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, StaticTokens, parse_tokens, read_token_file
+from livekit_mcp.completions import complete
 from livekit_mcp.config import Settings
 from livekit_mcp.confirm import Guard, Tokens
 from livekit_mcp.errors import (
@@ -94,6 +96,14 @@ class _Server(MCPServer[AppContext]):
     def __init__(self, *args: Any, change_tools: frozenset[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._change_tools = change_tools
+        # Not the SDK's `completion()` decorator: its handler is not given the request, so it could not know the
+        # caller, and completions are in the request's scope as every other surface is (completions.py).
+        self._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, self._complete)
+
+    async def _complete(
+        self, ctx: ServerRequestContext[AppContext, Any], params: CompleteRequestParams
+    ) -> CompleteResult:
+        return CompleteResult(completion=await complete(Context(request_context=ctx, mcp_server=self), params))
 
     async def list_resources(self) -> list[Resource]:
         """The resources, and the templates whose variables are all optional (`livekit://rooms{?project}`) at their

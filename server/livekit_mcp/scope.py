@@ -75,7 +75,7 @@ def open_scope(app: AppContext, caller: Caller, named: object, *, about_projects
     name it does not know, PolicyRefusal for a project its token may not use. `about_projects`: a request about
     the projects themselves (list_projects), in the scope of the first project the caller may use."""
     if about_projects:
-        allowed = [p for p in app.projects if caller.projects is None or p.name in caller.projects]
+        allowed = usable_projects(app, caller)
         return Scope(
             app.projects.default if app.projects.default in allowed else (allowed or [app.projects.default])[0],
             caller,
@@ -85,6 +85,11 @@ def open_scope(app: AppContext, caller: Caller, named: object, *, about_projects
     project = app.projects.get(named if isinstance(named, str) else None, caller.projects)
     check_project(caller.principal, caller.projects, project.name, project.spec.label)
     return Scope(project, caller, app)
+
+
+def usable_projects(app: AppContext, caller: Caller) -> list[Project]:
+    """The projects `caller` may use, in the order they are configured."""
+    return [p for p in app.projects if caller.projects is None or p.name in caller.projects]
 
 
 def app_of(ctx: Context[Any, Any]) -> AppContext:
