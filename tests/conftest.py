@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import io
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -33,6 +38,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 from starlette.applications import Starlette
 
+from livekit_mcp import cli
 from livekit_mcp.app import build_server, http_app, open_shared_store, token_verifier
 from livekit_mcp.config import Settings
 from livekit_mcp.sandbox import Sandbox, SandboxAdmin
@@ -167,6 +173,58 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         timeout=timeout,
         check=False,
     )
+
+
+@dataclass
+class Ran:
+    """What `livekit-mcp ARGS` said and how it ended, as subprocess.CompletedProcess has it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli_here(*args: str, env: Mapping[str, str] | None = None, timeout: float = 30) -> Ran:
+    """`livekit-mcp ARGS` run in this process (its `main`, with exactly `env` as the environment and stdout, stderr
+    and the root logger's output captured): for a command that stops before serving, as a refused setting or file
+    does, at a fraction of a process's start-up. One that serves instead is a failure after `timeout`, not a hang."""
+    out, err = io.StringIO(), io.StringIO()
+    ended: list[int] = []
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def run() -> None:
+        try:
+            cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+            ended.append(code if isinstance(code, int) else (0 if code is None else 1))
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+            return
+        except BaseException:  # a crash: what a process would end with, status 1 and its traceback
+            traceback.print_exc()
+            ended.append(1)
+            return
+        ended.append(0)
+
+    root.handlers[:] = []  # so that main's logging.basicConfig writes to the captured stderr, as in a process
+    try:
+        with (
+            environment(get_default_environment() if env is None else env),
+            redirect_stdout(out),
+            redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("default")  # as a process prints them, not the test run's warnings-as-errors
+            worker = threading.Thread(target=run, name=f"livekit-mcp {' '.join(args)}", daemon=True)
+            worker.start()
+            worker.join(timeout)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert ended, f"livekit-mcp {' '.join(args)} was still running after {timeout} s; its stderr:\n{err.getvalue()}"
+    return Ran(ended[0], out.getvalue(), err.getvalue())
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:

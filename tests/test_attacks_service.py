@@ -38,7 +38,7 @@ from tests.conftest import (
     impostor_livekit,
     no_secret,
     ok,
-    run_cli,
+    run_cli_here,
 )
 from tests.test_service import INITIALIZE, READ_TOKEN, TOKENS, WRITE_TOKEN, WRITER, client
 
@@ -143,7 +143,7 @@ async def test_at_debug_no_confirm_token_bearer_token_secret_or_confirm_key_reac
 )
 def test_a_malformed_token_entry_is_named_by_its_position_never_echoed(livekit: LiveKitTarget, entry: str) -> None:
     tokens = f"ok:read:{READ_TOKEN},{entry}"
-    done = run_cli(
+    done = run_cli_here(
         "--transport", "http", "--port", str(free_port()), env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS=tokens), timeout=20
     )
     assert done.returncode == 2
@@ -202,7 +202,7 @@ async def test_a_crafted_cursor_is_one_tool_error_and_one_log_line(
 def test_a_livekit_url_that_cannot_work_is_refused_at_start_in_one_line(
     livekit: LiveKitTarget, url: str, expected: str
 ) -> None:
-    done = run_cli("--transport", "http", "--port", str(free_port()), env=livekit.env(LIVEKIT_URL=url), timeout=20)
+    done = run_cli_here("--transport", "http", "--port", str(free_port()), env=livekit.env(LIVEKIT_URL=url), timeout=20)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -283,7 +283,7 @@ async def test_fake_fields_in_on_behalf_of_stay_quoted_in_text_logs(
 
 
 def refused(env: dict[str, str], *flags: str) -> str:
-    done = run_cli("--transport", "http", "--port", str(free_port()), *flags, env=env, timeout=20)
+    done = run_cli_here("--transport", "http", "--port", str(free_port()), *flags, env=env, timeout=20)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -14,11 +14,11 @@ from mcp.client.stdio import get_default_environment
 
 from realkit.livekit_server import RealLiveKitServer
 from realkit.processes import free_port, stop
-from tests.conftest import SECRET, LiveKitTarget, no_secret, run_cli, spawn, stdio
+from tests.conftest import SECRET, LiveKitTarget, no_secret, run_cli, run_cli_here, spawn, stdio
 
 
 def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2() -> None:
-    done = run_cli()
+    done = run_cli_here()
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -29,7 +29,7 @@ def test_missing_credentials_is_one_line_on_stderr_naming_them_and_exit_status_2
 
 def test_only_the_missing_variables_are_named() -> None:
     env = get_default_environment() | {"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "k"}
-    done = run_cli("serve", "--transport", "http", env=env)
+    done = run_cli_here("serve", "--transport", "http", env=env)
     assert done.returncode == 2
     assert "LIVEKIT_API_SECRET" in done.stderr
     assert "LIVEKIT_URL" not in done.stderr
@@ -37,19 +37,19 @@ def test_only_the_missing_variables_are_named() -> None:
 
 def test_an_invalid_setting_names_the_setting() -> None:
     env = get_default_environment() | {"LIVEKIT_MCP_TIMEOUT": "soon"}
-    done = run_cli("--sandbox", env=env)
+    done = run_cli_here("--sandbox", env=env)
     assert done.returncode == 2
     assert "timeout" in done.stderr
 
 
 def test_version_is_printed() -> None:
-    done = run_cli("--version")
+    done = run_cli_here("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("livekit-mcp ")
 
 
 def test_check_says_the_url_answers_and_the_key_is_accepted(livekit: LiveKitTarget) -> None:
-    done = run_cli("check", env=livekit.env())
+    done = run_cli_here("check", env=livekit.env())
     assert done.returncode == 0, done.stderr
     assert "answers" in done.stdout
     assert "accepted" in done.stdout
@@ -57,7 +57,7 @@ def test_check_says_the_url_answers_and_the_key_is_accepted(livekit: LiveKitTarg
 
 
 def test_check_says_the_key_is_rejected(livekit: LiveKitTarget) -> None:
-    done = run_cli("check", env=livekit.env(LIVEKIT_API_SECRET="wrong-secret-xyz"))
+    done = run_cli_here("check", env=livekit.env(LIVEKIT_API_SECRET="wrong-secret-xyz"))
     assert done.returncode == 1
     assert "answers" in done.stdout
     assert "rejected" in done.stdout
@@ -65,7 +65,7 @@ def test_check_says_the_key_is_rejected(livekit: LiveKitTarget) -> None:
 
 
 def test_check_says_the_url_does_not_answer(livekit: LiveKitTarget) -> None:
-    done = run_cli("check", env=livekit.env(LIVEKIT_URL=f"http://127.0.0.1:{free_port()}"))
+    done = run_cli_here("check", env=livekit.env(LIVEKIT_URL=f"http://127.0.0.1:{free_port()}"))
     assert done.returncode == 1
     assert "no answer" in done.stdout
     no_secret(done.stdout, done.stderr)

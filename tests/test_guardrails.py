@@ -28,7 +28,7 @@ from tests.conftest import (
     identities,
     ok,
     room_names,
-    run_cli,
+    run_cli_here,
     text,
 )
 
@@ -157,7 +157,7 @@ def test_a_bad_config_file_stops_the_server_with_one_clear_line(
 ) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(content)
-    done = run_cli("--config", str(config), env=livekit.env())
+    done = run_cli_here("--config", str(config), env=livekit.env())
     assert done.returncode == 2
     assert expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -20,7 +20,7 @@ from livekit_mcp.sandbox import SandboxAdmin
 from realkit.agents import RealAgentWorker
 from realkit.participants import RealPeople
 from realkit.processes import until
-from tests.conftest import MODES, LiveKitTarget, Served, call, fails, ok, text
+from tests.conftest import MODES, InProcess, LiveKitTarget, call, fails, ok, text
 from tests.test_real_tools import one_agent, participants, unique
 from tests.test_sip_egress_ingress import outbound_trunk
 
@@ -40,14 +40,14 @@ async def sid_of(lk: api.LiveKitAPI, room: str, identity: str) -> str:
 
 
 async def test_a_dial_out_taking_a_protected_callers_identity_is_refused_and_they_stay(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     caller = await admin.join("support", "sip_+15550142", kind="SIP")
     agent = await admin.join_agent("support", "support-agent")
-    server = serve_http("--toolsets", ALL, env=server_env(livekit, protected_kinds="SIP,AGENT"))
+    server = in_process(env=server_env(livekit, protected_kinds="SIP,AGENT"), toolsets=ALL)
     dial = {"room": "support", "sip_trunk_id": trunk.sip_trunk_id, "sip_call_to": "+15550142"}
-    async with Client(server.url) as client:
+    async with Client(server) as client:
         by_default = await fails(client, "create_sip_participant", **dial)  # LiveKit's identity: sip_<number>
         named = await fails(client, "create_sip_participant", **dial, participant_identity=agent["identity"])
     for said in (by_default, named):
@@ -57,13 +57,13 @@ async def test_a_dial_out_taking_a_protected_callers_identity_is_refused_and_the
 
 
 async def test_a_dial_out_replacing_someone_names_them_and_acts_only_on_that_plan(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     trunk = await outbound_trunk(lkapi)
     dana = await admin.join("support", "dana", name="Dana")
-    server = serve_http("--toolsets", ALL, env=server_env(livekit))
+    server = in_process(env=server_env(livekit), toolsets=ALL)
     dial = {"room": "support", "sip_trunk_id": trunk.sip_trunk_id, "sip_call_to": "+15550142"}
-    async with Client(server.url) as client:
+    async with Client(server) as client:
         asked = await call(client, "create_sip_participant", **dial, participant_identity="dana")
         preview = asked.structured_content or {}
         assert preview["outcome"] == "confirmation_required"
@@ -88,11 +88,11 @@ async def test_a_dial_out_replacing_someone_names_them_and_acts_only_on_that_pla
 
 
 async def test_an_ingress_taking_a_protected_identity_is_refused_and_a_new_one_acts_at_once(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     agent = await admin.join_agent("support", "support-agent")
-    server = serve_http("--toolsets", ALL, env=server_env(livekit, protected_kinds="AGENT"))
-    async with Client(server.url) as client:
+    server = in_process(env=server_env(livekit, protected_kinds="AGENT"), toolsets=ALL)
+    async with Client(server) as client:
         refused = await fails(
             client, "create_ingress", input_type="RTMP", room="support", participant_identity=agent["identity"]
         )
@@ -106,15 +106,15 @@ async def test_an_ingress_taking_a_protected_identity_is_refused_and_a_new_one_a
 
 
 async def test_the_shutdown_rpc_and_data_topic_are_confirmed_and_refused_for_protected_agents(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     agent = await admin.join_agent("support", "support-agent")
     await admin.join("support", "dana")
-    protected = serve_http(env=server_env(livekit, protected_kinds="AGENT"))
-    confirming = serve_http(env=server_env(livekit))
+    protected = in_process(env=server_env(livekit, protected_kinds="AGENT"))
+    confirming = in_process(env=server_env(livekit))
     rpc = {"room": "support", "destination_identity": agent["identity"], "method": SHUTDOWN_METHOD}
     data = {"room": "support", "data": "{}", "topic": SHUTDOWN_TOPIC}
-    async with Client(protected.url) as client:
+    async with Client(protected) as client:
         refusals = [
             await fails(client, "perform_rpc", **rpc),
             await fails(client, "send_data", **data),
@@ -124,7 +124,7 @@ async def test_the_shutdown_rpc_and_data_topic_are_confirmed_and_refused_for_pro
     for said in refusals:
         assert "refused by policy (protected_kinds): this would disconnect 1 AGENT" in said
     assert other_topic["outcome"] == "done"
-    async with Client(confirming.url) as client:
+    async with Client(confirming) as client:
         asked_rpc = await ok(client, "perform_rpc", **rpc)
         asked_data = await ok(client, "send_data", **data)
     for asked in (asked_rpc, asked_data):
@@ -134,12 +134,12 @@ async def test_the_shutdown_rpc_and_data_topic_are_confirmed_and_refused_for_pro
 
 
 async def test_an_ingress_replacing_someone_is_confirmed_naming_them(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     dana = await admin.join("support", "dana", name="Dana")
-    server = serve_http("--toolsets", ALL, env=server_env(livekit))
+    server = in_process(env=server_env(livekit), toolsets=ALL)
     args = {"input_type": "WHIP", "room": "support", "participant_identity": "dana"}
-    async with Client(server.url) as client:
+    async with Client(server) as client:
         preview = await ok(client, "create_ingress", **args)
         assert preview["outcome"] == "confirmation_required"
         assert [(p["identity"], p["why"]) for p in preview["leaving"]] == [
@@ -155,11 +155,11 @@ async def test_an_ingress_replacing_someone_is_confirmed_naming_them(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_client_that_elicits_is_asked_about_the_shutdown_message_in_both_protocol_eras(
-    serve_http: Callable[..., Served], livekit: LiveKitTarget, admin: SandboxAdmin, mode: str
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, mode: str
 ) -> None:
     agent = await admin.join_agent("support", "support-agent")
     await admin.join("support", "dana")
-    server = serve_http(env=server_env(livekit))
+    server = in_process(env=server_env(livekit))
     asked: list[str] = []
 
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
@@ -167,7 +167,7 @@ async def test_a_client_that_elicits_is_asked_about_the_shutdown_message_in_both
         return ElicitResult(action="accept", content={"confirm": len(asked) > 1})
 
     data = {"room": "support", "data": "{}", "topic": SHUTDOWN_TOPIC}
-    async with Client(server.url, mode=mode, elicitation_callback=user) as client:
+    async with Client(server, mode=mode, elicitation_callback=user) as client:
         declined = await ok(client, "send_data", **data)
         sent = await ok(client, "send_data", **data)
         chat = await ok(client, "send_data", room="support", data="hello", topic="chat")
@@ -191,7 +191,7 @@ async def stays(lk: api.LiveKitAPI, room: str, identity: str, sid: str, seconds:
 
 async def test_a_real_agent_is_not_made_to_leave_by_rpc_or_data_when_protected_and_leaves_once_confirmed(
     real_target: LiveKitTarget,
-    serve_http: Callable[..., Served],
+    in_process: InProcess,
     real_lkapi: api.LiveKitAPI,
     real_people: RealPeople,
     agent_worker: Callable[[str], RealAgentWorker],
@@ -199,10 +199,10 @@ async def test_a_real_agent_is_not_made_to_leave_by_rpc_or_data_when_protected_a
     agent_worker("polite-helper")  # leaves when asked by the RPC method or the data topic
     room = unique("leave")
     await real_people.join(room, "customer")
-    protected = serve_http(env=server_env(real_target, protected_kinds="AGENT"))
-    confirming = serve_http(env=server_env(real_target))
+    protected = in_process(env=server_env(real_target, protected_kinds="AGENT"))
+    confirming = in_process(env=server_env(real_target))
     try:
-        async with Client(protected.url) as client:
+        async with Client(protected) as client:
             await ok(client, "dispatch_agent", room=room, agent_name="polite-helper")
             identity = await one_agent(real_lkapi, room, "polite-helper")
             sid = await sid_of(real_lkapi, room, identity)
@@ -212,7 +212,7 @@ async def test_a_real_agent_is_not_made_to_leave_by_rpc_or_data_when_protected_a
         assert "refused by policy (protected_kinds)" in refused_rpc
         assert "refused by policy (protected_kinds)" in refused_data
         await stays(real_lkapi, room, identity, sid)
-        async with Client(confirming.url) as client:
+        async with Client(confirming) as client:
             asked = await call(client, "perform_rpc", **rpc)
             preview = asked.structured_content or {}
             assert preview["outcome"] == "confirmation_required", text(asked)

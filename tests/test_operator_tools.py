@@ -11,7 +11,7 @@ from livekit import api
 from mcp import Client
 
 from livekit_mcp.sandbox import SandboxAdmin
-from tests.conftest import InProcess, LiveKitTarget, call, fails, identities, ok, room_names, run_cli, text
+from tests.conftest import InProcess, LiveKitTarget, call, fails, identities, ok, room_names, run_cli_here, text
 
 pytestmark = pytest.mark.anyio
 
@@ -338,7 +338,7 @@ async def test_read_only_lists_and_allows_only_tools_that_change_nothing(
 
 
 def test_an_unknown_toolset_is_refused_at_start(livekit: LiveKitTarget) -> None:
-    done = run_cli("--toolsets", "rooms,bogus", env=livekit.env())
+    done = run_cli_here("--toolsets", "rooms,bogus", env=livekit.env())
     assert done.returncode == 2
     assert "unknown toolset bogus" in done.stderr
 

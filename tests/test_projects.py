@@ -34,7 +34,7 @@ from tests.conftest import (
     impostor_livekit,
     ok,
     room_names,
-    run_cli,
+    run_cli_here,
     spawn,
     text,
 )
@@ -330,7 +330,7 @@ async def test_a_project_that_does_not_answer_neither_holds_up_nor_breaks_the_ot
 def test_check_prints_a_line_per_project(tmp_path: Path, both: dict[str, LiveKitTarget]) -> None:
     projects = {**both, "gone": LiveKitTarget(f"http://127.0.0.1:{free_port()}", "gonekey", "gone-secret-xyz")}
     lk_file(tmp_path, projects, default="sandbox")
-    done = run_cli("check", env=env_of(tmp_path))
+    done = run_cli_here("check", env=env_of(tmp_path))
     lines = done.stdout.splitlines()
     assert done.returncode == 1, done.stdout + done.stderr
     assert [line.split(":")[0] for line in lines] == ["real", "sandbox (default)", "gone"]
@@ -343,7 +343,7 @@ def test_check_prints_a_line_per_project(tmp_path: Path, both: dict[str, LiveKit
 
 def test_a_project_file_others_may_read_is_warned_about_as_lk_does(tmp_path: Path, livekit: LiveKitTarget) -> None:
     path = lk_file(tmp_path, {"sandbox": livekit}, default="sandbox", mode=0o644)
-    done = run_cli("check", env=env_of(tmp_path))
+    done = run_cli_here("check", env=env_of(tmp_path))
     assert done.returncode == 0, done.stderr
     assert f"config file {path} should have permissions 600" in done.stderr
     assert done.stderr.count("should have permissions") == 1
@@ -440,7 +440,7 @@ def test_a_bad_project_file_stops_the_start_in_one_line_naming_file_and_entry(tm
     path.parent.mkdir()
     path.write_text(content)
     path.chmod(0o600)
-    done = run_cli(env=env_of(tmp_path))
+    done = run_cli_here(env=env_of(tmp_path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert str(path) in done.stderr
@@ -451,7 +451,7 @@ def test_a_bad_project_file_stops_the_start_in_one_line_naming_file_and_entry(tm
 def test_an_unreadable_project_file_stops_the_start(tmp_path: Path) -> None:
     path = tmp_path / ".livekit" / "cli-config.yaml"
     path.mkdir(parents=True)  # a directory where the file should be: unreadable whoever runs the test (even root)
-    done = run_cli(env=env_of(tmp_path))
+    done = run_cli_here(env=env_of(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip() == f"livekit-mcp: cannot read {path}: Is a directory"
 
@@ -472,7 +472,7 @@ def test_an_unreadable_project_file_stops_the_start(tmp_path: Path) -> None:
 def test_a_bad_projects_table_stops_the_start(tmp_path: Path, entry: str, said: str) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f"[[projects]]\n{entry}\n")
-    done = run_cli("--config", str(config), env=env_of(tmp_path))
+    done = run_cli_here("--config", str(config), env=env_of(tmp_path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert str(config) in done.stderr
@@ -482,7 +482,7 @@ def test_a_bad_projects_table_stops_the_start(tmp_path: Path, entry: str, said: 
 
 def test_an_unknown_project_flag_lists_the_known_ones(tmp_path: Path, livekit: LiveKitTarget) -> None:
     lk_file(tmp_path, {"dev": livekit, "qa": livekit}, default="dev")
-    done = run_cli("--project", "prod", env=env_of(tmp_path))
+    done = run_cli_here("--project", "prod", env=env_of(tmp_path))
     assert done.returncode == 2
     assert "names 'prod', which is not a project" in done.stderr
     assert "(known: dev, qa)" in done.stderr
@@ -491,15 +491,15 @@ def test_an_unknown_project_flag_lists_the_known_ones(tmp_path: Path, livekit: L
 def test_several_projects_without_a_default_say_how_to_choose(tmp_path: Path, livekit: LiveKitTarget) -> None:
     path = lk_file(tmp_path, {"dev": livekit, "qa": livekit}, default="")
     path.write_text(path.read_text().replace("default_project: \n", ""))
-    done = run_cli(env=env_of(tmp_path))
+    done = run_cli_here(env=env_of(tmp_path))
     assert done.returncode == 2
     assert "none is the default: `lk project set-default NAME`, or pass --project NAME" in done.stderr
-    served = run_cli("check", "--project", "qa", env=env_of(tmp_path))
+    served = run_cli_here("check", "--project", "qa", env=env_of(tmp_path))
     assert served.returncode == 0, served.stdout + served.stderr
     assert "qa (default):" in served.stdout
 
 
 def test_the_environment_still_makes_one_unnamed_project(tmp_path: Path, livekit: LiveKitTarget) -> None:
-    done = run_cli("check", env=livekit.env(HOME=str(tmp_path)))
+    done = run_cli_here("check", env=livekit.env(HOME=str(tmp_path)))
     assert done.returncode == 0
     assert done.stdout.splitlines()[0].startswith("URL ")  # as before: two lines, no project name

@@ -9,15 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import ResourceTemplateReference
 
-from .conftest import LiveKitTarget, Served, fails, ok
+from .conftest import InProcessHTTP, LiveKitTarget, Served, fails, http_in_process, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -37,28 +35,28 @@ def tokens_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def two_projects(serve_http: Callable[..., Served], livekit: LiveKitTarget, tmp_path: Path) -> Callable[[str], Served]:
-    """`--sandbox` (projects staging, the default, and production, each its own seeded sandbox) over HTTP or SSE,
-    with a token limited to staging and one for every project."""
-
-    def start(transport: str) -> Served:
-        env = livekit.env(LIVEKIT_MCP_AUTH_FILE=str(tokens_file(tmp_path)))
-        return serve_http("--sandbox", transport=transport, env=env)
-
-    return start
+async def server(
+    transport: str, livekit: LiveKitTarget, tmp_path: Path, serve_http: Callable[..., Served]
+) -> AsyncIterator[InProcessHTTP | Served]:
+    """`--sandbox` (projects staging, the default, and production, each its own seeded sandbox) over `transport`,
+    with a token limited to staging and one for every project: streamable HTTP built in this process, SSE (whose
+    stream outlives a request) as a process."""
+    env = livekit.env(LIVEKIT_MCP_AUTH_FILE=str(tokens_file(tmp_path)))
+    if transport == "sse":
+        yield serve_http("--sandbox", transport="sse", env=env)
+        return
+    async with http_in_process(env, credentials="sandbox") as running:
+        yield running
 
 
 @asynccontextmanager
-async def connected(server: Served, transport: str, mode: str, bearer: str) -> AsyncIterator[Client]:
+async def connected(server: InProcessHTTP | Served, transport: str, mode: str, bearer: str) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {bearer}"}
-    if transport == "sse":
+    if isinstance(server, Served):
         async with Client(sse_client(server.url, headers=headers)) as client:
             yield client
         return
-    async with (
-        httpx2.AsyncClient(headers=headers) as http,
-        Client(streamable_http_client(server.url, http_client=http), mode=mode) as client,
-    ):
+    async with server.client(headers, mode=mode) as client:
         yield client
 
 
@@ -78,9 +76,8 @@ SURFACES = [("http", "legacy"), ("http", "2026-07-28"), ("sse", "legacy")]
 
 @pytest.mark.parametrize(("transport", "mode"), SURFACES, ids=["http-2025", "http-2026", "sse"])
 async def test_a_token_limited_to_one_project_reads_no_resource_of_another(
-    two_projects: Callable[[str], Served], transport: str, mode: str
+    server: InProcessHTTP | Served, transport: str, mode: str
 ) -> None:
-    server = two_projects(transport)
     async with connected(server, transport, mode, STAGING_TOKEN) as client:
         staging = await read(client, "livekit://rooms")
         by_name = await read(client, "livekit://projects/staging/rooms")
@@ -108,9 +105,8 @@ async def test_a_token_limited_to_one_project_reads_no_resource_of_another(
 
 @pytest.mark.parametrize(("transport", "mode"), SURFACES, ids=["http-2025", "http-2026", "sse"])
 async def test_tools_refuse_another_project_and_offer_only_the_allowed_names(
-    two_projects: Callable[[str], Served], transport: str, mode: str
+    server: InProcessHTTP | Served, transport: str, mode: str
 ) -> None:
-    server = two_projects(transport)
     async with connected(server, transport, mode, STAGING_TOKEN) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         refused_call = await fails(client, "list_rooms", project="production")
@@ -138,9 +134,8 @@ def template(uri: str) -> ResourceTemplateReference:
 
 @pytest.mark.parametrize(("transport", "mode"), SURFACES, ids=["http-2025", "http-2026", "sse"])
 async def test_completions_offer_only_the_callers_projects_and_their_rooms(
-    two_projects: Callable[[str], Served], transport: str, mode: str
+    server: InProcessHTTP | Served, transport: str, mode: str
 ) -> None:
-    server = two_projects(transport)
     project_rooms = template("livekit://projects/{project}/rooms/{room}")
     async with connected(server, transport, mode, STAGING_TOKEN) as client:
         capabilities = client.server_capabilities
@@ -156,10 +151,12 @@ async def test_completions_offer_only_the_callers_projects_and_their_rooms(
         with pytest.raises(MCPError) as unknown:
             await client.complete(project_rooms, {"name": "room", "value": ""}, {"project": "nowhere"})
     if mode == "legacy":  # 2026-07-28 has no initialize: its client is told no capabilities up front
-        assert capabilities is not None and capabilities.completions is not None
+        assert capabilities is not None
+        assert capabilities.completions is not None
     assert projects.values == ["staging"]  # never the names it may not use
     assert rooms.values == ["support-call-1042"]
-    assert rooms.total == 1 and not rooms.has_more
+    assert rooms.total == 1
+    assert not rooms.has_more
     assert "support-call-1042" in default_rooms.values  # the default project is staging
     assert "refused by policy (projects)" in str(other.value)
     assert "production" not in str(unknown.value)

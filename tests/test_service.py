@@ -25,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.sandbox import SandboxAdmin
 from realkit.processes import free_port
-from tests.conftest import LiveKitTarget, Served, fails, identities, no_secret, ok, run_cli, spawn
+from tests.conftest import LiveKitTarget, Served, fails, identities, no_secret, ok, run_cli_here, spawn
 
 pytestmark = pytest.mark.anyio
 
@@ -177,7 +177,9 @@ async def test_sse_requires_the_token_too(
 def test_bad_token_settings_stop_the_server_without_showing_a_token(
     livekit: LiveKitTarget, tokens: str, expected: str
 ) -> None:
-    done = run_cli("--transport", "http", "--port", str(free_port()), env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS=tokens))
+    done = run_cli_here(
+        "--transport", "http", "--port", str(free_port()), env=livekit.env(LIVEKIT_MCP_AUTH_TOKENS=tokens)
+    )
     assert done.returncode == 2
     assert expected in done.stderr
     assert "0123456789abcdef0123" not in done.stderr
@@ -187,7 +189,7 @@ def test_bad_token_settings_stop_the_server_without_showing_a_token(
 
 
 def test_a_non_loopback_bind_without_tokens_is_refused_at_start(livekit: LiveKitTarget) -> None:
-    done = run_cli("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()), env=livekit.env())
+    done = run_cli_here("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()), env=livekit.env())
     assert done.returncode == 2
     assert "refusing to serve HTTP on 0.0.0.0 without authentication" in done.stderr
 

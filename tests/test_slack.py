@@ -35,7 +35,16 @@ from realkit.agents import RealAgentWorker
 from realkit.livekit_server import RealLiveKitServer
 from realkit.processes import stop
 
-from .conftest import LIVEKIT_MCP, LiveKitTarget, Served, identities, room_names, run_cli, stdio, wait_for_listening
+from .conftest import (
+    LIVEKIT_MCP,
+    LiveKitTarget,
+    Served,
+    identities,
+    room_names,
+    run_cli_here,
+    stdio,
+    wait_for_listening,
+)
 from .slack_standin import (
     ModelStandIn,
     SlackStandIn,
@@ -631,10 +640,10 @@ def test_the_manifest_asks_for_the_scopes_it_needs_and_nothing_more() -> None:
 
 
 def test_without_a_bot_token_or_signing_secret_it_says_which_and_stops(livekit: LiveKitTarget) -> None:
-    no_token = run_cli("slack", env=livekit.env())
+    no_token = run_cli_here("slack", env=livekit.env())
     assert no_token.returncode == 2
     assert "SLACK_BOT_TOKEN is not set" in no_token.stderr
-    no_secret = run_cli("slack", env=livekit.env(SLACK_BOT_TOKEN=BOT_TOKEN))
+    no_secret = run_cli_here("slack", env=livekit.env(SLACK_BOT_TOKEN=BOT_TOKEN))
     assert no_secret.returncode == 2
     assert "HTTP mode needs SLACK_SIGNING_SECRET" in no_secret.stderr
     assert BOT_TOKEN not in no_secret.stderr + no_secret.stdout

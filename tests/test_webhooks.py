@@ -43,7 +43,7 @@ from tests.conftest import (
     fails,
     http_in_process,
     ok,
-    run_cli,
+    run_cli_here,
     spawn,
     text,
 )
@@ -190,7 +190,7 @@ async def test_history_off_has_no_receiver(livekit: LiveKitTarget) -> None:
 def test_a_store_file_that_is_not_ours_stops_the_start_in_one_line(livekit: LiveKitTarget, tmp_path: Path) -> None:
     theirs = tmp_path / "notes.db"
     theirs.write_bytes(b"SQLite format 3\x00" + b"\x00" * 4000)
-    done = run_cli("webhooks", "--port", "0", env=livekit.env(LIVEKIT_MCP_STORE=str(theirs)))
+    done = run_cli_here("webhooks", "--port", "0", env=livekit.env(LIVEKIT_MCP_STORE=str(theirs)))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert "LIVEKIT_MCP_STORE" in done.stderr
