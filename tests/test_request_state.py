@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, MutableMapping
@@ -409,3 +410,15 @@ def test_previous_keys_are_refused_when_short_or_without_a_key_and_are_kept_out_
     assert settings.confirm_keys() == [NEXT_KEY.encode(), KEY.encode(), KEY[::-1].encode()]
     assert {KEY, KEY[::-1], NEXT_KEY} <= set(settings.secrets())
     assert KEY not in repr(settings)
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+async def test_stateless_replicas_without_a_confirm_key_are_warned_about_at_start(
+    livekit: LiveKitTarget, caplog: pytest.LogCaptureFixture, key: str | None
+) -> None:
+    env = guarded(livekit, **({"confirm_key": key} if key else {}))
+    with caplog.at_level(logging.WARNING, logger="livekit_mcp.app"):
+        async with http_in_process(env, stateless=True):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "LIVEKIT_MCP_CONFIRM_KEY" in r.getMessage()]
+    assert len(warned) == (0 if key else 1), warned

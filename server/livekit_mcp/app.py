@@ -187,7 +187,7 @@ def build_server(
     """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan); HTTP callers must
         present a token `verifier` accepts, when there is one. `store` holds what replicas share and, with history on,
         room history; then HTTP also receives LiveKit's webhooks at /webhooks/livekit. `clock` (Unix time) is what
-    confirm tokens expire by: a test hands one it moves on instead of waiting."""
+    confirm tokens and the request state of 2026-07-28 expire by: a test hands one it moves on, not waiting."""
     history = store if settings.history == "on" else None
     sandboxed = settings.credentials == "sandbox"
     try:
