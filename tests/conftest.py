@@ -352,15 +352,16 @@ class InProcessHTTP:
 
 @contextlib.asynccontextmanager
 async def http_in_process(
-    env: Mapping[str, str], config: Path | None = None, **flags: Any
+    env: Mapping[str, str], config: Path | None = None, clock: Callable[[], float] = time.time, **flags: Any
 ) -> AsyncIterator[InProcessHTTP]:
     """`livekit-mcp serve --transport http` built in this process from `env`, the --config file and `flags` (as
-    `in_process`), with its bearer tokens; running (its lifespan entered) inside the block."""
+    `in_process`), with its bearer tokens, confirmations expiring by `clock`; running (its lifespan entered) inside
+    the block."""
     with environment(env):
         settings = Settings.load(config, **({"transport": "http"} | flags))
         verifier = token_verifier(settings)
         store = open_shared_store(settings)
-        app = http_app(build_server(settings, verifier, store), settings, verifier)
+        app = http_app(build_server(settings, verifier, store, clock=clock), settings, verifier)
     try:
         async with app.router.lifespan_context(app):
             yield InProcessHTTP(app)

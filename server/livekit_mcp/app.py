@@ -42,6 +42,7 @@ from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
 from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
 from livekit_mcp.policy import Budget
 from livekit_mcp.projects import Project, Projects, ProjectSpec, policy_for, project_specs, read_only_for
+from livekit_mcp.request_state import KeyRing, audience_of, protect, request_state_policy
 from livekit_mcp.resources import register_resources
 from livekit_mcp.scope import AppContext, app_of, caller_in
 from livekit_mcp.service import (
@@ -196,7 +197,7 @@ def build_server(
     """The MCP server with every tool, connecting to LiveKit when it starts (in its lifespan); HTTP callers must
         present a token `verifier` accepts, when there is one. `store` holds what replicas share and, with history on,
         room history; then HTTP also receives LiveKit's webhooks at /webhooks/livekit. `clock` (Unix time) is what
-    confirm tokens expire by: a test hands one it moves on instead of waiting."""
+    confirm tokens and the request state of 2026-07-28 expire by: a test hands one it moves on, not waiting."""
     history = store if settings.history == "on" else None
     sandboxed = settings.credentials == "sandbox"
     try:
@@ -210,11 +211,17 @@ def build_server(
                 raise StartupError(
                     f"auth tokens: the token of '{principal}' names unknown project {', '.join(unknown)}"
                 )
-    confirm_key = settings.confirm_key.get_secret_value().encode() if settings.confirm_key else None
+    # One key (and the previous ones, while rotating) for tokens and the request state: a token names its project,
+    # checked on redeeming. Without LIVEKIT_MCP_CONFIRM_KEY a random one: what this process issues, it alone accepts.
+    confirm_keys = settings.confirm_keys() or [secrets.token_bytes(32)]
+    if settings.transport == "http" and settings.stateless and settings.confirm_key is None:
+        log.warning(
+            "stateless HTTP without LIVEKIT_MCP_CONFIRM_KEY: a confirmation started on one replica cannot be "
+            "finished on another; give every replica the same key"
+        )
     shared = None if store is None or isinstance(store, MemoryStore) else store  # memory: this process alone
-    tokens = Tokens(
-        confirm_key, settings.confirm_ttl, clock
-    )  # one key: a token names its project, checked on redeeming
+    tokens = Tokens(confirm_keys[0], settings.confirm_ttl, clock, previous=confirm_keys[1:])
+    ring = KeyRing(confirm_keys, settings.confirm_ttl, clock)
     opened: list[Projects] = []  # the projects of the running lifespan, for /healthz and tools/list
     # Fresh random secrets for --sandbox: nobody else needs them, and they are long enough for HS256.
     sandbox_secrets = [secrets.token_hex(32) for _ in SANDBOX_PROJECTS]
@@ -296,7 +303,9 @@ def build_server(
         auth=auth,
         middleware=[CallerMiddleware(change_tools, lambda: _names(opened[-1]) if opened else None)],
         change_tools=change_tools,
+        request_state_security=request_state_policy(ring, audience_of(settings.public_url)),
     )
+    protect(server, ring, shared or MemoryStore())  # a requestState answers one round, across replicas sharing store
     register_resources(server)
     server.custom_route("/healthz", methods=["GET"])(
         Health(lambda: opened[-1].default.livekit if opened else None).endpoint

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BeforeValidator, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -167,8 +175,13 @@ class Settings(BaseSettings):
     """auto: destructive tools ask the user (elicitation) or return a confirm_token first; off: they act at once."""
     confirm_key: SecretStr | None = None
     """HMAC key for confirm tokens; give every replica the same one. A random key per process otherwise."""
+    confirm_previous_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default_factory=list
+    )
+    """Keys still accepted, never used to seal or sign, comma-separated: the previous confirm key while rotating it
+    (or the next one, rolled out to every replica before it becomes LIVEKIT_MCP_CONFIRM_KEY)."""
     confirm_ttl: float = Field(default=120.0, gt=0, le=3600)
-    """Seconds a confirm_token stays valid."""
+    """Seconds a confirm_token, or a question's requestState (protocol 2026-07-28), stays valid."""
     audit_log: Path | None = None
     """File that gets one JSON line per attempted change; if it cannot be written, no change is made."""
 
@@ -235,6 +248,28 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("confirm_previous_keys")
+    @classmethod
+    def _strong_previous_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            if len(key.get_secret_value().encode()) < MIN_CONFIRM_KEY:
+                raise ValueError(f"each LIVEKIT_MCP_CONFIRM_PREVIOUS_KEYS entry needs {MIN_CONFIRM_KEY} bytes at least")
+        return value
+
+    @model_validator(mode="after")
+    def _previous_keys_need_a_key(self) -> Settings:
+        if self.confirm_previous_keys and self.confirm_key is None:
+            raise ValueError(
+                "LIVEKIT_MCP_CONFIRM_PREVIOUS_KEYS is set without LIVEKIT_MCP_CONFIRM_KEY: set the key that signs"
+            )
+        return self
+
+    def confirm_keys(self) -> list[bytes]:
+        """The confirm key, then the previous ones still accepted; empty when none is set (a random one per
+        process). Confirm tokens are signed, and the request state of 2026-07-28 sealed, under keys made from them."""
+        keys = [self.confirm_key, *self.confirm_previous_keys] if self.confirm_key is not None else []
+        return [key.get_secret_value().encode() for key in keys]
+
     @field_validator("protected_kinds")
     @classmethod
     def _known_kinds(cls, value: list[str]) -> list[str]:
@@ -273,6 +308,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value configured, for logs to blank out: API secret, confirm key, bearer tokens."""
         found = [s.get_secret_value() for s in (self.api_secret, self.confirm_key) if s is not None]
+        found += [s.get_secret_value() for s in self.confirm_previous_keys]
         if self.auth_tokens is not None:
             found += [item.rpartition(":")[2] for item in self.auth_tokens.get_secret_value().split(",")]
         if self.store is not None and (password := urlsplit(self.store.get_secret_value()).password):

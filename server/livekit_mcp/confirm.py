@@ -25,7 +25,7 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -156,14 +156,22 @@ class Tokens:
     over all of it makes any edit, or a token from a server with another key, fail.
     """
 
-    def __init__(self, key: bytes | None, ttl: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, key: bytes | None, ttl: float, clock: Callable[[], float] = time.time, previous: Sequence[bytes] = ()
+    ) -> None:
         self._key = key or secrets.token_bytes(32)
+        self._previous = tuple(previous)
+        """Keys still accepted while the key is rotated: a token signed under one checks, none is signed with them."""
         self.ttl = ttl
         self._clock = clock
         """Unix time now: injected by tests that would otherwise wait for a token to expire."""
 
-    def _mac(self, body: str) -> str:
-        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18])
+    def _mac(self, body: str, key: bytes | None = None) -> str:
+        return _b64(hmac.new(key or self._key, body.encode(), hashlib.sha256).digest()[:18])
+
+    def _signed(self, body: str, mac: str) -> bool:
+        given = mac.encode(errors="replace")
+        return any(hmac.compare_digest(given, self._mac(body, key).encode()) for key in (self._key, *self._previous))
 
     @staticmethod
     def _parts(plan: Plan, principal: str) -> tuple[str, str, str, str]:
@@ -187,7 +195,7 @@ class Tokens:
         if not token.isascii() or len(parts) != 7 or parts[0] != "v3" or not parts[1].isdigit():
             raise InvalidInput("confirm_token", f"not a token this server issued; {again}")
         body, mac = ".".join(parts[:6]), parts[6]
-        if not hmac.compare_digest(mac.encode(errors="replace"), self._mac(body).encode()):
+        if not self._signed(body, mac):
             raise InvalidInput("confirm_token", f"not a token this server issued, or altered; {again}")
         project_digest, args_digest, targets_digest, principal_digest = self._parts(plan, principal)
         if parts[5] != principal_digest:
