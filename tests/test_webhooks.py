@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ import pytest
 from livekit import api
 from mcp import Client
 
+from livekit_mcp.history import MAX_BODY, live_index
 from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.store import Event, open_store
 from realkit.livekit_server import RealLiveKitServer
@@ -147,15 +149,12 @@ def forged(livekit: LiveKitTarget) -> dict[str, tuple[bytes, str | None, int, st
         "wrong-key": (body, signed(body, "another-key", livekit.api_secret), 401, "another API key"),
         "hash-mismatch": (body, signed(other, livekit.api_key, livekit.api_secret), 401, "does not match the hash"),
         "stale": (body, signed(body, livekit.api_key, livekit.api_secret, valid_for=-120), 401, "expired"),
-        "not-json": (b"{nope", signed(b"{nope", livekit.api_key, livekit.api_secret), 400, "not a LiveKit webhook"),
-        "not-utf8": (b"\xff\xfe", signed(b"\xff\xfe", livekit.api_key, livekit.api_secret), 400, "not UTF-8"),
-        "oversized": (b"x" * (1024 * 1024 + 1), "whatever", 413, "at most"),
+        # Past the size taken, unsigned: refused before its body is read (a signed one is a gap, below).
+        "oversized": (b"x" * (MAX_BODY + 1), "whatever", 401, "not signed"),
     }
 
 
-@pytest.mark.parametrize(
-    "case", ["unsigned", "wrong-secret", "wrong-key", "hash-mismatch", "stale", "not-json", "not-utf8", "oversized"]
-)
+@pytest.mark.parametrize("case", ["unsigned", "wrong-secret", "wrong-key", "hash-mismatch", "stale", "oversized"])
 async def test_what_is_not_livekits_is_refused_and_nothing_is_kept(
     receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -418,3 +417,111 @@ async def test_the_retention_settings_hold_in_the_receiver(livekit: LiveKitTarge
     async with http_in_process(env) as served:
         await deliver(served, livekit, old, *(webhook(event_id=f"EV_{n}") for n in range(5)))
     assert [e.id for e in await kept(store)] == ["EV_2", "EV_3", "EV_4"]
+
+
+# --- Nothing LiveKit sends is lost silently (issue 22, items 1 and 2) ------------------------------------------
+
+
+async def index_of(store: Path) -> tuple[dict[str, str], list[str]]:
+    db = open_store(str(store))
+    try:
+        index = await live_index(db)
+    finally:
+        await db.aclose()
+    return index.rooms, [a["identity"] for a in index.agents]
+
+
+async def test_a_webhook_as_large_as_livekits_limits_allow_is_kept_without_its_metadata(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
+) -> None:
+    # 512 KiB of room metadata, 512 KiB of participant metadata and 64 KiB of attributes (livekit-server's limits),
+    # every byte of which protojson escapes into six: 6.4 MiB. The receiver answered 413 above 1 MiB, which
+    # livekit-server takes as delivered: the agent's join was lost and find_agent() said "0 agents".
+    served, store = receiving
+    where = {"sid": "RM_big", "name": "big-room"}
+    await deliver(served, livekit, webhook("room_started", room=where, participant={}))
+    agent = {
+        "sid": "PA_big",
+        "identity": "agent-big",
+        "kind": "AGENT",
+        "metadata": "\x01" * 512 * 1024,
+        "attributes": {"lk.agent.name": "support-agent", "notes": "\x02" * (64 * 1024 - 20)},
+    }
+    body = webhook("participant_joined", room=where | {"metadata": "\x03" * 512 * 1024}, participant=agent)
+    assert len(body) > 6 * 1024 * 1024
+    answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"kept": True, "duplicate": False}
+    (joined,) = [e for e in await kept(store, "big-room") if e.event == "participant_joined"]
+    assert joined.detail == {"kind": "AGENT", "agent_name": "support-agent"}
+    assert await index_of(store) == ({"RM_big": "big-room"}, ["agent-big"])
+    assert "\\u0001" not in store.read_bytes().decode(errors="replace")
+
+
+@pytest.mark.parametrize("case", ["not-json", "not-utf8", "past-the-limit", "declared-past-the-limit"])
+async def test_a_signed_webhook_that_cannot_be_taken_is_a_gap_room_history_tells(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, case: str
+) -> None:
+    # What LiveKit signed is never answered 4xx (it would count as delivered): the index stops vouching for every
+    # room (which one the webhook was about is unknown) and room_history says events may be missing.
+    served, store = receiving
+    where = {"sid": "RM_vouched", "name": "vouched"}
+    await deliver(served, livekit, webhook("room_started", room=where, participant={}))
+    assert (await index_of(store))[0] == {"RM_vouched": "vouched"}
+    body = {"not-json": b"{nope", "not-utf8": b"\xff\xfe"}.get(case, b" " * (MAX_BODY + 1))
+    headers = {"Content-Length": str(MAX_BODY + 1)} if case == "declared-past-the-limit" else {}
+    answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret), **headers)
+    assert answer.status_code == 200, answer.text
+    assert "gap" in answer.json()
+    assert await index_of(store) == ({}, [])
+    async with served.client() as c:
+        told = await ok(c, "room_history", room="vouched")
+        said = text(await call(c, "room_history", room="vouched"))
+        recent = await ok(c, "room_history")
+    assert "History may be missing events: 1 webhook(s) from LiveKit could not be taken" in told["note"]
+    assert "History may be missing events" in said
+    assert [r["room"] for r in recent["rooms"]] == ["vouched"]  # the gap is of no room
+
+
+async def test_an_older_agent_joining_a_vouched_room_is_found_from_the_index(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    # Older agents join as STANDARD with permission.agent: find_agent(room=…) found them, find_agent() did not.
+    served, store = receiving
+    legacy = await admin.join(
+        "legacy-room", "legacy-agent", permission={"agent": True}, attributes={"lk.agent.name": "legacy"}
+    )
+    (room,) = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["legacy-room"]))).rooms
+    where = {"sid": room.sid, "name": "legacy-room"}
+    joined = {"identity": legacy["identity"], "kind": "STANDARD", "permission": {"agent": True}}
+    joined["attributes"] = {"lk.agent.name": "legacy"}
+    await deliver(
+        served,
+        livekit,
+        webhook("room_started", room=where, participant={}),
+        webhook("participant_joined", room=where, participant=joined),
+    )
+    assert (await index_of(store))[1] == ["legacy-agent"]
+    async with served.client() as c:
+        found = await ok(c, "find_agent", agent_name="legacy")
+    assert [(a["room"], a["identity"]) for a in found["agents"]] == [("legacy-room", "legacy-agent")]
+    assert found["rooms_from_history"] >= 1
+
+
+async def test_a_webhook_whose_index_write_failed_is_completed_by_livekits_retry(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
+) -> None:
+    # The event was kept before the index was written: when the index write failed, the retry was a `duplicate`.
+    served, store = receiving
+    where = {"sid": "RM_retry", "name": "retry-room"}
+    await deliver(served, livekit, webhook("room_started", room=where, participant={}))
+    body = webhook("participant_joined", room=where, participant={"identity": "agent-r", "kind": "AGENT"})
+    with sqlite3.connect(store) as other:  # a real failure of SQLite at the index write
+        other.execute("CREATE TRIGGER refuse BEFORE INSERT ON idx BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    first = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
+    assert first.status_code == 503  # LiveKit retries
+    with sqlite3.connect(store) as other:
+        other.execute("DROP TRIGGER refuse")
+    retry = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
+    assert retry.json() == {"kept": True, "duplicate": False}
+    assert await index_of(store) == ({"RM_retry": "retry-room"}, ["agent-r"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,10 +91,20 @@ class BodyDeadline:
     """ASGI middleware: the request body, whole, within `seconds` and `max_bytes`, before the app runs. The SDK reads
     the whole body anyway, so holding it here costs no more memory than the app would use."""
 
-    def __init__(self, app: ASGIApp, *, seconds: float, max_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        seconds: float,
+        max_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        judged_by_app: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.seconds = seconds
         self.max_bytes = max_bytes
+        self.judged_by_app = dict(judged_by_app or {})
+        """Paths with a limit of their own, past which the app is handed what was read and judges it (the webhook
+        receiver: a signed webhook past its limit is a gap in history, never a 413 LiveKit would take as delivered)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,6 +112,8 @@ class BodyDeadline:
             return
         chunks: list[bytes] = []
         size = 0
+        own_limit = self.judged_by_app.get(scope.get("path", ""))
+        max_bytes = own_limit if own_limit is not None else self.max_bytes
         with anyio.move_on_after(self.seconds) as deadline:
             while True:
                 message = await receive()
@@ -109,10 +121,11 @@ class BodyDeadline:
                     return
                 chunk: bytes = message.get("body", b"")
                 size += len(chunk)
-                if size > self.max_bytes:
-                    response = _json_error(
-                        f"request body larger than {self.max_bytes} bytes", 413, {"connection": "close"}
-                    )
+                if size > max_bytes and own_limit is not None:
+                    chunks.append(chunk)  # the app sees it is over its limit, and reads no further
+                    break
+                if size > max_bytes:
+                    response = _json_error(f"request body larger than {max_bytes} bytes", 413, {"connection": "close"})
                     await response(scope, receive, send)
                     return
                 chunks.append(chunk)

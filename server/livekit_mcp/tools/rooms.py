@@ -11,7 +11,7 @@ from pydantic import Field
 
 from livekit_mcp.confirm import Plan, Planned, TypedName, leaving
 from livekit_mcp.errors import InvalidInput, StoreError
-from livekit_mcp.history import told
+from livekit_mcp.history import gaps_note, gaps_since, told
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
@@ -195,19 +195,36 @@ async def room_history(
         return reply(RoomHistory(history=status, room=room, note=found), found)
     sessions = sessions_of(found.events)
     result = RoomHistory(history="on", room=room, sessions=sessions, next_cursor=found.cursor)
+    missing = await _gaps(scope, since_time(since))
     if not found.events:
         note = (
             f"No history of room '{room}' since {iso(since_time(since))}: no webhook about it reached this server "
             "(is LiveKit's webhook URL pointed at /webhooks/livekit? see the README's Room history)."
         )
+        note = f"{note} {missing}" if missing else note
         return reply(result.model_copy(update={"note": note}), note)
     lines = [f"Room '{room}': {len(found.events)} event(s) in {len(sessions)} session(s)."]
+    if missing:
+        result = result.model_copy(update={"note": missing})
+        lines.append(missing)
     for session in sessions:
         lines.append(
             f"Session {session.room_sid} (started {session.started or '?'}, ended {session.ended or 'not yet'}):"
         )
         lines += [f"- {e.at} {e.said}" for e in session.events]
     return reply(result, "\n".join(lines) + more_text(found.cursor))
+
+
+async def _gaps(scope: Scope, since: float) -> str:
+    """What room history may be missing since `since`: webhooks LiveKit sent that could not be taken (about which
+    room is unknown, so every room's history says so)."""
+    store = scope.history
+    if store is None:
+        return ""
+    try:
+        return gaps_note(await gaps_since(store, since))
+    except StoreError:
+        return ""  # the events were read a moment ago; a store failing now is told by the next call
 
 
 async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResult:
@@ -222,7 +239,7 @@ async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResul
         for _ in range(20):  # 20 pages of 500: the last 10,000 events
             page = await store.events(None, since, 500, cursor)
             for event in page.events:
-                if not policy.visible(event.room):
+                if not event.room or not policy.visible(event.room):  # "": the gaps, of no room
                     continue
                 sid = event.room_sid or last_sid.get(event.room, "")  # a change made through us: that session
                 last_sid[event.room] = sid
