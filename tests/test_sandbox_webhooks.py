@@ -285,3 +285,30 @@ async def test_the_admin_api_sets_where_webhooks_go_and_refuses_what_is_not_a_ur
         await admin.send_webhooks_to([])
         await admin.aclose()
         recorder.close()
+
+
+async def test_a_4xx_counts_as_delivered_as_livekit_servers_notifier_counts_it() -> None:
+    # livekit-server's notifier (go-retryablehttp's policy) retries only no answer, 429 and 5xx but 501: a 4xx is
+    # delivered, never retried nor counted in numDropped. The sandbox counted it dropped, so tests could not see
+    # a receiver losing events by answering 4xx (issue 22, item 1).
+    answers = iter([413, 400, 501] + [200] * 1000)
+    got: list[tuple[int, bytes]] = []
+
+    async def refusing(body: bytes, authorization: str) -> int:
+        status = next(answers)
+        got.append((status, body))
+        return status
+
+    async with Sandbox(keys={"devkey": SECRET}, seed=False, webhook_sinks=[refusing]) as sandbox:
+        async with api.LiveKitAPI(sandbox.url, "devkey", SECRET) as lkapi:
+            for name in ("first", "second", "third", "fourth"):
+                await lkapi.room.create_room(api.CreateRoomRequest(name=name))
+        await sandbox.webhooks.drained()
+    sent = [(status, json.loads(body)) for status, body in got]
+    # One try each, no retry; and the one after them says nothing was dropped.
+    assert [(status, e["room"]["name"], e.get("numDropped", 0)) for status, e in sent] == [
+        (413, "first", 0),
+        (400, "second", 0),
+        (501, "third", 0),
+        (200, "fourth", 0),
+    ]
