@@ -27,6 +27,7 @@ import httpx2
 import pytest
 from livekit import api
 from mcp import Client
+from mcp.client.stdio import get_default_environment
 
 from livekit_mcp.history import MAX_BODY, live_index
 from livekit_mcp.sandbox import SandboxAdmin
@@ -525,3 +526,22 @@ async def test_a_webhook_whose_index_write_failed_is_completed_by_livekits_retry
     retry = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
     assert retry.json() == {"kept": True, "duplicate": False}
     assert await index_of(store) == ({"RM_retry": "retry-room"}, ["agent-r"])
+
+
+async def test_the_sandbox_never_writes_its_history_into_the_users_store(in_process: InProcess, tmp_path: Path) -> None:
+    # Issue 22, item 11: `--sandbox` wrote its made-up sessions into ~/.local/state/livekit-mcp/store.sqlite3, so
+    # each new sandbox showed every earlier run's rooms as live, mixed with real history.
+    state = tmp_path / "state"
+    named = tmp_path / "sandbox-history.sqlite3"
+    env = get_default_environment() | {"XDG_STATE_HOME": str(state), "HOME": str(tmp_path / "home")}
+    for where in (None, named):
+        server = in_process(env=env | ({"LIVEKIT_MCP_STORE": str(where)} if where else {}), credentials="sandbox")
+        async with Client(server) as c:
+            with anyio.fail_after(10):
+                # The sandbox's seeded rooms, told by its webhooks in their own time.
+                while not (recent := await ok(c, "room_history")).get("rooms"):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+        assert recent["history"] == "on"
+    assert not state.exists()  # the default store was never made
+    assert not (tmp_path / "home").exists()
+    assert {e.room for e in await kept(named)} >= {r["room"] for r in recent["rooms"]}  # a store named for it is used

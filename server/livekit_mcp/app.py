@@ -322,8 +322,12 @@ def webhook_key(settings: Settings) -> tuple[str, str]:
 
 def open_shared_store(settings: Settings) -> Store:
     """The store of room history and of what replicas share (LIVEKIT_MCP_STORE); one line and no start if it is
-    unusable. Opened with history off too: confirm tokens and the destructive budget are still shared through it."""
+    unusable. Opened with history off too: confirm tokens and the destructive budget are still shared through it.
+    `--sandbox` keeps its made-up history in memory unless a store is named for it: it must never mix with the
+    user's real history (nor show earlier runs' sessions as live)."""
     retention = Retention(settings.history_retention_days * 86_400, settings.history_max_events)
+    if settings.credentials == "sandbox" and settings.store is None:
+        return MemoryStore(retention)
     try:
         return open_store(settings.store.get_secret_value() if settings.store else None, retention)
     except StoreError as exc:
