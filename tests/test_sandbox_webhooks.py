@@ -28,6 +28,7 @@ from realkit.livekit_server import SECRET as REAL_SECRET
 from realkit.participants import RealPeople
 from tests.conftest import (
     SECRET,
+    InProcess,
     LiveKitTarget,
     Receiver,
     Served,
@@ -312,3 +313,23 @@ async def test_a_4xx_counts_as_delivered_as_livekit_servers_notifier_counts_it()
         (501, "third", 0),
         (200, "fourth", 0),
     ]
+
+
+async def test_history_tells_a_departure_as_the_effect_of_the_change_that_caused_it(in_process: InProcess) -> None:
+    # Issue 22, item 12: remove_agent deleted the dispatch, the agent left because of it, and history said it
+    # "left by itself", listed before the command that caused it.
+    server = in_process(env=get_default_environment() | {"LIVEKIT_MCP_CONFIRM": "off"}, credentials="sandbox")
+    async with Client(server) as mcp:
+        removed = await ok(mcp, "remove_agent", room="support-call-1042")
+        (agent,) = [a["identity"] for a in removed["removed"]]
+        result = await until_history(mcp, "support-call-1042", f"'{agent}' (support-agent) left")
+    assert isinstance(result.structured_content, dict)
+    (session,) = result.structured_content["sessions"]
+    events = [(e["event"], e["said"]) for e in session["events"]]
+    change = next(n for n, (name, said) in enumerate(events) if name == "changed" and "remove_agent" in said)
+    left = next(n for n, (name, _) in enumerate(events) if name == "participant_left")
+    assert change < left, events  # cause before effect
+    assert events[left][1] == (
+        f"agent '{agent}' (support-agent) left because root (stdio) ran remove_agent through livekit-mcp; "
+        "LiveKit's reason: CLIENT_INITIATED"
+    )

@@ -545,3 +545,37 @@ async def test_the_sandbox_never_writes_its_history_into_the_users_store(in_proc
     assert not state.exists()  # the default store was never made
     assert not (tmp_path / "home").exists()
     assert {e.room for e in await kept(named)} >= {r["room"] for r in recent["rooms"]}  # a store named for it is used
+
+
+async def test_stop_egress_and_delete_ingress_reach_room_history(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+) -> None:
+    # Issue 22, item 10: their arguments name no room (an egress id, an ingress id), so history never heard of them.
+    env = livekit.env(
+        LIVEKIT_MCP_STORE=str(tmp_path / "h.sqlite3"), LIVEKIT_MCP_EGRESS_OUTPUT="recordings/{room_name}.mp4"
+    )
+    await admin.join("town-hall", "mayor")
+    async with Client(in_process(env=env, toolsets="rooms,egress,ingress")) as c:
+        egress_id = (await ok(c, "start_room_egress", room="town-hall"))["egress"]["egress_id"]
+        await ok(c, "stop_egress", egress_id=egress_id)
+        made = await ok(c, "create_ingress", input_type="RTMP", room="stage", participant_identity="obs")
+        await ok(c, "delete_ingress", ingress_id=made["ingress"]["ingress_id"])
+        town_hall = text(await call(c, "room_history", room="town-hall"))
+        stage = text(await call(c, "room_history", room="stage"))
+    assert f"ran stop_egress on '{egress_id}' through livekit-mcp" in town_hall
+    assert f"ran delete_ingress on '{made['ingress']['ingress_id']}' through livekit-mcp" in stage
+
+
+async def test_the_audit_log_is_readable_by_its_owner_only(
+    in_process: InProcess, livekit: LiveKitTarget, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 22, item 7: the audit log (who did what for whom) was made 0644.
+    log = tmp_path / "audit.jsonl"
+    async with Client(in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(log)))) as c:
+        await ok(c, "create_room", room=f"audited-{uuid.uuid4().hex[:6]}")
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert "should have permissions 600" not in caplog.text
+    log.chmod(0o644)
+    async with Client(in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(log)))):
+        pass  # the server's start: its lifespan opens the log
+    assert f"audit log {log} should have permissions 600" in caplog.text

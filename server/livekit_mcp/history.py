@@ -214,9 +214,15 @@ def _who(event: Event) -> str:
     return f"{what} {label}" if what else label
 
 
-def told(event: Event) -> str:
-    """One line a person would say for `event`."""
+def told(event: Event, cause: Event | None = None) -> str:
+    """One line a person would say for `event`; for a departure, `cause` is the change made through this server
+    that made it leave (LiveKit's reason alone would say an agent whose dispatch was deleted "left by itself")."""
     d = event.detail
+    if cause is not None and event.event in ("participant_left", "participant_connection_aborted"):
+        c = cause.detail
+        by = str(c.get("principal", "someone")) + (f" for {c['on_behalf_of']}" if c.get("on_behalf_of") else "")
+        reason = f"; LiveKit's reason: {d['reason']}" if d.get("reason") else ""
+        return f"{_who(event)} left because {by} ran {c.get('tool')} through livekit-mcp{reason}"
     match event.event:
         case "room_started":
             return "the room started"

@@ -127,11 +127,17 @@ HISTORY_OFF = "History is off on this server (LIVEKIT_MCP_HISTORY=off): it keeps
 HISTORY_ELSEWHERE = "History is kept for the default project only (its webhooks feed it); get_room shows this one's."
 
 
-def _entry(event: Event) -> HistoryEntry:
+CAUSE_WINDOW = 120.0
+"""Seconds after a change made through this server within which a departure it announced is told as its effect
+(remove_agent's grace period is at most 60 s; LiveKit ends a job within seconds of its dispatch's deletion)."""
+DEPARTURES = ("participant_left", "participant_connection_aborted")
+
+
+def _entry(event: Event, cause: Event | None = None) -> HistoryEntry:
     return HistoryEntry(
         at=iso(event.at),
         event=event.event,
-        said=told(event),
+        said=told(event, cause),
         identity=event.identity or None,
         kind=event.detail.get("kind"),
         reason=event.detail.get("reason"),
@@ -142,7 +148,15 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
     """Events grouped by the room's sid (one session per life of the room), in the order they happened."""
     sessions: dict[str, RoomSession] = {}
     current: RoomSession | None = None
+    causes: dict[str, Event] = {}  # identity → the change made through us that announced its departure
     for event in events:
+        cause = None
+        if event.event == "changed":
+            causes |= dict.fromkeys(event.detail.get("leaving", ()), event)
+        elif event.event in DEPARTURES and event.identity in causes:
+            cause = causes.pop(event.identity)
+            if event.received - cause.received > CAUSE_WINDOW:
+                cause = None
         if event.room_sid:
             current = sessions.setdefault(event.room_sid, RoomSession(room_sid=event.room_sid))
             session = current
@@ -150,7 +164,7 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
             session = current
         else:
             session = sessions.setdefault("(unknown)", RoomSession(room_sid="(unknown)"))
-        session.events.append(_entry(event))
+        session.events.append(_entry(event, cause))
         if event.event == "room_started":
             session.started = iso(event.at)
         elif event.event == "room_finished":
