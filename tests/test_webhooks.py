@@ -32,6 +32,7 @@ from mcp.client.stdio import get_default_environment
 from livekit_mcp.history import MAX_BODY, live_index
 from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.store import Event, open_store
+from realkit.agents import RealAgentWorker
 from realkit.livekit_server import RealLiveKitServer
 from realkit.participants import RealPeople
 from tests.asgi import asgi_client
@@ -42,6 +43,7 @@ from tests.conftest import (
     LiveKitTarget,
     Receiver,
     Served,
+    WebhookRecorder,
     call,
     fails,
     http_in_process,
@@ -50,6 +52,7 @@ from tests.conftest import (
     spawn,
     text,
 )
+from tests.test_real_tools import one_agent
 
 pytestmark = pytest.mark.anyio
 
@@ -579,3 +582,68 @@ async def test_the_audit_log_is_readable_by_its_owner_only(
     async with Client(in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(log)))):
         pass  # the server's start: its lifespan opens the log
     assert f"audit log {log} should have permissions 600" in caplog.text
+
+
+async def test_the_real_servers_webhook_past_a_mebibyte_is_kept_and_find_agent_still_finds_the_agent(
+    real_livekit: RealLiveKitServer,
+    real_people: RealPeople,
+    real_webhooks: Receiver,
+    real_webhook_recorder: WebhookRecorder,
+    real_lkapi: api.LiveKitAPI,
+    real_target: LiveKitTarget,
+    in_process: InProcess,
+) -> None:
+    # Issue 22, items 1 and 2 on livekit-server itself: 512 KiB of room metadata that protojson escapes six-fold
+    # rides on every participant event. The receiver answered 413, the notifier took it as delivered: the agent's
+    # join was lost, and find_agent() said "0 agents" for a room the index vouched for. The agent here is an older
+    # one (STANDARD with the agent grant), which the index missed too.
+    room = f"big-{uuid.uuid4().hex[:6]}"
+    await real_lkapi.room.create_room(api.CreateRoomRequest(name=room))
+    try:
+        await events_of(real_webhooks, room, lambda es: any(e.event == "room_started" for e in es))
+        await real_lkapi.room.update_room_metadata(
+            api.UpdateRoomMetadataRequest(room=room, metadata="\x01" * 512 * 1024)
+        )
+        await real_people.join(room, "older-agent", agent=True, attributes={"lk.agent.name": "legacy-helper"})
+        events = await events_of(real_webhooks, room, lambda es: any(e.identity == "older-agent" for e in es))
+        (joined,) = [e for e in events if e.event == "participant_joined"]
+        assert joined.detail == {"kind": "AGENT", "agent_name": "legacy-helper"}
+        sent = [b for h, b in real_webhook_recorder.received if b'"older-agent"' in b and b"participant_joined" in b]
+        assert len(sent[0]) > 3 * 1024 * 1024  # what livekit-server posted: past the old 1 MiB limit
+        async with Client(in_process(env=real_target.env(LIVEKIT_MCP_STORE=str(real_webhooks.store)))) as c:
+            found = await ok(c, "find_agent", agent_name="legacy-helper")
+        assert [(a["room"], a["identity"]) for a in found["agents"]] == [(room, "older-agent")]
+        assert (await index_of(real_webhooks.store))[0].get(joined.room_sid) == room  # still vouched for
+    finally:
+        await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
+
+
+async def test_the_real_servers_history_tells_the_agent_left_because_of_remove_agent(
+    real_livekit: RealLiveKitServer,
+    real_people: RealPeople,
+    real_webhooks: Receiver,
+    real_lkapi: api.LiveKitAPI,
+    real_target: LiveKitTarget,
+    in_process: InProcess,
+    agent_worker: Callable[[str], RealAgentWorker],
+) -> None:
+    # Issue 22, item 12 with a real agent worker: deleting the dispatch ends the job, the agent leaves "by itself"
+    # as LiveKit tells it; history says remove_agent made it leave, and tells the command first.
+    agent_worker("polite-helper")
+    room = f"caused-{uuid.uuid4().hex[:6]}"
+    await real_people.join(room, "customer")
+    server = in_process(env=real_target.env(LIVEKIT_MCP_STORE=str(real_webhooks.store)))
+    try:
+        async with Client(server) as c:
+            await ok(c, "dispatch_agent", room=room, agent_name="polite-helper")
+            identity = await one_agent(real_lkapi, room, "polite-helper")
+            await ok(c, "remove_agent", room=room, agent_name="polite-helper")
+            await events_of(real_webhooks, room, lambda es: any(e.event == "participant_left" for e in es))
+            told = await ok(c, "room_history", room=room)
+        events = [(e["event"], e["said"]) for s in told["sessions"] for e in s["events"]]
+        change = next(n for n, (name, said) in enumerate(events) if name == "changed" and "remove_agent" in said)
+        (left,) = [n for n, (name, said) in enumerate(events) if name == "participant_left" and identity in said]
+        assert change < left, events
+        assert f"'{identity}' (polite-helper) left because root (stdio) ran remove_agent" in events[left][1], events
+    finally:
+        await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
