@@ -371,7 +371,10 @@ async def test_the_real_servers_history_reaches_a_server_reading_the_receivers_s
         told = await ok(c, "room_history", room=room)
     said = [e["said"] for s in told["sessions"] for e in s["events"]]
     assert "'guest' joined" in said
-    assert "'guest' left because it was removed (RemoveParticipant)" in said
+    assert (
+        "'guest' left because anonymous (HTTP) ran remove_participant through livekit-mcp; LiveKit's reason: "
+        "PARTICIPANT_REMOVED" in said
+    )
     assert any("ran remove_participant on 'guest'" in s for s in said)
     assert [e["said"] for e in detail["recent_history"]][-1] in said
     assert {

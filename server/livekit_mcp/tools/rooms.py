@@ -112,7 +112,7 @@ async def get_room(scope: Scope, room: RoomName) -> Annotated[CallToolResult, Ro
     ]
     found = await recent_events(scope, room, time.time() - RECENT_SECONDS, 500)
     if not isinstance(found, str) and found.events:
-        last = [_entry(e) for e in found.events if e.room_sid == detail.room.sid][-RECENT_EVENTS:]
+        last = [_entry(e, c) for e, c in with_causes(found.events) if e.room_sid == detail.room.sid][-RECENT_EVENTS:]
         detail = detail.model_copy(update={"recent_history": last or None})
         lines += ["Lately:", *(f"- {e.at} {e.said}" for e in last)] if last else []
     return reply(detail, "\n".join(lines))
@@ -144,11 +144,10 @@ def _entry(event: Event, cause: Event | None = None) -> HistoryEntry:
     )
 
 
-def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
-    """Events grouped by the room's sid (one session per life of the room), in the order they happened."""
-    sessions: dict[str, RoomSession] = {}
-    current: RoomSession | None = None
+def with_causes(events: Sequence[Event]) -> list[tuple[Event, Event | None]]:
+    """Each event (in order) with, for a departure, the change made through us that announced it, if any."""
     causes: dict[str, Event] = {}  # identity → the change made through us that announced its departure
+    found: list[tuple[Event, Event | None]] = []
     for event in events:
         cause = None
         if event.event == "changed":
@@ -157,6 +156,15 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
             cause = causes.pop(event.identity)
             if event.received - cause.received > CAUSE_WINDOW:
                 cause = None
+        found.append((event, cause))
+    return found
+
+
+def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
+    """Events grouped by the room's sid (one session per life of the room), in the order they happened."""
+    sessions: dict[str, RoomSession] = {}
+    current: RoomSession | None = None
+    for event, cause in with_causes(events):
         if event.room_sid:
             current = sessions.setdefault(event.room_sid, RoomSession(room_sid=event.room_sid))
             session = current
