@@ -485,7 +485,9 @@ async def test_a_signed_webhook_that_cannot_be_taken_is_a_gap_room_history_tells
         told = await ok(c, "room_history", room="vouched")
         said = text(await call(c, "room_history", room="vouched"))
         recent = await ok(c, "room_history")
+        resource = await c.read_resource("livekit://rooms/vouched/history")
     assert "History may be missing events: 1 webhook(s) from LiveKit could not be taken" in told["note"]
+    assert "History may be missing events" in json.loads(getattr(resource.contents[0], "text", "{}"))["note"]
     assert "History may be missing events" in said
     assert [r["room"] for r in recent["rooms"]] == ["vouched"]  # the gap is of no room
 
