@@ -29,9 +29,11 @@ from livekit import api
 from mcp import Client
 from mcp.client.stdio import get_default_environment
 
+from livekit_mcp.app import webhooks_app
+from livekit_mcp.config import Settings
 from livekit_mcp.history import MAX_BODY, live_index
 from livekit_mcp.sandbox import SandboxAdmin
-from livekit_mcp.store import Event, open_store
+from livekit_mcp.store import Event, MemoryStore, open_store
 from realkit.agents import RealAgentWorker
 from realkit.livekit_server import RealLiveKitServer
 from realkit.participants import RealPeople
@@ -45,6 +47,7 @@ from tests.conftest import (
     Served,
     WebhookRecorder,
     call,
+    environment,
     fails,
     http_in_process,
     ok,
@@ -652,3 +655,36 @@ async def test_the_real_servers_history_tells_the_agent_left_because_of_remove_a
         assert f"'{identity}' (polite-helper) left because root (stdio) ran remove_agent" in events[left][1], events
     finally:
         await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
+
+
+@pytest.mark.parametrize("case", ["unsigned", "signed-trickling"])
+async def test_the_receiver_reads_no_unsigned_body_and_a_signed_one_only_within_the_deadline(
+    livekit: LiveKitTarget, case: str
+) -> None:
+    # The receiver takes up to 8 MiB, so it reads the body itself: an unsigned one not at all (no 8 MiB buffered
+    # for anyone who can reach the port), a signed one within LIVEKIT_MCP_BODY_TIMEOUT (then 408).
+    with environment(livekit.env(LIVEKIT_MCP_BODY_TIMEOUT="0.3")):
+        app = webhooks_app(Settings.load(None), MemoryStore())
+    body = webhook()
+    headers = [(b"content-type", b"application/webhook+json"), (b"content-length", str(len(body)).encode())]
+    if case == "signed-trickling":
+        headers.append((b"authorization", signed(body, livekit.api_key, livekit.api_secret).encode()))
+    reads = 0
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return {"type": "http.request", "body": body[:10], "more_body": True}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/webhooks/livekit", "headers": headers, "query_string": b""}
+    with anyio.fail_after(5):
+        await app(scope | {"http_version": "1.1", "scheme": "http", "root_path": ""}, receive, send)
+    status = sent[0]["status"]
+    assert (status, reads) == ((401, 0) if case == "unsigned" else (408, 2))

@@ -35,7 +35,7 @@ from livekit_mcp.errors import (
     StartupError,
     StoreError,
 )
-from livekit_mcp.history import MAX_BODY, WEBHOOK_PATH, WebhookEndpoint
+from livekit_mcp.history import WEBHOOK_PATH, WebhookEndpoint
 from livekit_mcp.limits import BodyDeadline, SessionQuota, principal_lookup
 from livekit_mcp.livekit_backend import LiveKit, webhook_verifier
 from livekit_mcp.policy import Budget
@@ -341,7 +341,7 @@ def webhooks_app(settings: Settings, store: Store) -> Starlette:
         Route("/healthz", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout, judged_by_app={WEBHOOK_PATH: MAX_BODY})
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout, read_by_app={WEBHOOK_PATH})
     return app
 
 
@@ -383,8 +383,8 @@ def http_app(server: MCPServer[AppContext], settings: Settings, verifier: Static
             sse_path="/sse" if settings.transport == "sse" else None,
         )
     app.add_middleware(OnBehalfOfCheck)  # before authentication and MCP read the header
-    # Outermost: nothing runs on half a request. The receiver judges a webhook past its limit itself (a gap).
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout, judged_by_app={WEBHOOK_PATH: MAX_BODY})
+    # Outermost: nothing runs on half a request (the receiver reads its own, after the signature; a gap past its limit).
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout, read_by_app={WEBHOOK_PATH})
     return app
 
 

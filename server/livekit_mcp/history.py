@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from livekit_mcp.errors import StoreError, WebhookError, WebhookUnreadable
@@ -282,10 +282,13 @@ class WebhookEndpoint:
         if declared is not None and int(declared) > MAX_BODY:
             return _answer(*await self._gap(f"a webhook of {declared} bytes, over the {MAX_BODY} this server takes"))
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:  # read no further than that: `take` marks a gap
-                break
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:  # read no further than that: `take` marks a gap
+                    break
+        except ClientDisconnect:  # gone, or the body was not in within the deadline (limits.BodyDeadline)
+            return _answer(*_refused(408, "the webhook's body did not arrive in time"))
         return _answer(*await self.take(bytes(body), authorization))
 
     async def take(self, body: bytes, authorization: str) -> tuple[int, dict[str, Any]]:

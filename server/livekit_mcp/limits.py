@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,23 +97,26 @@ class BodyDeadline:
         *,
         seconds: float,
         max_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
-        judged_by_app: Mapping[str, int] | None = None,
+        read_by_app: Collection[str] = (),
     ) -> None:
         self.app = app
         self.seconds = seconds
         self.max_bytes = max_bytes
-        self.judged_by_app = dict(judged_by_app or {})
-        """Paths with a limit of their own, past which the app is handed what was read and judges it (the webhook
-        receiver: a signed webhook past its limit is a gap in history, never a 413 LiveKit would take as delivered)."""
+        self.read_by_app = frozenset(read_by_app)
+        """Paths whose app reads the body itself, within its own limit, once it has checked the request (the webhook
+        receiver: the signature first, so an unsigned body is never read; a signed one past its limit is a gap in
+        history, never a 413 LiveKit would take as delivered). The deadline still holds: a body that is not in
+        within it is a disconnect to the app."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope.get("path") in self.read_by_app:
+            await self.app(scope, _within(receive, anyio.current_time() + self.seconds), send)
+            return
         chunks: list[bytes] = []
         size = 0
-        own_limit = self.judged_by_app.get(scope.get("path", ""))
-        max_bytes = own_limit if own_limit is not None else self.max_bytes
         with anyio.move_on_after(self.seconds) as deadline:
             while True:
                 message = await receive()
@@ -121,11 +124,10 @@ class BodyDeadline:
                     return
                 chunk: bytes = message.get("body", b"")
                 size += len(chunk)
-                if size > max_bytes and own_limit is not None:
-                    chunks.append(chunk)  # the app sees it is over its limit, and reads no further
-                    break
-                if size > max_bytes:
-                    response = _json_error(f"request body larger than {max_bytes} bytes", 413, {"connection": "close"})
+                if size > self.max_bytes:
+                    response = _json_error(
+                        f"request body larger than {self.max_bytes} bytes", 413, {"connection": "close"}
+                    )
                     await response(scope, receive, send)
                     return
                 chunks.append(chunk)
@@ -146,6 +148,25 @@ class BodyDeadline:
             return await receive()  # what follows the body: the client going away
 
         await self.app(scope, replay, send)
+
+
+def _within(receive: Receive, deadline: float) -> Receive:
+    """`receive`, its body due by `deadline` (anyio time): a body not in by then reads as the client gone."""
+    done = False
+
+    async def timed() -> Message:
+        nonlocal done
+        if done:
+            return await receive()  # what follows the body: the client going away
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            message = await receive()
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+        log.info("a request whose body did not arrive in time: the app sees the client gone")
+        done = True
+        return {"type": "http.disconnect"}
+
+    return timed
 
 
 @dataclass
