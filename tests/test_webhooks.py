@@ -495,6 +495,20 @@ async def test_a_signed_webhook_that_cannot_be_taken_is_a_gap_room_history_tells
     assert [r["room"] for r in recent["rooms"]] == ["vouched"]  # the gap is of no room
 
 
+async def test_webhooks_livekit_dropped_are_a_gap_room_history_tells(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
+) -> None:
+    # numDropped, on an event of any room, says events of unknown rooms were lost: every room's history says so.
+    served, _ = receiving
+    told_of_it = webhook(event_id="EV_after_drops", room={"sid": "RM_other", "name": "other"}, numDropped=3)
+    for _ in range(2):  # LiveKit's retry of it counts the gap once
+        await deliver(served, livekit, told_of_it)
+    async with served.client() as c:
+        told = await ok(c, "room_history", room="quiet-room")
+    assert "1 webhook(s) from LiveKit could not be taken" in told["note"]
+    assert "LiveKit dropped 3 webhook(s) it could not deliver" in told["note"]
+
+
 async def test_an_older_agent_joining_a_vouched_room_is_found_from_the_index(
     receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:

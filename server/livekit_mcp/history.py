@@ -144,15 +144,16 @@ def index_changes(event: Event) -> list[IndexOp]:
     return changes
 
 
-def gap(why: str) -> Event:
-    """A webhook LiveKit sent that could not be taken: which room it was about is unknown, so it is kept under the
-    room "" and told in every room's history from then on."""
+def gap(why: str, of: str = "") -> Event:
+    """Webhooks LiveKit sent that were not taken (or that it dropped): which room they were about is unknown, so the
+    gap is kept under the room "" and told in every room's history. `of`: the event that told of it (its id makes
+    the gap's, so LiveKit's retry of that event does not count it twice)."""
     now = time.time()
-    return Event(f"GAP_{uuid.uuid4().hex}", now, "", GAP, detail={"why": why}, received=now)
+    return Event(f"GAP_{of or uuid.uuid4().hex}", now, "", GAP, detail={"why": why}, received=now)
 
 
 async def gaps_since(store: Store, since: float) -> list[Event]:
-    """The gaps since `since` (the newest 100)."""
+    """The gaps since `since` (the first 100)."""
     return (await store.events("", since, 100)).events
 
 
@@ -328,6 +329,9 @@ class WebhookEndpoint:
 
     async def _keep(self, event: Event) -> tuple[int, dict[str, Any]]:
         try:
+            if dropped := event.detail.get("dropped_before"):  # LiveKit gave up on earlier ones: told as a gap too
+                lost = gap(f"LiveKit dropped {dropped} webhook(s) it could not deliver", of=event.id)
+                await self._store.add(lost, index_changes(lost))
             new = await self._store.add(event, index_changes(event))
             self._added += new
             # At most once a minute, or sooner when this many events could push the store past max_events.
