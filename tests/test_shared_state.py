@@ -115,7 +115,9 @@ async def test_two_replicas_on_one_redis_answer_the_same_history_whichever_recei
                 while "ran remove_participant" not in (told := text(await call(first, "room_history", room=room))):  # noqa: ASYNC110
                     await anyio.sleep(0.1)
         assert "'dana' (Dana) joined" in told
-        assert "'dana' (Dana) left because it was removed" in told
+        # Told as the effect of the change made through B (issue 22, item 12), with LiveKit's reason.
+        assert "'dana' (Dana) left because anonymous (HTTP) ran remove_participant through livekit-mcp" in told
+        assert "LiveKit's reason: PARTICIPANT_REMOVED" in told
         assert await identities(lkapi, room) == {agent["identity"]}
     finally:
         await admin.send_webhooks_to([])

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from livekit_mcp.errors import StoreError
-from livekit_mcp.history import live_index, update_index
+from livekit_mcp.history import index_changes, live_index
 from livekit_mcp.store import Event, MemoryStore, Retention, Store, open_store
 
 pytestmark = pytest.mark.anyio
@@ -220,9 +220,98 @@ async def test_the_index_follows_rooms_and_agents_and_forgets_what_it_cannot_vou
         happened(8, "room_finished", "RM_b"),
         happened(9, "participant_joined", "RM_c", "agent-4", kind="AGENT"),  # a room whose start was never heard
     ):
-        await update_index(store, event)
+        await store.add(event, index_changes(event))
     index = await live_index(store)
     assert index.rooms == {"RM_a": "room-RM_a"}
     assert index.agents == [{"room_sid": "RM_a", "room": "room-RM_a", "identity": "agent-1", "agent_name": "support"}]
-    await update_index(store, happened(10, "participant_joined", "RM_a", "late", kind="STANDARD", dropped_before=3))
+    late = happened(10, "participant_joined", "RM_a", "late", kind="STANDARD", dropped_before=3)
+    await store.add(late, index_changes(late))
     assert (await live_index(store)).rooms == {}  # events were lost: no room is vouched for any more
+
+
+async def test_an_event_and_its_index_changes_are_one_write(tmp_path: Path) -> None:
+    # Issue 22, item 2: the index write failing after the event was kept made LiveKit's retry a `duplicate`, never
+    # indexed. A real SQLite failure (a trigger refusing the index write) now leaves neither, and the retry does both.
+    path = tmp_path / "store.sqlite3"
+    db = open_store(str(path))
+    joined = Event("EV_j", time.time(), "r", "participant_joined", "RM_1", "agent-1", {"kind": "AGENT"}, time.time())
+    with sqlite3.connect(path) as other:
+        other.execute("CREATE TRIGGER refuse BEFORE INSERT ON idx BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    try:
+        started = Event("EV_s", time.time(), "r", "room_started", "RM_1", received=time.time())
+        with pytest.raises(StoreError, match="disk says no"):
+            await db.add(started, index_changes(started))
+        assert (await db.events("r", 0, 10)).events == []  # not kept without its index change
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TRIGGER refuse")
+        assert await db.add(started, index_changes(started)) is True  # LiveKit's retry completes it
+        assert await db.add(joined, index_changes(joined)) is True
+        index = await live_index(db)
+        assert index.rooms == {"RM_1": "r"}
+        assert [a["identity"] for a in index.agents] == ["agent-1"]
+    finally:
+        await db.aclose()
+
+
+async def test_index_prefixes_are_text_not_wildcards(store: Store) -> None:
+    def finished(sid: str) -> Event:
+        return Event(f"EV_f{sid}", time.time(), "r", "room_finished", sid, received=time.time())
+
+    for sid, identity in (("RM_%", "a"), ("RM_x", "b")):
+        joined = Event(f"EV_{identity}", time.time(), "r", "participant_joined", sid, identity, {"kind": "AGENT"})
+        await store.add(joined, index_changes(joined))
+    await store.add(finished("RM_%"), index_changes(finished("RM_%")))
+    assert list(await store.index("agents")) == ["RM_x|b"]  # "RM_%|" matched only itself
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_a_new_store_is_readable_by_its_owner_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 22, item 7: the store holds names, phone numbers and who did what; it was made 0644 in a 0755 directory.
+    path = tmp_path / "state" / "livekit-mcp" / "store.sqlite3"
+    db = open_store(str(path))
+    try:
+        await db.add(event(1))  # the WAL and its index exist while the store is open
+        assert (mode(path), mode(path.parent)) == (0o600, 0o700)
+        assert {mode(Path(f"{path}{end}")) for end in ("-wal", "-shm")} == {0o600}
+    finally:
+        await db.aclose()
+    assert not [p.name for p in path.parent.iterdir() if p.name.endswith(".new")]  # nothing half-made left behind
+    assert "permissions" not in caplog.text
+    path.chmod(0o644)
+    await open_store(str(path)).aclose()
+    assert f"history store {path} should have permissions 600" in caplog.text
+
+
+def test_an_existing_empty_file_is_not_made_a_store(tmp_path: Path) -> None:
+    # Issue 22, item 10: an empty file (another program's, or a typo'd path that exists) was silently made a store.
+    path = tmp_path / "notes.txt"
+    path.touch()
+    with pytest.raises(StoreError, match="is an empty file, not a livekit-mcp store"):
+        open_store(str(path))
+    assert path.read_bytes() == b""  # left as it was
+
+
+async def test_a_store_deleted_or_replaced_while_running_is_opened_anew(tmp_path: Path) -> None:
+    # Issue 22, item 10: a store deleted while running went on answering `kept` into the unlinked file.
+    path = tmp_path / "store.sqlite3"
+    db = open_store(str(path))
+    try:
+        await db.add(event(1))
+        for end in ("", "-wal", "-shm"):
+            Path(f"{path}{end}").unlink(missing_ok=True)  # noqa: ASYNC240 - the test deletes it between calls
+        assert await db.add(event(2)) is True
+        reader = open_store(str(path))  # what a reader of the path (a stdio server) sees
+        try:
+            assert [e.id for e in (await reader.events(None, 0, 10)).events] == ["EV_0002"]
+        finally:
+            await reader.aclose()
+        path.unlink()
+        with sqlite3.connect(path) as other:  # replaced by another program's file: refused, not written into
+            other.execute("CREATE TABLE notes (text TEXT)")
+        with pytest.raises(StoreError, match="is not a livekit-mcp store"):
+            await db.add(event(3))
+    finally:
+        await db.aclose()

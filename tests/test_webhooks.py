@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,9 +27,14 @@ import httpx2
 import pytest
 from livekit import api
 from mcp import Client
+from mcp.client.stdio import get_default_environment
 
+from livekit_mcp.app import webhooks_app
+from livekit_mcp.config import Settings
+from livekit_mcp.history import MAX_BODY, live_index
 from livekit_mcp.sandbox import SandboxAdmin
-from livekit_mcp.store import Event, open_store
+from livekit_mcp.store import Event, MemoryStore, open_store
+from realkit.agents import RealAgentWorker
 from realkit.livekit_server import RealLiveKitServer
 from realkit.participants import RealPeople
 from tests.asgi import asgi_client
@@ -39,7 +45,9 @@ from tests.conftest import (
     LiveKitTarget,
     Receiver,
     Served,
+    WebhookRecorder,
     call,
+    environment,
     fails,
     http_in_process,
     ok,
@@ -47,6 +55,7 @@ from tests.conftest import (
     spawn,
     text,
 )
+from tests.test_real_tools import one_agent
 
 pytestmark = pytest.mark.anyio
 
@@ -147,15 +156,12 @@ def forged(livekit: LiveKitTarget) -> dict[str, tuple[bytes, str | None, int, st
         "wrong-key": (body, signed(body, "another-key", livekit.api_secret), 401, "another API key"),
         "hash-mismatch": (body, signed(other, livekit.api_key, livekit.api_secret), 401, "does not match the hash"),
         "stale": (body, signed(body, livekit.api_key, livekit.api_secret, valid_for=-120), 401, "expired"),
-        "not-json": (b"{nope", signed(b"{nope", livekit.api_key, livekit.api_secret), 400, "not a LiveKit webhook"),
-        "not-utf8": (b"\xff\xfe", signed(b"\xff\xfe", livekit.api_key, livekit.api_secret), 400, "not UTF-8"),
-        "oversized": (b"x" * (1024 * 1024 + 1), "whatever", 413, "at most"),
+        # Past the size taken, unsigned: refused before its body is read (a signed one is a gap, below).
+        "oversized": (b"x" * (MAX_BODY + 1), "whatever", 401, "not signed"),
     }
 
 
-@pytest.mark.parametrize(
-    "case", ["unsigned", "wrong-secret", "wrong-key", "hash-mismatch", "stale", "not-json", "not-utf8", "oversized"]
-)
+@pytest.mark.parametrize("case", ["unsigned", "wrong-secret", "wrong-key", "hash-mismatch", "stale", "oversized"])
 async def test_what_is_not_livekits_is_refused_and_nothing_is_kept(
     receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -368,7 +374,10 @@ async def test_the_real_servers_history_reaches_a_server_reading_the_receivers_s
         told = await ok(c, "room_history", room=room)
     said = [e["said"] for s in told["sessions"] for e in s["events"]]
     assert "'guest' joined" in said
-    assert "'guest' left because it was removed (RemoveParticipant)" in said
+    assert (
+        "'guest' left because anonymous (HTTP) ran remove_participant through livekit-mcp; LiveKit's reason: "
+        "PARTICIPANT_REMOVED" in said
+    )
     assert any("ran remove_participant on 'guest'" in s for s in said)
     assert [e["said"] for e in detail["recent_history"]][-1] in said
     assert {
@@ -418,3 +427,278 @@ async def test_the_retention_settings_hold_in_the_receiver(livekit: LiveKitTarge
     async with http_in_process(env) as served:
         await deliver(served, livekit, old, *(webhook(event_id=f"EV_{n}") for n in range(5)))
     assert [e.id for e in await kept(store)] == ["EV_2", "EV_3", "EV_4"]
+
+
+# --- Nothing LiveKit sends is lost silently (issue 22, items 1 and 2) ------------------------------------------
+
+
+async def index_of(store: Path) -> tuple[dict[str, str], list[str]]:
+    db = open_store(str(store))
+    try:
+        index = await live_index(db)
+    finally:
+        await db.aclose()
+    return index.rooms, [a["identity"] for a in index.agents]
+
+
+async def test_a_webhook_as_large_as_livekits_limits_allow_is_kept_without_its_metadata(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
+) -> None:
+    # 512 KiB of room metadata, 512 KiB of participant metadata and 64 KiB of attributes (livekit-server's limits),
+    # every byte of which protojson escapes into six: 6.4 MiB. The receiver answered 413 above 1 MiB, which
+    # livekit-server takes as delivered: the agent's join was lost and find_agent() said "0 agents".
+    served, store = receiving
+    where = {"sid": "RM_big", "name": "big-room"}
+    await deliver(served, livekit, webhook("room_started", room=where, participant={}))
+    agent = {
+        "sid": "PA_big",
+        "identity": "agent-big",
+        "kind": "AGENT",
+        "metadata": "\x01" * 512 * 1024,
+        "attributes": {"lk.agent.name": "support-agent", "notes": "\x02" * (64 * 1024 - 20)},
+    }
+    body = webhook("participant_joined", room=where | {"metadata": "\x03" * 512 * 1024}, participant=agent)
+    assert len(body) > 6 * 1024 * 1024
+    answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"kept": True, "duplicate": False}
+    (joined,) = [e for e in await kept(store, "big-room") if e.event == "participant_joined"]
+    assert joined.detail == {"kind": "AGENT", "agent_name": "support-agent"}
+    assert await index_of(store) == ({"RM_big": "big-room"}, ["agent-big"])
+    assert "\\u0001" not in store.read_bytes().decode(errors="replace")
+
+
+@pytest.mark.parametrize("case", ["not-json", "not-utf8", "past-the-limit", "declared-past-the-limit"])
+async def test_a_signed_webhook_that_cannot_be_taken_is_a_gap_room_history_tells(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, case: str
+) -> None:
+    # What LiveKit signed is never answered 4xx (it would count as delivered): the index stops vouching for every
+    # room (which one the webhook was about is unknown) and room_history says events may be missing.
+    served, store = receiving
+    where = {"sid": "RM_vouched", "name": "vouched"}
+    await deliver(served, livekit, webhook("room_started", room=where, participant={}))
+    assert (await index_of(store))[0] == {"RM_vouched": "vouched"}
+    body = {"not-json": b"{nope", "not-utf8": b"\xff\xfe"}.get(case, b" " * (MAX_BODY + 1))
+    headers = {"Content-Length": str(MAX_BODY + 1)} if case == "declared-past-the-limit" else {}
+    answer = await post(served, body, signed(body, livekit.api_key, livekit.api_secret), **headers)
+    assert answer.status_code == 200, answer.text
+    assert "gap" in answer.json()
+    assert await index_of(store) == ({}, [])
+    async with served.client() as c:
+        told = await ok(c, "room_history", room="vouched")
+        said = text(await call(c, "room_history", room="vouched"))
+        recent = await ok(c, "room_history")
+        resource = await c.read_resource("livekit://rooms/vouched/history")
+    assert "History may be missing events: 1 webhook(s) from LiveKit could not be taken" in told["note"]
+    assert "History may be missing events" in json.loads(getattr(resource.contents[0], "text", "{}"))["note"]
+    assert "History may be missing events" in said
+    assert [r["room"] for r in recent["rooms"]] == ["vouched"]  # the gap is of no room
+
+
+async def test_webhooks_livekit_dropped_are_a_gap_room_history_tells(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
+) -> None:
+    # numDropped, on an event of any room, says events of unknown rooms were lost: every room's history says so.
+    served, _ = receiving
+    told_of_it = webhook(event_id="EV_after_drops", room={"sid": "RM_other", "name": "other"}, numDropped=3)
+    for _ in range(2):  # LiveKit's retry of it counts the gap once
+        await deliver(served, livekit, told_of_it)
+    async with served.client() as c:
+        told = await ok(c, "room_history", room="quiet-room")
+    assert "1 webhook(s) from LiveKit could not be taken" in told["note"]
+    assert "LiveKit dropped 3 webhook(s) it could not deliver" in told["note"]
+
+
+async def test_an_older_agent_joining_a_vouched_room_is_found_from_the_index(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    # Older agents join as STANDARD with permission.agent: find_agent(room=…) found them, find_agent() did not.
+    served, store = receiving
+    legacy = await admin.join(
+        "legacy-room", "legacy-agent", permission={"agent": True}, attributes={"lk.agent.name": "legacy"}
+    )
+    (room,) = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["legacy-room"]))).rooms
+    where = {"sid": room.sid, "name": "legacy-room"}
+    joined = {"identity": legacy["identity"], "kind": "STANDARD", "permission": {"agent": True}}
+    joined["attributes"] = {"lk.agent.name": "legacy"}
+    await deliver(
+        served,
+        livekit,
+        webhook("room_started", room=where, participant={}),
+        webhook("participant_joined", room=where, participant=joined),
+    )
+    assert (await index_of(store))[1] == ["legacy-agent"]
+    async with served.client() as c:
+        found = await ok(c, "find_agent", agent_name="legacy")
+    assert [(a["room"], a["identity"]) for a in found["agents"]] == [("legacy-room", "legacy-agent")]
+    assert found["rooms_from_history"] >= 1
+
+
+async def test_a_webhook_whose_index_write_failed_is_completed_by_livekits_retry(
+    receiving: tuple[InProcessHTTP, Path], livekit: LiveKitTarget
+) -> None:
+    # The event was kept before the index was written: when the index write failed, the retry was a `duplicate`.
+    served, store = receiving
+    where = {"sid": "RM_retry", "name": "retry-room"}
+    await deliver(served, livekit, webhook("room_started", room=where, participant={}))
+    body = webhook("participant_joined", room=where, participant={"identity": "agent-r", "kind": "AGENT"})
+    with sqlite3.connect(store) as other:  # a real failure of SQLite at the index write
+        other.execute("CREATE TRIGGER refuse BEFORE INSERT ON idx BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    first = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
+    assert first.status_code == 503  # LiveKit retries
+    with sqlite3.connect(store) as other:
+        other.execute("DROP TRIGGER refuse")
+    retry = await post(served, body, signed(body, livekit.api_key, livekit.api_secret))
+    assert retry.json() == {"kept": True, "duplicate": False}
+    assert await index_of(store) == ({"RM_retry": "retry-room"}, ["agent-r"])
+
+
+async def test_the_sandbox_never_writes_its_history_into_the_users_store(in_process: InProcess, tmp_path: Path) -> None:
+    # Issue 22, item 11: `--sandbox` wrote its made-up sessions into ~/.local/state/livekit-mcp/store.sqlite3, so
+    # each new sandbox showed every earlier run's rooms as live, mixed with real history.
+    state = tmp_path / "state"
+    named = tmp_path / "sandbox-history.sqlite3"
+    env = get_default_environment() | {"XDG_STATE_HOME": str(state), "HOME": str(tmp_path / "home")}
+    for where in (None, named):
+        server = in_process(env=env | ({"LIVEKIT_MCP_STORE": str(where)} if where else {}), credentials="sandbox")
+        async with Client(server) as c:
+            with anyio.fail_after(10):
+                # The sandbox's seeded rooms, told by its webhooks in their own time.
+                while not (recent := await ok(c, "room_history")).get("rooms"):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+        assert recent["history"] == "on"
+    assert not state.exists()  # the default store was never made
+    assert not (tmp_path / "home").exists()
+    assert {e.room for e in await kept(named)} >= {r["room"] for r in recent["rooms"]}  # a store named for it is used
+
+
+async def test_stop_egress_and_delete_ingress_reach_room_history(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, tmp_path: Path
+) -> None:
+    # Issue 22, item 10: their arguments name no room (an egress id, an ingress id), so history never heard of them.
+    env = livekit.env(
+        LIVEKIT_MCP_STORE=str(tmp_path / "h.sqlite3"), LIVEKIT_MCP_EGRESS_OUTPUT="recordings/{room_name}.mp4"
+    )
+    await admin.join("town-hall", "mayor")
+    async with Client(in_process(env=env, toolsets="rooms,egress,ingress")) as c:
+        egress_id = (await ok(c, "start_room_egress", room="town-hall"))["egress"]["egress_id"]
+        await ok(c, "stop_egress", egress_id=egress_id)
+        made = await ok(c, "create_ingress", input_type="RTMP", room="stage", participant_identity="obs")
+        await ok(c, "delete_ingress", ingress_id=made["ingress"]["ingress_id"])
+        town_hall = text(await call(c, "room_history", room="town-hall"))
+        stage = text(await call(c, "room_history", room="stage"))
+    assert f"ran stop_egress on '{egress_id}' through livekit-mcp" in town_hall
+    assert f"ran delete_ingress on '{made['ingress']['ingress_id']}' through livekit-mcp" in stage
+
+
+async def test_the_audit_log_is_readable_by_its_owner_only(
+    in_process: InProcess, livekit: LiveKitTarget, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 22, item 7: the audit log (who did what for whom) was made 0644.
+    log = tmp_path / "audit.jsonl"
+    async with Client(in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(log)))) as c:
+        await ok(c, "create_room", room=f"audited-{uuid.uuid4().hex[:6]}")
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert "should have permissions 600" not in caplog.text
+    log.chmod(0o644)
+    async with Client(in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(log)))):
+        pass  # the server's start: its lifespan opens the log
+    assert f"audit log {log} should have permissions 600" in caplog.text
+
+
+async def test_the_real_servers_webhook_past_a_mebibyte_is_kept_and_find_agent_still_finds_the_agent(
+    real_livekit: RealLiveKitServer,
+    real_people: RealPeople,
+    real_webhooks: Receiver,
+    real_webhook_recorder: WebhookRecorder,
+    real_lkapi: api.LiveKitAPI,
+    real_target: LiveKitTarget,
+    in_process: InProcess,
+) -> None:
+    # Issue 22, items 1 and 2 on livekit-server itself: 512 KiB of room metadata that protojson escapes six-fold
+    # rides on every participant event. The receiver answered 413, the notifier took it as delivered: the agent's
+    # join was lost, and find_agent() said "0 agents" for a room the index vouched for. The agent here is an older
+    # one (STANDARD with the agent grant), which the index missed too.
+    room = f"big-{uuid.uuid4().hex[:6]}"
+    await real_lkapi.room.create_room(api.CreateRoomRequest(name=room))
+    try:
+        await events_of(real_webhooks, room, lambda es: any(e.event == "room_started" for e in es))
+        await real_lkapi.room.update_room_metadata(
+            api.UpdateRoomMetadataRequest(room=room, metadata="\x01" * 512 * 1024)
+        )
+        await real_people.join(room, "older-agent", agent=True, attributes={"lk.agent.name": "legacy-helper"})
+        events = await events_of(real_webhooks, room, lambda es: any(e.identity == "older-agent" for e in es))
+        (joined,) = [e for e in events if e.event == "participant_joined"]
+        assert joined.detail == {"kind": "AGENT", "agent_name": "legacy-helper"}
+        sent = [b for h, b in real_webhook_recorder.received if b'"older-agent"' in b and b"participant_joined" in b]
+        assert len(sent[0]) > 3 * 1024 * 1024  # what livekit-server posted: past the old 1 MiB limit
+        async with Client(in_process(env=real_target.env(LIVEKIT_MCP_STORE=str(real_webhooks.store)))) as c:
+            found = await ok(c, "find_agent", agent_name="legacy-helper")
+        assert [(a["room"], a["identity"]) for a in found["agents"]] == [(room, "older-agent")]
+        assert (await index_of(real_webhooks.store))[0].get(joined.room_sid) == room  # still vouched for
+    finally:
+        await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
+
+
+async def test_the_real_servers_history_tells_the_agent_left_because_of_remove_agent(
+    real_livekit: RealLiveKitServer,
+    real_people: RealPeople,
+    real_webhooks: Receiver,
+    real_lkapi: api.LiveKitAPI,
+    real_target: LiveKitTarget,
+    in_process: InProcess,
+    agent_worker: Callable[[str], RealAgentWorker],
+) -> None:
+    # Issue 22, item 12 with a real agent worker: deleting the dispatch ends the job, the agent leaves "by itself"
+    # as LiveKit tells it; history says remove_agent made it leave, and tells the command first.
+    agent_worker("polite-helper")
+    room = f"caused-{uuid.uuid4().hex[:6]}"
+    await real_people.join(room, "customer")
+    server = in_process(env=real_target.env(LIVEKIT_MCP_STORE=str(real_webhooks.store)))
+    try:
+        async with Client(server) as c:
+            await ok(c, "dispatch_agent", room=room, agent_name="polite-helper")
+            identity = await one_agent(real_lkapi, room, "polite-helper")
+            await ok(c, "remove_agent", room=room, agent_name="polite-helper")
+            await events_of(real_webhooks, room, lambda es: any(e.event == "participant_left" for e in es))
+            told = await ok(c, "room_history", room=room)
+        events = [(e["event"], e["said"]) for s in told["sessions"] for e in s["events"]]
+        change = next(n for n, (name, said) in enumerate(events) if name == "changed" and "remove_agent" in said)
+        (left,) = [n for n, (name, said) in enumerate(events) if name == "participant_left" and identity in said]
+        assert change < left, events
+        assert f"'{identity}' (polite-helper) left because root (stdio) ran remove_agent" in events[left][1], events
+    finally:
+        await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
+
+
+@pytest.mark.parametrize("case", ["unsigned", "signed-trickling"])
+async def test_the_receiver_reads_no_unsigned_body_and_a_signed_one_only_within_the_deadline(
+    livekit: LiveKitTarget, case: str
+) -> None:
+    # The receiver takes up to 8 MiB, so it reads the body itself: an unsigned one not at all (no 8 MiB buffered
+    # for anyone who can reach the port), a signed one within LIVEKIT_MCP_BODY_TIMEOUT (then 408).
+    with environment(livekit.env(LIVEKIT_MCP_BODY_TIMEOUT="0.3")):
+        app = webhooks_app(Settings.load(None), MemoryStore())
+    body = webhook()
+    headers = [(b"content-type", b"application/webhook+json"), (b"content-length", str(len(body)).encode())]
+    if case == "signed-trickling":
+        headers.append((b"authorization", signed(body, livekit.api_key, livekit.api_secret).encode()))
+    reads = 0
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return {"type": "http.request", "body": body[:10], "more_body": True}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/webhooks/livekit", "headers": headers, "query_string": b""}
+    with anyio.fail_after(5):
+        await app(scope | {"http_version": "1.1", "scheme": "http", "root_path": ""}, receive, send)
+    status = sent[0]["status"]
+    assert (status, reads) == ((401, 0) if case == "unsigned" else (408, 2))

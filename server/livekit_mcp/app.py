@@ -341,8 +341,12 @@ def webhook_key(settings: Settings) -> tuple[str, str]:
 
 def open_shared_store(settings: Settings) -> Store:
     """The store of room history and of what replicas share (LIVEKIT_MCP_STORE); one line and no start if it is
-    unusable. Opened with history off too: confirm tokens and the destructive budget are still shared through it."""
+    unusable. Opened with history off too: confirm tokens and the destructive budget are still shared through it.
+    `--sandbox` keeps its made-up history in memory unless a store is named for it: it must never mix with the
+    user's real history (nor show earlier runs' sessions as live)."""
     retention = Retention(settings.history_retention_days * 86_400, settings.history_max_events)
+    if settings.credentials == "sandbox" and settings.store is None:
+        return MemoryStore(retention)
     try:
         return open_store(settings.store.get_secret_value() if settings.store else None, retention)
     except StoreError as exc:
@@ -356,7 +360,7 @@ def webhooks_app(settings: Settings, store: Store) -> Starlette:
         Route("/healthz", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout)
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout, read_by_app={WEBHOOK_PATH})
     return app
 
 
@@ -398,7 +402,8 @@ def http_app(server: MCPServer[AppContext], settings: Settings, verifier: Static
             sse_path="/sse" if settings.transport == "sse" else None,
         )
     app.add_middleware(OnBehalfOfCheck)  # before authentication and MCP read the header
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout)  # outermost: nothing runs on half a request
+    # Outermost: nothing runs on half a request (the receiver reads its own, after the signature; a gap past its limit).
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout, read_by_app={WEBHOOK_PATH})
     return app
 
 

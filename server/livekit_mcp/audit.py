@@ -11,16 +11,18 @@ confirm token is recorded only as given or not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mcp.types import CallToolResult
 from pydantic import BaseModel
@@ -46,6 +48,16 @@ class Record:
     started: float = field(default_factory=time.monotonic)
     before: dict[str, Any] | None = None
     attempt_failed: bool = False
+    room: str | None = None
+    """The room the change is made in, when its arguments do not name it (stop_egress: the egress's room)."""
+    leaving: list[str] = field(default_factory=list)
+    """Who the change makes leave (the plan's): room history tells their departures as caused by it."""
+    attempted_at: float | None = None
+    """When the change was sent (Unix time): the moment history files it at, before what it caused."""
+
+    def about(self, room: str, leaving: list[str]) -> None:
+        """What the plan says the change does: in which room, and who leaves because of it."""
+        self.room, self.leaving = room, leaving
 
     def note(self, *, before: dict[str, Any]) -> None:
         """Record the target's state before the change."""
@@ -56,6 +68,8 @@ class Record:
 
         Raises AuditUnavailable ("no change was made") if the line cannot be written: the caller must not go on.
         """
+        if self.attempted_at is None:
+            self.attempted_at = time.time()
         if self.log is not None:
             try:
                 self.log.record(self, "attempted", ahead=True)
@@ -71,21 +85,41 @@ class AuditLog:
         self.path = path
         self.history = history
         self.history_project = history_project
+        if path is not None:
+            with contextlib.suppress(OSError):  # a file that is not there yet is made 0600
+                if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                    log.warning(
+                        "audit log %s should have permissions 600 (it holds who did what for whom); chmod 600 it", path
+                    )
 
     async def tell_history(self, record: Record) -> None:
         """A change that was made, as a `changed` event of its room's history (who did it, for whom). History is
         a record for people, not a guardrail: a store that is down costs the event, never the change."""
-        room = record.arguments.get("room")
+        room = record.room or record.arguments.get("room")
         if self.history is None or not isinstance(room, str) or record.project != self.history_project:
             return  # history holds the rooms of one project: the one whose webhooks it receives
         who = record.principal + (f" for {record.on_behalf_of}" if record.on_behalf_of else "")
-        target = record.arguments.get("identity") or record.arguments.get("agent_name") or ""
+        named = ("identity", "agent_name", "egress_id", "ingress_id")
+        target = next((record.arguments[n] for n in named if record.arguments.get(n)), "")
         said = f"{who} ran {record.tool}" + (f" on '{target}'" if target else "") + " through livekit-mcp"
-        detail = {"tool": record.tool, "principal": record.principal, "said": said}
+        detail: dict[str, Any] = {"tool": record.tool, "principal": record.principal, "said": said}
         if record.on_behalf_of:
             detail["on_behalf_of"] = record.on_behalf_of
-        now = time.time()
-        event = Event(f"CH_{uuid.uuid4().hex}", now, room, "changed", identity=str(target), detail=detail, received=now)
+        if record.leaving:
+            detail["leaving"] = record.leaving
+        # Filed when the change was sent, not when the call ended: before what it caused (the webhooks of those it
+        # made leave, which may arrive first). LiveKit stamps its events in whole seconds and arrival orders those
+        # within one, so the change takes the whole second it was sent in and its exact time as its arrival.
+        sent = record.attempted_at or time.time()
+        event = Event(
+            f"CH_{uuid.uuid4().hex}",
+            float(int(sent)),
+            room,
+            "changed",
+            identity=str(target),
+            detail=detail,
+            received=sent,
+        )
         try:
             await self.history.add(event)
         except StoreError as exc:
@@ -96,8 +130,7 @@ class AuditLog:
         if self.path is None:
             return
         try:
-            with self.path.open("a"):
-                pass
+            _appending(self.path).close()
         except OSError as exc:
             raise AuditUnavailable(self.path, exc.strerror or type(exc).__name__) from exc
 
@@ -121,7 +154,7 @@ class AuditLog:
         if self.path is None:
             return
         try:
-            with self.path.open("a") as f:
+            with _appending(self.path) as f:
                 f.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -129,6 +162,11 @@ class AuditLog:
             log.error("audit line lost: %s", line)
             reason = exc.strerror or type(exc).__name__
             raise AuditUnavailable(self.path, reason, after=None if ahead else str(line["outcome"])) from exc
+
+
+def _appending(path: Path) -> TextIO:
+    """The log opened to append, made 0600 if it is new: it holds names, numbers and who did what for whom."""
+    return open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
 
 
 def _shown(name: str, value: Any) -> Any:

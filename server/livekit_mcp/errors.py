@@ -15,6 +15,7 @@
      ├── AuditUnavailable           the audit log cannot be written: no change is made (audit.py)
      ├── StoreError                 the history store is not ours, corrupt or down (store.py)
      ├── WebhookError               a webhook that is not LiveKit's or not for us: 4xx, never stored (history.py)
+     │    └── WebhookUnreadable     one LiveKit signed that cannot be read: a gap in history, answered 200
      ├── ServerLost                 the Slack app's stdio server is gone; it is started again (slack/)
      ├── EgressOutputMissing        start_room_egress without LIVEKIT_MCP_EGRESS_OUTPUT
      └── LiveKitError               LiveKit answered with an error, or did not answer
@@ -98,6 +99,11 @@ class StoreError(LiveKitMCPError):
 
 class WebhookError(LiveKitMCPError):
     """A webhook that is not LiveKit's, or not for us: the message says why, without echoing what was sent."""
+
+
+class WebhookUnreadable(WebhookError):
+    """A webhook LiveKit signed (its hash matches) whose body this server cannot read: a gap in history, not a
+    refusal (livekit-server would take a 4xx as delivered)."""
 
 
 class ServerLost(LiveKitMCPError):

@@ -1,9 +1,13 @@
 """Room history: LiveKit's webhooks received, kept in the store and told in plain words.
 
 - `WebhookEndpoint`: `POST /webhooks/livekit`. Every request is verified as LiveKit signs it (a JWT in
-  `Authorization`, signed with the API secret of the key in its `iss`, whose `sha256` claim is the body's hash),
-  before its body is parsed; a body past `MAX_BODY` is refused unread. An event is kept once, however often LiveKit
-  retries it. The answer is quick: 200 once stored, 503 when the store is down (so LiveKit retries).
+  `Authorization`, signed with the API secret of the key in its `iss`, whose `sha256` claim is the body's hash):
+  the token before the body is read, the hash before it is parsed. An event is kept once, however often LiveKit
+  retries it, in one write with the index changes it makes. The answer is quick: 200 once stored, 503 when the
+  store is down (so LiveKit retries). livekit-server's notifier takes any 4xx as delivered (no retry, not counted
+  in `numDropped`), so a signed webhook is never answered 4xx: what cannot be taken (past `MAX_BODY`, or a body
+  this server cannot read) is a gap, kept as such: the index stops vouching for any room, and room_history says
+  events may be missing from then on.
 - `from_webhook`: the few fields of a webhook event that history keeps (never metadata, attributes, stream keys or
   egress outputs, which can hold credentials).
 - `told`: an event as a person would say it, disconnect reasons included.
@@ -14,27 +18,41 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from livekit_mcp.errors import StoreError, WebhookError
-from livekit_mcp.models import AGENT_NAME_ATTRIBUTES
-from livekit_mcp.store import Event, Store
+from livekit_mcp.errors import StoreError, WebhookError, WebhookUnreadable
+from livekit_mcp.models import AGENT_NAME_ATTRIBUTES, effective_kind
+from livekit_mcp.store import Event, IndexOp, Store
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/livekit"
 PRUNE_EVERY = 60.0
 """Seconds between two retention passes of the receiver."""
-MAX_BODY = 1024 * 1024
-"""Bytes of one webhook: LiveKit's largest events (an egress with many segments) are a few KB."""
+MAX_BODY = 8 * 1024 * 1024
+"""Bytes of one webhook. LiveKit's limits (livekit-server 1.13.5's defaults) let a participant event carry the
+room's metadata (512 KiB) and the participant's (512 KiB) and attributes (64 KiB), each byte of which protojson may
+escape into 6 (`\u0001`): 6.4 MiB, plus names and ids. A deployment with larger limits meets gaps, never silence."""
+GAP = "webhook_gap"
+"""The event name of a gap: a webhook LiveKit sent that this server could not take (kept under the room "")."""
 
-Verify = Callable[[bytes, str], dict[str, Any]]
-"""Checks a webhook's signature and body hash, then parses it (the seam's `verify_webhook`); raises WebhookError."""
+
+class Verify(Protocol):
+    """Checks a webhook as LiveKit signs it (the seam's `webhook_verifier`); raises WebhookError saying which check
+    failed, WebhookUnreadable for a body LiveKit signed that cannot be read."""
+
+    def __call__(self, body: bytes, token: str) -> dict[str, Any]:
+        """The signature, the body's hash, then the body parsed (metadata and attributes left out)."""
+        ...
+
+    def signed(self, token: str) -> str:
+        """The signature alone (whether the request is LiveKit's, before its body is read): the body hash it signs."""
+        ...
 
 
 # --- What history keeps ------------------------------------------------------------------------------
@@ -56,7 +74,8 @@ def from_webhook(webhook: dict[str, Any]) -> Event | None:
     if kind in PARTICIPANT_EVENTS or kind in TRACK_EVENTS:
         p = webhook.get("participant") or {}
         identity = str(p.get("identity", ""))
-        detail["kind"] = p.get("kind", "STANDARD")
+        # Older agents join as STANDARD with permission.agent: the kind the tools give them, so the index has them.
+        detail["kind"] = effective_kind(p.get("kind", "STANDARD"), bool((p.get("permission") or {}).get("agent")))
         if p.get("name") and p.get("name") != identity:
             detail["name"] = p["name"]
         if kind in PARTICIPANT_EVENTS and kind != "participant_joined":
@@ -105,24 +124,47 @@ class LiveIndex:
     """room_sid, room, identity, agent_name of each agent that joined and has not left."""
 
 
-async def update_index(store: Store, event: Event) -> None:
-    """Keep the index current with `event` (called by the receiver for each new event)."""
-    if event.detail.get("dropped_before"):
-        # LiveKit dropped events before this one: no room's record can be vouched for; those that start from now on
-        # will be again. find_agent then scans the rooms it no longer knows, as without history.
-        await store.index_drop("rooms", list(await store.index("rooms")))
+def index_changes(event: Event) -> list[IndexOp]:
+    """What `event` changes in the index: written with it, in one write (`Store.add`)."""
+    changes: list[IndexOp] = []
+    if event.detail.get("dropped_before") or event.event == GAP:
+        # Events were lost (LiveKit dropped them, or sent what we could not take): no room's record can be vouched
+        # for; those that start from now on will be again. find_agent then scans the rooms it no longer knows.
+        changes.append(IndexOp("rooms", "", prefix=True))
     key = f"{event.room_sid}|{event.identity}"
     if event.event == "room_started":
-        await store.index_put("rooms", event.room_sid, event.room)
+        changes.append(IndexOp("rooms", event.room_sid, event.room))
     elif event.event == "room_finished":
-        await store.index_drop("rooms", [event.room_sid])
-        gone = [k for k in await store.index("agents") if k.startswith(f"{event.room_sid}|")]
-        await store.index_drop("agents", gone)
+        changes += [IndexOp("rooms", event.room_sid), IndexOp("agents", f"{event.room_sid}|", prefix=True)]
     elif event.event == "participant_joined" and event.detail.get("kind") == "AGENT":
         value = {"room": event.room, "identity": event.identity, "agent_name": event.detail.get("agent_name", "")}
-        await store.index_put("agents", key, json.dumps(value))
+        changes.append(IndexOp("agents", key, json.dumps(value)))
     elif event.event in ("participant_left", "participant_connection_aborted") and event.detail.get("kind") == "AGENT":
-        await store.index_drop("agents", [key])
+        changes.append(IndexOp("agents", key))
+    return changes
+
+
+def gap(why: str, of: str = "") -> Event:
+    """Webhooks LiveKit sent that were not taken (or that it dropped): which room they were about is unknown, so the
+    gap is kept under the room "" and told in every room's history. `of`: the event that told of it (its id makes
+    the gap's, so LiveKit's retry of that event does not count it twice)."""
+    now = time.time()
+    return Event(f"GAP_{of or uuid.uuid4().hex}", now, "", GAP, detail={"why": why}, received=now)
+
+
+async def gaps_since(store: Store, since: float) -> list[Event]:
+    """The gaps since `since` (the first 100)."""
+    return (await store.events("", since, 100)).events
+
+
+def gaps_note(gaps: list[Event]) -> str:
+    if not gaps:
+        return ""
+    last = gaps[-1]
+    return (
+        f"History may be missing events: {len(gaps)} webhook(s) from LiveKit could not be taken since "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(gaps[0].at))} (the last: {last.detail.get('why')})."
+    )
 
 
 async def live_index(store: Store) -> LiveIndex:
@@ -173,9 +215,15 @@ def _who(event: Event) -> str:
     return f"{what} {label}" if what else label
 
 
-def told(event: Event) -> str:
-    """One line a person would say for `event`."""
+def told(event: Event, cause: Event | None = None) -> str:
+    """One line a person would say for `event`; for a departure, `cause` is the change made through this server
+    that made it leave (LiveKit's reason alone would say an agent whose dispatch was deleted "left by itself")."""
     d = event.detail
+    if cause is not None and event.event in ("participant_left", "participant_connection_aborted"):
+        c = cause.detail
+        by = str(c.get("principal", "someone")) + (f" for {c['on_behalf_of']}" if c.get("on_behalf_of") else "")
+        reason = f"; LiveKit's reason: {d['reason']}" if d.get("reason") else ""
+        return f"{_who(event)} left because {by} ran {c.get('tool')} through livekit-mcp{reason}"
     match event.event:
         case "room_started":
             return "the room started"
@@ -207,6 +255,8 @@ def told(event: Event) -> str:
             return f"ingress '{d.get('ingress_name')}' ({d.get('ingress_id')}) ended"
         case "changed":
             return str(d.get("said", "a change was made through livekit-mcp"))
+        case "webhook_gap":
+            return f"a webhook from LiveKit could not be taken ({d.get('why')}): events may be missing"
     return event.event.replace("_", " ")
 
 
@@ -223,35 +273,66 @@ class WebhookEndpoint:
         self._added = 0
 
     async def receive(self, request: Request) -> JSONResponse:
+        authorization = request.headers.get("authorization", "")
+        unsigned = self._unsigned(authorization)
+        if unsigned is not None:  # not LiveKit's: its body is not even read
+            return _answer(*unsigned)
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-            return _answer(*_too_big())
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:  # read no further than that: `take` refuses it
-                break
-        return _answer(*await self.take(body, request.headers.get("authorization", "")))
+        if declared is not None and not declared.isdigit():
+            return _answer(*_refused(400, "Content-Length is not a number"))
+        if declared is not None and int(declared) > MAX_BODY:
+            return _answer(*await self._gap(f"a webhook of {declared} bytes, over the {MAX_BODY} this server takes"))
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:  # read no further than that: `take` marks a gap
+                    break
+        except ClientDisconnect:  # gone, or the body was not in within the deadline (limits.BodyDeadline)
+            return _answer(*_refused(408, "the webhook's body did not arrive in time"))
+        return _answer(*await self.take(bytes(body), authorization))
 
     async def take(self, body: bytes, authorization: str) -> tuple[int, dict[str, Any]]:
         """Verify, parse and keep one webhook; the HTTP status and body to answer with. The in-process sandbox
         (`--sandbox`, the demo) delivers here directly, signed all the same."""
+        unsigned = self._unsigned(authorization)
+        if unsigned is not None:
+            return unsigned
         if len(body) > MAX_BODY:
-            return _too_big()
-        if not authorization:
-            return _refused(401, "no Authorization header: LiveKit signs every webhook")
+            return await self._gap(f"a webhook of more than {MAX_BODY} bytes")
         try:
             webhook = self._verify(body, authorization.removeprefix("Bearer ").strip())
+        except WebhookUnreadable as exc:
+            return await self._gap(str(exc))
         except WebhookError as exc:
-            status = 400 if "not a LiveKit webhook body" in str(exc) else 401
-            return _refused(status, str(exc))
+            return _refused(401, str(exc))
         event = from_webhook(webhook)
         if event is None:
             return 200, {"kept": False, "why": "no room in this event"}
+        return await self._keep(event)
+
+    def _unsigned(self, authorization: str) -> tuple[int, dict[str, Any]] | None:
+        if not authorization:
+            return _refused(401, "no Authorization header: LiveKit signs every webhook")
         try:
-            new = await self._store.add(event)
-            if new:
-                await update_index(self._store, event)
+            self._verify.signed(authorization.removeprefix("Bearer ").strip())
+        except WebhookError as exc:
+            return _refused(401, str(exc))
+        return None
+
+    async def _gap(self, why: str) -> tuple[int, dict[str, Any]]:
+        """A webhook LiveKit signed that cannot be taken: kept as a gap (answered 200, since LiveKit would not send
+        it again anyway: it takes a 4xx as delivered, and the same body would fail the same way)."""
+        log.warning("webhook not taken, history has a gap: %s", why)
+        answer = await self._keep(gap(why))
+        return answer if answer[0] != 200 else (200, {"kept": False, "gap": why})
+
+    async def _keep(self, event: Event) -> tuple[int, dict[str, Any]]:
+        try:
+            if dropped := event.detail.get("dropped_before"):  # LiveKit gave up on earlier ones: told as a gap too
+                lost = gap(f"LiveKit dropped {dropped} webhook(s) it could not deliver", of=event.id)
+                await self._store.add(lost, index_changes(lost))
+            new = await self._store.add(event, index_changes(event))
             self._added += new
             # At most once a minute, or sooner when this many events could push the store past max_events.
             if time.monotonic() - self._pruned > PRUNE_EVERY or self._added * 10 >= self._store.retention.max_events:
@@ -269,10 +350,6 @@ class WebhookEndpoint:
 
 def _answer(status: int, content: dict[str, Any]) -> JSONResponse:
     return JSONResponse(content, status_code=status)
-
-
-def _too_big() -> tuple[int, dict[str, Any]]:
-    return _refused(413, f"a webhook is at most {MAX_BODY} bytes")
 
 
 def _refused(status: int, why: str) -> tuple[int, dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,14 +91,29 @@ class BodyDeadline:
     """ASGI middleware: the request body, whole, within `seconds` and `max_bytes`, before the app runs. The SDK reads
     the whole body anyway, so holding it here costs no more memory than the app would use."""
 
-    def __init__(self, app: ASGIApp, *, seconds: float, max_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        seconds: float,
+        max_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        read_by_app: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.seconds = seconds
         self.max_bytes = max_bytes
+        self.read_by_app = frozenset(read_by_app)
+        """Paths whose app reads the body itself, within its own limit, once it has checked the request (the webhook
+        receiver: the signature first, so an unsigned body is never read; a signed one past its limit is a gap in
+        history, never a 413 LiveKit would take as delivered). The deadline still holds: a body that is not in
+        within it is a disconnect to the app."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.read_by_app:
+            await self.app(scope, _within(receive, anyio.current_time() + self.seconds), send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -133,6 +148,25 @@ class BodyDeadline:
             return await receive()  # what follows the body: the client going away
 
         await self.app(scope, replay, send)
+
+
+def _within(receive: Receive, deadline: float) -> Receive:
+    """`receive`, its body due by `deadline` (anyio time): a body not in by then reads as the client gone."""
+    done = False
+
+    async def timed() -> Message:
+        nonlocal done
+        if done:
+            return await receive()  # what follows the body: the client going away
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            message = await receive()
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+        log.info("a request whose body did not arrive in time: the app sees the client gone")
+        done = True
+        return {"type": "http.disconnect"}
+
+    return timed
 
 
 @dataclass

@@ -11,6 +11,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from livekit_mcp.errors import InvalidInput, LiveKitMCPError, NotFound, StoreError
+from livekit_mcp.history import gaps_note, gaps_since
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import RoomHistory, RoomList, RoomSummary
 from livekit_mcp.scope import AppContext, Scope, scope_of
@@ -105,10 +106,13 @@ def register_resources(server: MCPServer[AppContext]) -> None:
                 room, changes=False
             )  # as LiveKit's calls do: rooms outside allowed_rooms are unseen
             page = await history.events(room, time.time() - HISTORY_SHOWN, 500)
+            missing = gaps_note(await gaps_since(history, time.time() - HISTORY_SHOWN))  # what may be missing
         except StoreError as exc:
             note = f"Room history is unavailable: {exc}."
             return RoomHistory(history="unavailable", room=room, note=note).model_dump_json(exclude_none=True)
         except LiveKitMCPError as exc:
             raise ResourceError(str(exc)) from exc
-        found = RoomHistory(history="on", room=room, sessions=sessions_of(page.events), next_cursor=page.cursor)
+        found = RoomHistory(
+            history="on", room=room, sessions=sessions_of(page.events), next_cursor=page.cursor, note=missing or None
+        )
         return found.model_dump_json(exclude_none=True)

@@ -17,9 +17,12 @@ suite on each.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,6 +35,8 @@ import anyio
 import anyio.to_thread
 
 from livekit_mcp.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4C4B4D43  # "LKMC": a SQLite file whose application_id differs is not ours
 SCHEMA_VERSION = 1
@@ -76,6 +81,27 @@ class Event:
 
 
 @dataclass(frozen=True)
+class IndexOp:
+    """One change of an index, written with the event that causes it (`Store.add`): a retried webhook can never find
+    its event kept and its index change lost."""
+
+    kind: str
+    key: str
+    value: str | None = None
+    """The value to set; None drops `key`."""
+    prefix: bool = False
+    """Drop every key of `kind` that starts with `key` ("": the whole index)."""
+
+    def to_list(self) -> list[str]:
+        return [
+            self.kind,
+            self.key,
+            self.value or "",
+            "prefix" if self.prefix else "drop" if self.value is None else "put",
+        ]
+
+
+@dataclass(frozen=True)
 class Retention:
     max_age: float = 30 * 86_400
     """Seconds an event is kept."""
@@ -95,8 +121,9 @@ class Store(Protocol):
 
     retention: Retention
 
-    async def add(self, event: Event) -> bool:
-        """Keep `event` unless one with its id is kept already; whether it was new."""
+    async def add(self, event: Event, index: Sequence[IndexOp] = ()) -> bool:
+        """Keep `event` unless one with its id is kept already, and apply `index` with it in the same write (both or
+        neither); whether it was new."""
         ...
 
     async def events(self, room: str | None, since: float, limit: int, cursor: str | None = None) -> Page:
@@ -169,10 +196,19 @@ class MemoryStore:
         self._slots: dict[str, float] = {}
         self._index: dict[str, dict[str, str]] = {}
 
-    async def add(self, event: Event) -> bool:
+    async def add(self, event: Event, index: Sequence[IndexOp] = ()) -> bool:
         if event.id in self._events:
             return False
         self._events[event.id] = event
+        for op in index:
+            kept = self._index.setdefault(op.kind, {})
+            if op.prefix:
+                for key in [k for k in kept if k.startswith(op.key)]:
+                    del kept[key]
+            elif op.value is None:
+                kept.pop(op.key, None)
+            else:
+                kept[op.key] = op.value
         if len(self._events) > self.retention.max_events:
             await self.prune()
         return True
@@ -232,57 +268,103 @@ class MemoryStore:
 # --- SQLite --------------------------------------------------------------------------------------------
 
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, at REAL NOT NULL, received REAL NOT NULL, room TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_room_at ON events (room, at, received, id);
+CREATE INDEX IF NOT EXISTS events_at ON events (at, received, id);
+CREATE TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS idx (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key));
+"""
+"""What a store of this schema version has, added if an older build left it out."""
+
+
 class SqliteStore:
-    """A SQLite file: several processes on one machine (a stdio server reads what the receiver wrote)."""
+    """A SQLite file: several processes on one machine (a stdio server reads what the receiver wrote).
+
+    The file holds phone numbers, names and who did what for whom: it is made 0600 in a 0700 directory (its `-wal`
+    and `-shm` take its mode), and an existing one others can read is warned about at start. A new store is made
+    whole under a temporary name and linked into place, so a half-made file is never left where a store is looked
+    for; an existing empty file is refused rather than silently made a store (it may be another program's). A store
+    file deleted or replaced while running is noticed at the next call (one stat per call) and opened anew."""
 
     def __init__(self, path: Path, retention: Retention = Retention()) -> None:
         self.path = path
         self.retention = retention
-        self._db = self._open(path)
+        self._db, self._file = self._open(path)
         self._lock = anyio.Lock()  # one connection, used from worker threads one at a time
 
     @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
-        fresh = not path.exists() or path.stat().st_size == 0
+    def _create(path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        made = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+        os.close(os.open(made, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            if not fresh:
-                owner, version = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version"))
-                if owner != APPLICATION_ID:
-                    db.close()
-                    raise StoreError(f"{path} is not a livekit-mcp store (another program's SQLite file)")
-                if version > SCHEMA_VERSION:
-                    db.close()
-                    raise StoreError(f"{path} was written by a newer livekit-mcp (schema {version}); upgrade this one")
-                db.execute("SELECT count(*) FROM events WHERE 0").fetchone()  # a store that lost its table is corrupt
-            else:
+            db = sqlite3.connect(made, isolation_level=None)
+            try:
                 db.execute("PRAGMA journal_mode=WAL")  # readers (a stdio server) never wait for the receiver
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.executescript(  # what a store of this schema version has, added if an older build left it out
-                """
-                CREATE TABLE IF NOT EXISTS events (
-                    id TEXT PRIMARY KEY, at REAL NOT NULL, received REAL NOT NULL, room TEXT NOT NULL,
-                    body TEXT NOT NULL);
-                CREATE INDEX IF NOT EXISTS events_room_at ON events (room, at, received, id);
-                CREATE INDEX IF NOT EXISTS events_at ON events (at, received, id);
-                CREATE TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY, until REAL NOT NULL);
-                CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, at REAL NOT NULL);
-                CREATE TABLE IF NOT EXISTS idx (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-                    PRIMARY KEY (kind, key));
-                """
-            )
+                db.executescript(SCHEMA)
+            finally:
+                db.close()  # the last connection: its WAL is checkpointed into the file and removed
+            with contextlib.suppress(FileExistsError):  # another process made it first: theirs is used
+                os.link(made, path)
+        finally:
+            made.unlink(missing_ok=True)
+
+    @classmethod
+    def _open(cls, path: Path) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        try:
+            if not path.exists():
+                cls._create(path)
+            found = path.stat()
+            if found.st_size == 0:
+                raise StoreError(
+                    f"{path} is an empty file, not a livekit-mcp store (another program's?); delete it to start a "
+                    "new store there, or choose another"
+                )
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            owner, version = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version"))
+            if owner != APPLICATION_ID:
+                db.close()
+                raise StoreError(f"{path} is not a livekit-mcp store (another program's SQLite file)")
+            if version > SCHEMA_VERSION:
+                db.close()
+                raise StoreError(f"{path} was written by a newer livekit-mcp (schema {version}); upgrade this one")
+            db.execute("SELECT count(*) FROM events WHERE 0").fetchone()  # a store that lost its table is corrupt
+            if stat.S_IMODE(found.st_mode) & 0o077:
+                log.warning(
+                    "history store %s should have permissions 600 (it holds names, numbers, who did what); "
+                    "chmod 600 it and its -wal and -shm",
+                    path,
+                )
+            db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{path} cannot be used as a livekit-mcp store ({exc}); move it away or choose another"
             ) from None
         except OSError as exc:
             raise StoreError(f"{path} cannot be opened ({exc.strerror or exc})") from None
-        return db
+        return db, (found.st_dev, found.st_ino)
+
+    def _same_file(self) -> None:
+        """Open the store anew if its file was deleted or replaced since it was opened: writing on would go into a
+        file nobody can read again (answering `kept` for events that are lost). Runs with the lock held."""
+        try:
+            found = self.path.stat()
+            if (found.st_dev, found.st_ino) == self._file:
+                return
+        except FileNotFoundError:
+            pass
+        log.warning("the history store %s was deleted or replaced while running: opening it anew", self.path)
+        self._db.close()
+        self._db, self._file = self._open(self.path)
 
     async def _run(self, query: str, args: Sequence[Any] = ()) -> list[Any]:
         def run() -> list[Any]:
+            self._same_file()
             return self._db.execute(query, args).fetchall()
 
         async with self._lock:
@@ -291,13 +373,37 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"the history store {self.path} failed ({exc})") from None
 
-    async def add(self, event: Event) -> bool:
-        done = await self._run(
-            "INSERT INTO events (id, at, received, room, body) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
-            (event.id, event.at, event.received, event.room, event.to_json()),
-        )
-        return bool(done)
+    async def add(self, event: Event, index: Sequence[IndexOp] = ()) -> bool:
+        def add() -> bool:
+            self._same_file()
+            with self._db:  # one transaction: the event and its index changes, or neither
+                self._db.execute("BEGIN IMMEDIATE")
+                new = self._db.execute(
+                    "INSERT INTO events (id, at, received, room, body) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (event.id, event.at, event.received, event.room, event.to_json()),
+                ).fetchall()
+                for op in index if new else ():
+                    if op.prefix:  # keys that start with op.key: compared as text, not with LIKE's wildcards
+                        self._db.execute(
+                            "DELETE FROM idx WHERE kind = ? AND substr(key, 1, length(?)) = ?",
+                            (op.kind, op.key, op.key),
+                        )
+                    elif op.value is None:
+                        self._db.execute("DELETE FROM idx WHERE kind = ? AND key = ?", (op.kind, op.key))
+                    else:
+                        self._db.execute(
+                            "INSERT INTO idx (kind, key, value) VALUES (?, ?, ?) "
+                            "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                            (op.kind, op.key, op.value),
+                        )
+            return bool(new)
+
+        async with self._lock:
+            try:
+                return await anyio.to_thread.run_sync(add)
+            except sqlite3.Error as exc:
+                raise StoreError(f"the history store {self.path} failed ({exc})") from None
 
     async def events(self, room: str | None, since: float, limit: int, cursor: str | None = None) -> Page:
         where = "at >= ? AND (at, received, id) > (?, ?, ?)"
@@ -335,6 +441,7 @@ class SqliteStore:
 
     async def take_slot(self, window: float, limit: int, scope: str = "") -> str | None:
         def take() -> str | None:
+            self._same_file()
             now, slot = time.time(), _new_slot(scope)
             with self._db:  # one transaction, taken for writing at once: two processes cannot both take the last
                 self._db.execute("BEGIN IMMEDIATE")
@@ -398,18 +505,34 @@ class RedisStore:
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"the history store at {self._where} failed ({type(exc).__name__})") from None
 
-    async def add(self, event: Event) -> bool:
-        new = await self._call(
-            self._redis.set(self._key("event", event.id), event.to_json(), nx=True, ex=int(self.retention.max_age) + 1)
+    # The event, its places in time and its index changes in one step on the server: all of them, or none.
+    _ADD = """
+    if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+    redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+    for _, op in ipairs(cjson.decode(ARGV[6])) do
+        local index = ARGV[5] .. op[1]
+        if op[4] == 'prefix' then
+            for _, key in ipairs(redis.call('HKEYS', index)) do
+                if string.sub(key, 1, #op[2]) == op[2] then redis.call('HDEL', index, key) end
+            end
+        elseif op[4] == 'drop' then redis.call('HDEL', index, op[2])
+        else redis.call('HSET', index, op[2], op[3]) end
+    end
+    return 1
+    """
+
+    async def add(self, event: Event, index: Sequence[IndexOp] = ()) -> bool:
+        keys = (self._key("event", event.id), self._key("all"), self._key("room", event.room))
+        ops = json.dumps([op.to_list() for op in index])
+        args = (
+            event.to_json(),
+            int(self.retention.max_age) + 1,
+            repr(event.at),
+            _member(event),
+            self._key("index", ""),
         )
-        if not new:
-            return False
-        member = _member(event)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.zadd(self._key("all"), {member: event.at})
-        pipe.zadd(self._key("room", event.room), {member: event.at})
-        await self._call(pipe.execute())
-        return True
+        return bool(await self._call(self._redis.eval(self._ADD, 3, *keys, *args, ops)))
 
     async def events(self, room: str | None, since: float, limit: int, cursor: str | None = None) -> Page:
         after = _after(cursor)

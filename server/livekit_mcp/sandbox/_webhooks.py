@@ -5,7 +5,8 @@ Each event is a `WebhookEvent` in protojson (camelCase, enums by name, defaults 
 JWT's `iss` is the sandbox's first API key, it expires 5 minutes on, and its `sha256` claim is the base64 SHA-256
 of the body (docs/livekit-behavior.md, section 6). Like livekit-server, every destination has its own queue
 delivered in order; a delivery that fails is retried a few times and then dropped, and the next event that
-reaches that destination says how many were lost (`numDropped`).
+reaches that destination says how many were lost (`numDropped`). What fails is what livekit-server's retryablehttp
+client retries: no answer, 429, or a 5xx other than 501; any other answer (a 4xx included) counts as delivered.
 """
 
 from __future__ import annotations
@@ -149,7 +150,13 @@ class Webhooks:
             await asyncio.sleep(delay)
             try:
                 status = await destination.sink(body, self._sign(body))
-                if status < 300:
+                if not _retried(status):
+                    if status >= 300:
+                        log.info(
+                            "sandbox webhook to %s answered HTTP %d: delivered, as livekit-server counts it",
+                            destination.name,
+                            status,
+                        )
                     return True
                 why = f"HTTP {status}"
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -168,6 +175,12 @@ class Webhooks:
             "sha256": base64.b64encode(hashlib.sha256(body).digest()).decode(),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def _retried(status: int) -> bool:
+    """Whether livekit-server retries (and at last drops) a delivery answered `status`: go-retryablehttp's
+    baseRetryPolicy, which its URL notifier uses. A 4xx is taken as delivered: no retry, not in `numDropped`."""
+    return status == 429 or status == 0 or (status >= 500 and status != 501)
 
 
 def _room_of(room: proto_models.Room, event: str) -> proto_models.Room:

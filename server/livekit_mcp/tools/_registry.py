@@ -285,6 +285,7 @@ async def _confirmed(
     if isinstance(planned, LiveKitMCPError):
         raise planned
     plan = planned.plan
+    record.about(plan.room, [p.identity for p in plan.leaving])
     if not entry.confirm.always and not plan.leaving:  # nobody leaves: a plain change
         record.attempt()
         return await act(planned)
@@ -303,6 +304,7 @@ async def _confirmed(
         record.note(before={"targets": plan.targets, "plan": plan.question})
         await guard.check(plan)
         decision = guard.decide(plan, answer, confirm_token, principal, asked_ref)
+        record.about(plan.room, [p.identity for p in plan.leaving])
         if decision.outcome != "changed":
             break
         if asks >= MAX_ASKS:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from livekit_mcp.confirm import Plan, Planned, TypedName, leaving
 from livekit_mcp.errors import InvalidInput, StoreError
-from livekit_mcp.history import told
+from livekit_mcp.history import gaps_note, gaps_since, told
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     AgentInfo,
@@ -112,7 +112,7 @@ async def get_room(scope: Scope, room: RoomName) -> Annotated[CallToolResult, Ro
     ]
     found = await recent_events(scope, room, time.time() - RECENT_SECONDS, 500)
     if not isinstance(found, str) and found.events:
-        last = [_entry(e) for e in found.events if e.room_sid == detail.room.sid][-RECENT_EVENTS:]
+        last = [_entry(e, c) for e, c in with_causes(found.events) if e.room_sid == detail.room.sid][-RECENT_EVENTS:]
         detail = detail.model_copy(update={"recent_history": last or None})
         lines += ["Lately:", *(f"- {e.at} {e.said}" for e in last)] if last else []
     return reply(detail, "\n".join(lines))
@@ -127,22 +127,44 @@ HISTORY_OFF = "History is off on this server (LIVEKIT_MCP_HISTORY=off): it keeps
 HISTORY_ELSEWHERE = "History is kept for the default project only (its webhooks feed it); get_room shows this one's."
 
 
-def _entry(event: Event) -> HistoryEntry:
+CAUSE_WINDOW = 120.0
+"""Seconds after a change made through this server within which a departure it announced is told as its effect
+(remove_agent's grace period is at most 60 s; LiveKit ends a job within seconds of its dispatch's deletion)."""
+DEPARTURES = ("participant_left", "participant_connection_aborted")
+
+
+def _entry(event: Event, cause: Event | None = None) -> HistoryEntry:
     return HistoryEntry(
         at=iso(event.at),
         event=event.event,
-        said=told(event),
+        said=told(event, cause),
         identity=event.identity or None,
         kind=event.detail.get("kind"),
         reason=event.detail.get("reason"),
     )
 
 
+def with_causes(events: Sequence[Event]) -> list[tuple[Event, Event | None]]:
+    """Each event (in order) with, for a departure, the change made through us that announced it, if any."""
+    causes: dict[str, Event] = {}  # identity → the change made through us that announced its departure
+    found: list[tuple[Event, Event | None]] = []
+    for event in events:
+        cause = None
+        if event.event == "changed":
+            causes |= dict.fromkeys(event.detail.get("leaving", ()), event)
+        elif event.event in DEPARTURES and event.identity in causes:
+            cause = causes.pop(event.identity)
+            if event.received - cause.received > CAUSE_WINDOW:
+                cause = None
+        found.append((event, cause))
+    return found
+
+
 def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
     """Events grouped by the room's sid (one session per life of the room), in the order they happened."""
     sessions: dict[str, RoomSession] = {}
     current: RoomSession | None = None
-    for event in events:
+    for event, cause in with_causes(events):
         if event.room_sid:
             current = sessions.setdefault(event.room_sid, RoomSession(room_sid=event.room_sid))
             session = current
@@ -150,7 +172,7 @@ def sessions_of(events: Sequence[Event]) -> list[RoomSession]:
             session = current
         else:
             session = sessions.setdefault("(unknown)", RoomSession(room_sid="(unknown)"))
-        session.events.append(_entry(event))
+        session.events.append(_entry(event, cause))
         if event.event == "room_started":
             session.started = iso(event.at)
         elif event.event == "room_finished":
@@ -195,19 +217,36 @@ async def room_history(
         return reply(RoomHistory(history=status, room=room, note=found), found)
     sessions = sessions_of(found.events)
     result = RoomHistory(history="on", room=room, sessions=sessions, next_cursor=found.cursor)
+    missing = await _gaps(scope, since_time(since))
     if not found.events:
         note = (
             f"No history of room '{room}' since {iso(since_time(since))}: no webhook about it reached this server "
             "(is LiveKit's webhook URL pointed at /webhooks/livekit? see the README's Room history)."
         )
+        note = f"{note} {missing}" if missing else note
         return reply(result.model_copy(update={"note": note}), note)
     lines = [f"Room '{room}': {len(found.events)} event(s) in {len(sessions)} session(s)."]
+    if missing:
+        result = result.model_copy(update={"note": missing})
+        lines.append(missing)
     for session in sessions:
         lines.append(
             f"Session {session.room_sid} (started {session.started or '?'}, ended {session.ended or 'not yet'}):"
         )
         lines += [f"- {e.at} {e.said}" for e in session.events]
     return reply(result, "\n".join(lines) + more_text(found.cursor))
+
+
+async def _gaps(scope: Scope, since: float) -> str:
+    """What room history may be missing since `since`: webhooks LiveKit sent that could not be taken (about which
+    room is unknown, so every room's history says so)."""
+    store = scope.history
+    if store is None:
+        return ""
+    try:
+        return gaps_note(await gaps_since(store, since))
+    except StoreError:
+        return ""  # the events were read a moment ago; a store failing now is told by the next call
 
 
 async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResult:
@@ -222,7 +261,7 @@ async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResul
         for _ in range(20):  # 20 pages of 500: the last 10,000 events
             page = await store.events(None, since, 500, cursor)
             for event in page.events:
-                if not policy.visible(event.room):
+                if not event.room or not policy.visible(event.room):  # "": the gaps, of no room
                     continue
                 sid = event.room_sid or last_sid.get(event.room, "")  # a change made through us: that session
                 last_sid[event.room] = sid
