@@ -21,6 +21,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from livekit_mcp.agent_health import note_webhook
 from livekit_mcp.errors import StoreError, WebhookError
 from livekit_mcp.models import AGENT_NAME_ATTRIBUTES
 from livekit_mcp.store import Event, Store
@@ -252,6 +253,7 @@ class WebhookEndpoint:
             new = await self._store.add(event)
             if new:
                 await update_index(self._store, event)
+                await note_webhook(self._store, event, webhook)  # agent health (agent_health.py)
             self._added += new
             # At most once a minute, or sooner when this many events could push the store past max_events.
             if time.monotonic() - self._pruned > PRUNE_EVERY or self._added * 10 >= self._store.retention.max_events:

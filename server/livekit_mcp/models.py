@@ -595,12 +595,50 @@ class RecentRoom(BaseModel):
     events: int
 
 
+class Seconds(BaseModel):
+    """Seconds to join over a set of visits."""
+
+    count: int
+    p50: float
+    p90: float
+    max: float
+
+
+class MissedRoom(BaseModel):
+    """A room the agent was expected in and never came to."""
+
+    room: str
+    expected_at: str | None
+    dispatch_id: str | None = None
+    room_ended_at: str | None = Field(default=None, description="The room ended without it.")
+
+
+class AgentHealth(BaseModel):
+    """How an agent did over a period, from room history: the rooms it was expected in (dispatched through this
+    server, or joined), how many it joined and how fast, how its sessions ended, and where it never came."""
+
+    agent_name: str
+    since: str | None
+    expected: int
+    joined: int
+    never_came: int
+    waiting: int = Field(description="Dispatched moments ago, no agent yet: counted neither way.")
+    join_rate: float | None = Field(default=None, description="joined / (expected - waiting).")
+    from_dispatch: Seconds | None = Field(default=None, description="Seconds from dispatch to join.")
+    from_room_start: Seconds | None = Field(default=None, description="Seconds from the room's start to join.")
+    endings: dict[str, int] | None = Field(default=None, description="Sessions by disconnect reason.")
+    still_in: int = 0
+    missed: list[MissedRoom] | None = None
+    truncated: bool | None = Field(default=None, description="More visits than one answer reads: the latest left.")
+
+
 class RoomHistory(BaseModel):
     history: Literal["on", "off", "unavailable"]
     """on: kept, and this is what is known (possibly nothing); off: not kept here; unavailable: the store is down."""
     room: str | None = None
     sessions: list[RoomSession] | None = None
     rooms: list[RecentRoom] | None = None
+    agent: AgentHealth | None = None
     next_cursor: str | None = None
     note: str | None = None
 

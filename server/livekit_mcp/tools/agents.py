@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Literal
 
 import anyio
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from livekit_mcp.agent_health import expect
 from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import DispatchNotFound, LiveKitError, NotFound, ParticipantNotFound, RoomNotFound, StoreError
 from livekit_mcp.history import LiveIndex, live_index
@@ -155,6 +157,8 @@ async def dispatch_agent(
     # The agents there before: one of them joining is not this dispatch's agent arriving.
     before = {p.identity for p in await lk.list_participants(room)} if existed and wait_seconds else set()
     dispatch = await lk.create_dispatch(room, agent_name, metadata)
+    if scope.history is not None:  # agent health: a room this agent is now expected in (LiveKit's time, as joins')
+        await expect(scope.history, agent_name, room, dispatch.id, dispatch.created_at or time.time())
     notes = [] if existed else [f"Room '{room}' did not exist and was created."]
     if wait_seconds:
         arrival = await _arrival(lk, room, dispatch, before, wait_seconds)
