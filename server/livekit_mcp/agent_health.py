@@ -23,6 +23,7 @@ import math
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -174,7 +175,11 @@ async def _prune_now_and_then(store: Store, visits: VisitStore) -> None:
 
 
 async def health_of(
-    store: Store, agent_name: str, since: float, visible: Any = None, now: float | None = None
+    store: Store,
+    agent_name: str,
+    since: float,
+    visible: Callable[[str], bool] | None = None,
+    now: float | None = None,
 ) -> AgentHealth:
     """How `agent_name` did since `since`: its visits read through the agent index (at most MAX_VISITS, the latest),
     those in rooms `visible(room)` refuses left out."""
@@ -185,8 +190,9 @@ async def health_of(
     if visible is not None:
         found = [v for v in found if visible(v.room)]
     joined = [v for v in found if v.joined_at is not None]
-    waiting = [v for v in found if v.joined_at is None and v.room_ended_at is None and now - v.expected_at < WAITING]
-    never = [v for v in found if v.joined_at is None and v not in waiting]
+    absent = [v for v in found if v.joined_at is None]
+    waiting = [v for v in absent if v.room_ended_at is None and now - v.expected_at < WAITING]
+    never = [v for v in absent if v.room_ended_at is not None or now - v.expected_at >= WAITING]
     settled = len(found) - len(waiting)
     endings: dict[str, int] = {}
     for v in joined:
@@ -290,7 +296,7 @@ class MemoryVisits:
     async def put(self, visit: Visit) -> None:
         self._visits[visit.id] = visit
 
-    def _where(self, keep: Any) -> list[Visit]:
+    def _where(self, keep: Callable[[Visit], bool]) -> list[Visit]:
         return sorted((v for v in self._visits.values() if keep(v)), key=lambda v: (v.expected_at, v.id))
 
     async def of_room(self, room: str, since: float, until: float) -> list[Visit]:
