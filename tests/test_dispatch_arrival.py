@@ -231,16 +231,25 @@ async def test_real_dispatches_say_whether_their_agent_came_from_a_free_busy_sto
             dead = await ok(client, "dispatch_agent", room=after, agent_name=busy.agent_name, wait_seconds=2)
             await not_joined(busy.agent_name, after, 2, dead)
 
-            # get_room: the free worker's agent is there; the dispatch nobody took is told as such once it is older
-            # than a job listing can lag (a bounded wait: it was made seconds ago).
+            # get_room: the free worker's agent is there; once removed, its dispatch is told as taken by a worker
+            # whose agent is gone, and the dispatch nobody took as such, each once LiveKit lists the job or once it is
+            # older than a job listing can lag (a bounded wait: they were made seconds ago).
             detail = await ok(client, "get_room", room=where[free.agent_name])
             assert {d["agent_name"]: d["agent"] for d in detail["dispatches"]}[free.agent_name] == "agent_present"
+            await real_lkapi.room.remove_participant(
+                api.RoomParticipantIdentity(room=where[free.agent_name], identity=joined["identity"])
+            )
 
-            async def no_job() -> bool:
-                found = await ok(client, "get_room", room=where[never])
-                return bool({d["agent_name"]: d["agent"] for d in found["dispatches"]}[never] == "no_job")
+            async def told(room: str, name: str, state: str) -> bool:
+                found = await ok(client, "get_room", room=room)
+                return bool({d["agent_name"]: d["agent"] for d in found["dispatches"]}[name] == state)
 
-            await until("get_room tells the dispatch nobody took", no_job, 15)
+            await until("get_room tells the dispatch nobody took", lambda: told(where[never], never, "no_job"), 15)
+            await until(
+                "get_room tells the dispatch whose agent was removed",
+                lambda: told(where[free.agent_name], free.agent_name, "agent_gone"),
+                15,
+            )
             said = text(await call(client, "get_room", room=where[never]))
             assert "no worker registered or free for this name took it" in said
     finally:
