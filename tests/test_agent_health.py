@@ -191,6 +191,26 @@ async def test_room_history_tells_an_agents_record_from_dispatches_made_here_and
     assert json.loads(getattr(content, "text", "{}"))["agent"]["never_came"] == 1
 
 
+async def test_an_agent_that_did_not_come_is_told_with_when_history_last_saw_its_name_join(
+    livekit: LiveKitTarget, tmp_path: Path
+) -> None:
+    async with (
+        http_in_process(livekit.env(LIVEKIT_MCP_STORE=str(tmp_path / "h.sqlite3"))) as served,
+        served.client() as c,
+    ):
+        agent = {"identity": "agent-AJ_1", "kind": "AGENT", "attributes": {"lk.agent_name": "helper"}}
+        await deliver(
+            served, livekit, webhook("participant_joined", room={"sid": "RM_0", "name": "desk-0"}, participant=agent)
+        )
+        seen = await ok(c, "dispatch_agent", room="desk-9", agent_name="helper", wait_seconds=0.3)
+        unseen = await ok(c, "dispatch_agent", room="desk-9", agent_name="nobody", wait_seconds=0.3)
+    assert seen["arrival"]["status"] == "not_joined"
+    assert seen["arrival"]["last_joined_at"]
+    assert "History saw 'helper' join room 'desk-0'" in seen["arrival"]["why"]
+    assert "last_joined_at" not in unseen["arrival"]
+    assert "History has no join of 'nobody' in the last 7 days" in unseen["arrival"]["why"]
+
+
 async def test_with_history_off_the_record_says_so(livekit: LiveKitTarget, in_process: InProcess) -> None:
     server = in_process(env=livekit.env(LIVEKIT_MCP_HISTORY="off", LIVEKIT_MCP_STORE="memory"))
     async with Client(server) as c:

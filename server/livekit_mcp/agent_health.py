@@ -224,6 +224,17 @@ async def health_of(
     )
 
 
+async def last_join(store: Store, agent_name: str, within: float = 7 * 86_400) -> Visit | None:
+    """The latest visit in which `agent_name` joined, among its last 200 of the last `within` seconds; None when
+    there is none, or the store cannot say (a hint, never a reason to fail)."""
+    now = time.time()
+    try:
+        found = await visits_of(store).of_agent(agent_name, now - within, now + CLOCK_SLACK, 200)
+    except StoreError:
+        return None
+    return next((v for v in reversed(found) if v.joined_at is not None), None)
+
+
 def _stats(seconds: list[float]) -> Seconds | None:
     if not seconds:
         return None

@@ -498,6 +498,7 @@ class AgentArrival(BaseModel):
     status: Literal["joined", "not_joined", "dispatch_gone", "room_gone", "not_waited"]
     identity: str | None = None
     seconds: float | None = Field(default=None, description="After the dispatch: until it joined, or waited.")
+    last_joined_at: str | None = Field(default=None, description="When history last saw this agent name join.")
     why: str | None = None
 
 

@@ -10,7 +10,7 @@ import anyio
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from livekit_mcp.agent_health import expect
+from livekit_mcp.agent_health import expect, last_join
 from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import DispatchNotFound, LiveKitError, NotFound, ParticipantNotFound, RoomNotFound, StoreError
 from livekit_mcp.history import LiveIndex, live_index
@@ -28,8 +28,10 @@ from livekit_mcp.models import (
     DispatchResult,
     Participant,
     RemovedAgents,
+    iso,
 )
 from livekit_mcp.scope import Scope
+from livekit_mcp.store import Store
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
@@ -162,6 +164,8 @@ async def dispatch_agent(
     notes = [] if existed else [f"Room '{room}' did not exist and was created."]
     if wait_seconds:
         arrival = await _arrival(lk, room, dispatch, before, wait_seconds)
+        if arrival.status == "not_joined" and scope.history is not None:
+            arrival = await _with_last_join(scope.history, agent_name, arrival)
     else:
         arrival = AgentArrival(
             status="not_waited",
@@ -227,6 +231,18 @@ async def _arrival(lk: LiveKit, room: str, dispatch: Dispatch, before: set[str],
     if failure:
         why += f" (A look at LiveKit failed: {failure}.)"
     return AgentArrival(status="not_joined", seconds=waited, why=why)
+
+
+async def _with_last_join(store: Store, agent_name: str, arrival: AgentArrival) -> AgentArrival:
+    """What history adds to an agent that did not come: whether a worker served its name lately (so it is now
+    stopped or busy), or never in the last week (none may ever have run under that name: is it spelt right?)."""
+    last = await last_join(store, agent_name)
+    if last is None or last.joined_at is None:
+        hint = f" History has no join of '{agent_name}' in the last 7 days: is a worker for this exact name running?"
+        return arrival.model_copy(update={"why": (arrival.why or "") + hint})
+    when = iso(last.joined_at)
+    hint = f" History saw '{agent_name}' join room '{last.room}' at {when}: a worker served it then."
+    return arrival.model_copy(update={"why": (arrival.why or "") + hint, "last_joined_at": when})
 
 
 def _agent_of(dispatch: Dispatch, participants: list[Participant], before: set[str]) -> Participant | None:
