@@ -1,6 +1,7 @@
 """Figure 9, room history (issue 13): webhook ingest against the receiver's trivial endpoint, store size per event,
-room_history over a store of `history_events` events against the bare server's trivial tool, and find_agent from
-the webhook index against the scan of every room.
+room_history over a store of `history_events` events against the bare server's trivial tool, one agent's health
+(room_history(agent_name=…)) over the same store and the agent visits its events leave, and find_agent from the
+webhook index against the scan of every room.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mcp import Client
 
 from bench._procs import BARE, KEY, LIVEKIT_MCP, SECRET, free_port, listening, server_env, stdio
 from bench._table import Row
+from livekit_mcp.agent_health import SqliteVisits, Visit
 from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.store import Event, open_store
 
@@ -163,6 +165,84 @@ async def room_history_latency(livekit_url: str, runs: int, calls: int, events: 
         Row("9", f"room_history, 100 events of {events:,} stored, p50", "ms", p50_ours),
         Row("9", "trivial tool, bare SDK, p50", "ms", p50_bare),
         Row("9", "room_history ÷ trivial tool", "x", [a / c for a, c in zip(p50_ours, p50_bare, strict=True)]),
+    ]
+
+
+AGENTS = 10
+"""Agent names among the visits of figure 9's agent health store."""
+
+
+def _fill_visits(path: Path, events: int) -> int:
+    """The agent visits `events` webhook events leave (a room of ~20 events each has one agent, one visit in ten
+    never joined), spread over AGENTS agent names, written in one transaction like `_fill`; the visits of
+    `agent-0`, the one the figure asks about."""
+    now, rows = time.time(), []
+    for n in range(events // 20):
+        at = now - 20 * 86_400 + n * (20 * 86_400 / max(events // 20, 1))
+        joined = n % 10 != 0
+        visit = Visit(
+            f"AD_{n:08d}",
+            f"agent-{n % AGENTS}",
+            f"room-{n}",
+            at,
+            dispatch_id=f"AD_{n:08d}",
+            room_sid=f"RM_{n}" if joined else "",
+            identity=f"agent-AJ_{n}" if joined else "",
+            room_started_at=at - 1,
+            joined_at=at + 0.4 if joined else None,
+            left_at=at + 300 if joined else None,
+            reason="CLIENT_INITIATED" if joined else "",
+        )
+        rows.append((visit.id, visit.agent_name, visit.room, at, visit.room_sid, visit.identity, visit.to_json()))
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SqliteVisits.SCHEMA)  # the table and indexes the server makes at its first visit
+        conn.executemany(
+            "INSERT INTO agent_visits (id, agent_name, room, expected_at, room_sid, identity, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return len(rows[::AGENTS])
+
+
+async def agent_health_latency(livekit_url: str, runs: int, calls: int, events: int) -> list[Row]:
+    """room_history(agent_name=…) over 30 days for one agent of AGENTS, in a store of `events` events and the
+    visits they leave, over stdio, against the bare server's trivial tool."""
+    p50_ours, p50_bare = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "history.sqlite3"
+        _fill(store, events, "hot")
+        visits = _fill_visits(store, events)
+        env = server_env(livekit_url, 16) | {"LIVEKIT_MCP_STORE": str(store)}
+        args = {"agent_name": "agent-0", "since": "30d"}
+        async with AsyncExitStack() as stack:
+            ours = await stack.enter_async_context(Client(stdio(LIVEKIT_MCP, env), cache=None))
+            bare = await stack.enter_async_context(Client(stdio(BARE, env), cache=None))
+            for _ in range(3):
+                result = await ours.call_tool("room_history", args)
+                if result.is_error or not isinstance(result.structured_content, dict):
+                    raise RuntimeError(f"room_history(agent_name) failed: {result.content}")
+                if result.structured_content["agent"]["expected"] != visits:
+                    raise RuntimeError(f"agent health read {result.structured_content['agent']}, not {visits} visits")
+                await bare.call_tool("ping", {"text": "x"})
+            for _ in range(runs):
+                a, c = [], []
+                for _ in range(calls):
+                    start = time.perf_counter()
+                    await ours.call_tool("room_history", args)
+                    a.append((time.perf_counter() - start) * 1000)
+                    start = time.perf_counter()
+                    await bare.call_tool("ping", {"text": "x"})
+                    c.append((time.perf_counter() - start) * 1000)
+                p50_ours.append(statistics.median(a))
+                p50_bare.append(statistics.median(c))
+    return [
+        Row(
+            "9",
+            f"agent health of 1 agent of {AGENTS} ({visits:,} visits), {events:,} events stored, p50",
+            "ms",
+            p50_ours,
+        ),
+        Row("9", "agent health ÷ trivial tool", "x", [a / c for a, c in zip(p50_ours, p50_bare, strict=True)]),
     ]
 
 

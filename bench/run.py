@@ -600,6 +600,7 @@ async def run_sandbox(sizes: Sizes) -> list[Row]:
                 _say("9: room history")
                 rows += await history.ingest(sizes.runs, sizes.load_seconds)
                 rows += await history.room_history_latency(url, sizes.runs, sizes.calls, sizes.history_events)
+                rows += await history.agent_health_latency(url, sizes.runs, sizes.calls, sizes.history_events)
                 rows += await history.find_agent_index(
                     admin, url, sizes.runs, sizes.index_rooms, sizes.latency_ms, sizes.concurrency
                 )

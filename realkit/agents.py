@@ -28,7 +28,7 @@ class RealAgentWorker:
 
 def start_real_agent_worker(server: RealLiveKitServer, agent_name: str, logs: Path, *flags: str) -> RealAgentWorker:
     """Starts a worker serving `agent_name` ("" = automatic dispatch to every new room), the demo agent run with
-    `flags`; waits until registered."""
+    `flags`; waits until registered (with `--full`: until it has told the server it is at capacity)."""
     log = logs / f"agent-worker-{agent_name or 'auto'}.log"
     env = os.environ | {
         "LIVEKIT_URL": server.ws_url,
@@ -45,7 +45,8 @@ def start_real_agent_worker(server: RealLiveKitServer, agent_name: str, logs: Pa
         )
     worker = RealAgentWorker(agent_name, process, log)
     deadline = time.monotonic() + START_SECONDS
-    while b"registered worker" not in log.read_bytes():
+    ready = [b"registered worker", *([b"marking as unavailable"] if "--full" in flags else [])]
+    while not all(line in log.read_bytes() for line in ready):
         if process.poll() is not None or time.monotonic() > deadline:
             worker.stop()
             raise AssertionError(f"the agent worker for {agent_name!r} did not register; its log:\n{tail(log)}")

@@ -98,7 +98,7 @@ async def test_every_answer_matches_its_published_output_schema(
         ("send_data", {"room": "r", "data": "hi"}),
         ("find_agent", {}),
         ("list_dispatches", {"room": "r"}),
-        ("dispatch_agent", {"room": "other", "agent_name": "x"}),
+        ("dispatch_agent", {"room": "other", "agent_name": "x", "wait_seconds": 0}),
         ("create_join_token", {"room": "r", "identity": "viewer"}),
         ("list_sip_trunks", {}),
         ("list_sip_dispatch_rules", {}),
@@ -123,7 +123,7 @@ async def test_every_answer_matches_its_published_output_schema(
         ingress = (await ok(client, "list_ingress"))["ingress"][0]["ingress_id"]
         calls.append(("delete_ingress", {"ingress_id": ingress}))
         await ok(client, *calls[-1][:1], **calls[-1][1])
-        dispatch = (await ok(client, "dispatch_agent", room="other", agent_name="y"))["dispatch"]
+        dispatch = (await ok(client, "dispatch_agent", room="other", agent_name="y", wait_seconds=0))["dispatch"]
         calls.append(("cancel_dispatch", {"room": "other", "dispatch_id": dispatch["id"]}))
         await ok(client, *calls[-1][:1], **calls[-1][1])
         # A sandbox participant has no client, so perform_rpc's answer is an RPC error, which the SDK client does

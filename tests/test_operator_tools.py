@@ -250,7 +250,9 @@ async def test_dispatch_agent_creates_the_room_and_the_dispatch_then_cancel_remo
     in_process: InProcess, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     async with Client(in_process()) as client:
-        made = await ok(client, "dispatch_agent", room="new-room", agent_name="helper", metadata='{"lang": "fr"}')
+        made = await ok(
+            client, "dispatch_agent", room="new-room", agent_name="helper", metadata='{"lang": "fr"}', wait_seconds=0
+        )
         listed = await ok(client, "list_dispatches", room="new-room")
         dispatch_id = made["dispatch"]["id"]
         assert dispatch_id.startswith("AD_")

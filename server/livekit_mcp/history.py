@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from livekit_mcp.agent_health import note_webhook
 from livekit_mcp.errors import StoreError, WebhookError, WebhookUnreadable
 from livekit_mcp.models import AGENT_NAME_ATTRIBUTES, effective_kind
 from livekit_mcp.store import Event, IndexOp, Store
@@ -309,7 +310,7 @@ class WebhookEndpoint:
         event = from_webhook(webhook)
         if event is None:
             return 200, {"kept": False, "why": "no room in this event"}
-        return await self._keep(event)
+        return await self._keep(event, webhook)
 
     def _unsigned(self, authorization: str) -> tuple[int, dict[str, Any]] | None:
         if not authorization:
@@ -327,12 +328,14 @@ class WebhookEndpoint:
         answer = await self._keep(gap(why))
         return answer if answer[0] != 200 else (200, {"kept": False, "gap": why})
 
-    async def _keep(self, event: Event) -> tuple[int, dict[str, Any]]:
+    async def _keep(self, event: Event, webhook: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         try:
             if dropped := event.detail.get("dropped_before"):  # LiveKit gave up on earlier ones: told as a gap too
                 lost = gap(f"LiveKit dropped {dropped} webhook(s) it could not deliver", of=event.id)
                 await self._store.add(lost, index_changes(lost))
             new = await self._store.add(event, index_changes(event))
+            if new and webhook is not None:
+                await note_webhook(self._store, event, webhook)  # agent health (agent_health.py)
             self._added += new
             # At most once a minute, or sooner when this many events could push the store past max_events.
             if time.monotonic() - self._pruned > PRUNE_EVERY or self._added * 10 >= self._store.retention.max_events:

@@ -10,6 +10,7 @@ toolset's answers are built from them; kept together, the output schemas (what t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
@@ -351,6 +352,26 @@ class ParticipantDetail(BaseModel):
         )
 
 
+DispatchAgent = Literal["agent_present", "pending", "no_job", "agent_gone"]
+JOB_LAG = 10.0
+"""Seconds after a dispatch during which no agent and no job is not yet a sign of trouble: livekit-server v1.13.5
+lists a dispatch's job up to ~5 s after its agent joined, and an agent joins within ~1 s when a worker is free."""
+DISPATCH_AGENT_TOLD = {
+    "pending": " yet (made moments ago: it may still come)",
+    "no_job": " and no job: no worker registered or free for this name took it, and LiveKit does not retry it",
+    "agent_gone": ": a worker took its job, but its agent left or never joined",
+}
+
+
+def dispatch_agent_state(d: Dispatch, present: bool, now: float) -> DispatchAgent:
+    """Whether a dispatch's agent is in the room and, if not, what LiveKit's dispatch says about why."""
+    if present:
+        return "agent_present"
+    if d.jobs:
+        return "agent_gone"
+    return "pending" if now - d.created_at < JOB_LAG else "no_job"
+
+
 class DispatchInfo(BaseModel):
     id: str
     agent_name: str = Field(description='"" is the default dispatch LiveKit gives every new room (automatic agents).')
@@ -365,9 +386,17 @@ class DispatchInfo(BaseModel):
         description="As LiveKit lists them; its list can be empty while the agent is in the room, or show a job "
         "running after its agent left: agents_in_room and in_room say what is true now.",
     )
+    agent: DispatchAgent | None = Field(
+        default=None,
+        description="agent_present; pending (made moments ago); no_job (no agent and no job: no worker registered "
+        "or free for this name took it, and LiveKit does not retry); agent_gone (a worker took it, its agent is not "
+        "in the room).",
+    )
 
     @classmethod
-    def of(cls, d: Dispatch, participants: Sequence[Participant] | None = None) -> DispatchInfo:
+    def of(
+        cls, d: Dispatch, participants: Sequence[Participant] | None = None, now: float | None = None
+    ) -> DispatchInfo:
         """The dispatch, cross-checked with the room's participants when they are given.
 
         LiveKit's own job list is not reliable (livekit-server v1.13.5: a dispatch made in a live room lists no
@@ -395,6 +424,7 @@ class DispatchInfo(BaseModel):
             created_at=iso(d.created_at),
             agents_in_room=agents,
             jobs=jobs or None,
+            agent=dispatch_agent_state(d, bool(agents), time.time() if now is None else now),
         )
 
     @property
@@ -406,7 +436,7 @@ class DispatchInfo(BaseModel):
         elif self.agents_in_room:
             where = f"agent(s) in the room: {', '.join(self.agents_in_room)}"
         else:
-            where = "no agent of it in the room"
+            where = "no agent of it in the room" + DISPATCH_AGENT_TOLD.get(self.agent or "", "")
         return f"- dispatch {self.id} agent_name={name}: {where}"
 
 
@@ -462,9 +492,20 @@ class DispatchList(BaseModel):
     dispatches: list[DispatchInfo]
 
 
+class AgentArrival(BaseModel):
+    """Whether a dispatched agent came, as far as dispatch_agent waited and LiveKit tells."""
+
+    status: Literal["joined", "not_joined", "dispatch_gone", "room_gone", "not_waited"]
+    identity: str | None = None
+    seconds: float | None = Field(default=None, description="After the dispatch: until it joined, or waited.")
+    last_joined_at: str | None = Field(default=None, description="When history last saw this agent name join.")
+    why: str | None = None
+
+
 class DispatchResult(Confirmable):
     room: str
     dispatch: DispatchInfo
+    arrival: AgentArrival | None = None
     notes: list[str] | None = None
 
 
@@ -555,12 +596,50 @@ class RecentRoom(BaseModel):
     events: int
 
 
+class Seconds(BaseModel):
+    """Seconds to join over a set of visits."""
+
+    count: int
+    p50: float
+    p90: float
+    max: float
+
+
+class MissedRoom(BaseModel):
+    """A room the agent was expected in and never came to."""
+
+    room: str
+    expected_at: str | None
+    dispatch_id: str | None = None
+    room_ended_at: str | None = Field(default=None, description="The room ended without it.")
+
+
+class AgentHealth(BaseModel):
+    """How an agent did over a period, from room history: the rooms it was expected in (dispatched through this
+    server, or joined), how many it joined and how fast, how its sessions ended, and where it never came."""
+
+    agent_name: str
+    since: str | None
+    expected: int
+    joined: int
+    never_came: int
+    waiting: int = Field(description="Dispatched moments ago, no agent yet: counted neither way.")
+    join_rate: float | None = Field(default=None, description="joined / (expected - waiting).")
+    from_dispatch: Seconds | None = Field(default=None, description="Seconds from dispatch to join.")
+    from_room_start: Seconds | None = Field(default=None, description="Seconds from the room's start to join.")
+    endings: dict[str, int] | None = Field(default=None, description="Sessions by disconnect reason.")
+    still_in: int = 0
+    missed: list[MissedRoom] | None = None
+    truncated: bool | None = Field(default=None, description="More visits than one answer reads: the latest left.")
+
+
 class RoomHistory(BaseModel):
     history: Literal["on", "off", "unavailable"]
     """on: kept, and this is what is known (possibly nothing); off: not kept here; unavailable: the store is down."""
     room: str | None = None
     sessions: list[RoomSession] | None = None
     rooms: list[RecentRoom] | None = None
+    agent: AgentHealth | None = None
     next_cursor: str | None = None
     note: str | None = None
 

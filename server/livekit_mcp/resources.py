@@ -10,6 +10,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from livekit_mcp.agent_health import health_of
 from livekit_mcp.errors import InvalidInput, LiveKitMCPError, NotFound, StoreError
 from livekit_mcp.history import gaps_note, gaps_since
 from livekit_mcp.livekit_backend import LiveKit
@@ -24,6 +25,8 @@ ROOMS_SHOWN = 500
 
 HISTORY_SHOWN = 86_400
 """Seconds of history the room history resource holds (room_history goes further back, by pages)."""
+HEALTH_SHOWN = 7 * 86_400
+"""Seconds of an agent's record the agent health resource covers (room_history(agent_name=…, since=…) any period)."""
 
 
 def register_resources(server: MCPServer[AppContext]) -> None:
@@ -116,3 +119,23 @@ def register_resources(server: MCPServer[AppContext]) -> None:
             history="on", room=room, sessions=sessions_of(page.events), next_cursor=page.cursor, note=missing or None
         )
         return found.model_dump_json(exclude_none=True)
+
+    @server.resource(
+        "livekit://agents/{agent_name}/health",
+        name="agent health",
+        description="One agent over the last 7 days: rooms expected, joined, time to join, how sessions ended, "
+        "rooms it never came to.",
+        mime_type="application/json",
+    )
+    async def agent_health(agent_name: str, ctx: Context[Any, Any]) -> str:
+        in_scope = scope(ctx)
+        history = in_scope.history
+        if history is None:
+            note = HISTORY_OFF if in_scope.app.kept_history is None else HISTORY_ELSEWHERE
+            return RoomHistory(history="off", note=note).model_dump_json(exclude_none=True)
+        try:
+            health = await health_of(history, agent_name, time.time() - HEALTH_SHOWN, in_scope.policy.visible)
+        except StoreError as exc:
+            note = f"Room history is unavailable: {exc}."
+            return RoomHistory(history="unavailable", note=note).model_dump_json(exclude_none=True)
+        return RoomHistory(history="on", agent=health).model_dump_json(exclude_none=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import time
+from typing import Annotated, Literal
 
 import anyio
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from livekit_mcp.agent_health import expect, last_join
 from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import DispatchNotFound, LiveKitError, NotFound, ParticipantNotFound, RoomNotFound, StoreError
 from livekit_mcp.history import LiveIndex, live_index
@@ -16,6 +18,7 @@ from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import (
     SHUTDOWN_METHOD,
     SHUTDOWN_TOPIC,
+    AgentArrival,
     AgentDeparture,
     AgentInfo,
     AgentList,
@@ -25,8 +28,10 @@ from livekit_mcp.models import (
     DispatchResult,
     Participant,
     RemovedAgents,
+    iso,
 )
 from livekit_mcp.scope import Scope
+from livekit_mcp.store import Store
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
@@ -134,25 +139,134 @@ async def list_dispatches(scope: Scope, room: RoomName) -> Annotated[CallToolRes
     return reply(DispatchList(room=room, dispatches=dispatches), "\n".join(lines))
 
 
+MAX_WAIT = 30
+"""Seconds dispatch_agent may wait for the agent at most (wait_seconds' maximum)."""
+LOOKS_PER_DISPATCH_CHECK = 4
+"""While waiting, the dispatch itself is looked at every this many looks at the room (about once a second)."""
+
+
 @tool("agents", SEND)
 async def dispatch_agent(
     scope: Scope,
     room: RoomName,
     agent_name: AgentName,
     metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
+    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT, description="Wait this long for it to join.")] = 5,
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Send an agent into a room (created if needed); needs a running worker for agent_name."""
     lk = scope.livekit
     existed = bool(await lk.list_rooms([room]))
+    # The agents there before: one of them joining is not this dispatch's agent arriving.
+    before = {p.identity for p in await lk.list_participants(room)} if existed and wait_seconds else set()
     dispatch = await lk.create_dispatch(room, agent_name, metadata)
-    notes = [
-        "The agent joins within seconds if a worker serving this agent name is free: LiveKit accepts a "
-        "dispatch even when none is, and does not retry it later. find_agent shows whether it joined."
-    ]
-    if not existed:
-        notes.append(f"Room '{room}' did not exist and was created.")
-    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch), notes=notes)
-    return reply(result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join(notes))
+    if scope.history is not None:  # agent health: a room this agent is now expected in (LiveKit's time, as joins')
+        await expect(scope.history, agent_name, room, dispatch.id, dispatch.created_at or time.time())
+    notes = [] if existed else [f"Room '{room}' did not exist and was created."]
+    if wait_seconds:
+        arrival = await _arrival(lk, room, dispatch, before, wait_seconds)
+        if arrival.status == "not_joined" and scope.history is not None:
+            arrival = await _with_last_join(scope.history, agent_name, arrival)
+    else:
+        arrival = AgentArrival(
+            status="not_waited",
+            why="The agent joins within seconds if a worker serving this agent name is free: LiveKit accepts a "
+            "dispatch even when none is, and does not retry it later. get_room shows whether it joined.",
+        )
+    result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch), arrival=arrival, notes=notes or None)
+    return reply(
+        result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join([*notes, arrival.why or ""])
+    )
+
+
+async def _arrival(lk: LiveKit, room: str, dispatch: Dispatch, before: set[str], seconds: float) -> AgentArrival:
+    """Waits up to `seconds` for the dispatch's agent to be in the room; otherwise what LiveKit says of the
+    dispatch: gone (deleted, or its room closed), or there with no agent (and whether a worker took its job)."""
+    start = anyio.current_time()
+    listed: Dispatch | None = dispatch
+    status: Literal["listed", "dispatch_gone", "room_gone"] = "listed"
+    failure = ""
+    looks = 0
+    with anyio.move_on_after(seconds):
+        while True:
+            try:
+                agent = _agent_of(listed or dispatch, await lk.list_participants(room), before)
+                if agent is not None:
+                    took = round(anyio.current_time() - start, 1)
+                    why = f"Its agent {agent.identity} joined {took:g} s after the dispatch."
+                    return AgentArrival(status="joined", identity=agent.identity, seconds=took, why=why)
+                looks += 1
+                if looks % LOOKS_PER_DISPATCH_CHECK == 0:
+                    status, listed = await _dispatch_now(lk, room, dispatch.id)
+                    if status != "listed":
+                        break
+            except LiveKitError as exc:  # a failed look is not an answer: look again while there is time
+                failure = str(exc)
+            await anyio.sleep(POLL)
+    waited = round(anyio.current_time() - start, 1)
+    if status == "listed":
+        try:
+            status, listed = await _dispatch_now(lk, room, dispatch.id)
+        except LiveKitError as exc:
+            failure = str(exc)
+    if status == "room_gone":
+        why = f"Room '{room}' is gone (deleted, or closed when empty): no agent will come for this dispatch."
+        return AgentArrival(status="room_gone", seconds=waited, why=why)
+    if status == "dispatch_gone":
+        why = f"The dispatch is gone from room '{room}' (deleted) and no agent of it joined."
+        return AgentArrival(status="dispatch_gone", seconds=waited, why=why)
+    name = dispatch.agent_name
+    if listed is not None and listed.jobs:
+        why = (
+            f"No agent of it in the room after {waited:g} s, though a worker took its job "
+            f"({', '.join(f'{j.id} {j.status}' for j in listed.jobs)}): the agent may still be starting, or its job "
+            "failed; get_room shows whether it joined later."
+        )
+    else:
+        why = (
+            f"No agent joined within {waited:g} s and LiveKit lists no job for this dispatch: no worker registered "
+            f"for '{name}' was free to take it (none runs, it stopped, or all are at capacity), as far as LiveKit "
+            "tells (its job list can lag ~5 s behind a slow start). LiveKit does not retry a dispatch: start or free "
+            "a worker, then dispatch again (cancel_dispatch removes this one)."
+        )
+    if failure:
+        why += f" (A look at LiveKit failed: {failure}.)"
+    return AgentArrival(status="not_joined", seconds=waited, why=why)
+
+
+async def _with_last_join(store: Store, agent_name: str, arrival: AgentArrival) -> AgentArrival:
+    """What history adds to an agent that did not come: whether a worker served its name lately (so it is now
+    stopped or busy), or never in the last week (none may ever have run under that name: is it spelt right?)."""
+    last = await last_join(store, agent_name)
+    if last is None or last.joined_at is None:
+        hint = f" History has no join of '{agent_name}' in the last 7 days: is a worker for this exact name running?"
+        return arrival.model_copy(update={"why": (arrival.why or "") + hint})
+    when = iso(last.joined_at)
+    hint = f" History saw '{agent_name}' join room '{last.room}' at {when}: a worker served it then."
+    return arrival.model_copy(update={"why": (arrival.why or "") + hint, "last_joined_at": when})
+
+
+def _agent_of(dispatch: Dispatch, participants: list[Participant], before: set[str]) -> Participant | None:
+    """The agent in the room that came for `dispatch`: named by one of its jobs, or a new agent of its name."""
+    named = {j.participant_identity for j in dispatch.jobs if j.participant_identity}
+    return next(
+        (
+            p
+            for p in participants
+            if p.is_agent
+            and (p.identity in named or (p.identity not in before and p.agent_name == dispatch.agent_name))
+        ),
+        None,
+    )
+
+
+async def _dispatch_now(
+    lk: LiveKit, room: str, dispatch_id: str
+) -> tuple[Literal["listed", "dispatch_gone", "room_gone"], Dispatch | None]:
+    # The room first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
+    if not await lk.list_rooms([room]):
+        return "room_gone", None
+    found = next((d for d in await lk.list_dispatches(room) if d.id == dispatch_id), None)
+    return ("listed", found) if found is not None else ("dispatch_gone", None)
 
 
 async def _cancel_dispatch_plan(scope: Scope, room: str, dispatch_id: str) -> Planned[DispatchInfo]:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from livekit_mcp.agent_health import health_of
+from livekit_mcp.agent_health import told as told_health
 from livekit_mcp.confirm import Plan, Planned, TypedName, leaving
 from livekit_mcp.errors import InvalidInput, StoreError
 from livekit_mcp.history import gaps_note, gaps_since, told
@@ -36,6 +38,7 @@ from livekit_mcp.tools._args import (
     Metadata,
     RoomName,
     Since,
+    optional_name,
     since_time,
 )
 from livekit_mcp.tools._base import (
@@ -206,9 +209,18 @@ async def room_history(
     since: Since = "",
     limit: Annotated[int, Field(ge=1, le=500)] = 100,
     cursor: Cursor = "",
+    agent_name: Annotated[
+        str,
+        Field(max_length=256, description="Instead: this agent's rooms expected, joined, join times, endings."),
+        AfterValidator(optional_name),
+    ] = "",
 ) -> Annotated[CallToolResult, RoomHistory]:
     """Room history from LiveKit's webhooks, by session: who came and left and why, tracks, changes made here. No room:
     recent rooms."""
+    if agent_name:
+        if room:
+            raise InvalidInput("agent_name", "give room or agent_name, not both")
+        return await _agent_record(scope, agent_name, since_time(since))
     if not room:
         return await _recent_rooms(scope, since_time(since), limit)
     found = await recent_events(scope, room, since_time(since), limit, cursor)
@@ -247,6 +259,20 @@ async def _gaps(scope: Scope, since: float) -> str:
         return gaps_note(await gaps_since(store, since))
     except StoreError:
         return ""  # the events were read a moment ago; a store failing now is told by the next call
+
+
+async def _agent_record(scope: Scope, agent_name: str, since: float) -> CallToolResult:
+    """room_history(agent_name=…): the agent's health over the period (agent_health.py), in the rooms the policy
+    lets this caller see."""
+    store = scope.history
+    if store is None:
+        return reply(RoomHistory(history="off", note=_no_history(scope)), _no_history(scope))
+    try:
+        health = await health_of(store, agent_name, since, scope.policy.visible)
+    except StoreError as exc:
+        note = f"Room history is unavailable: {exc}."
+        return reply(RoomHistory(history="unavailable", note=note), note)
+    return reply(RoomHistory(history="on", agent=health), told_health(health))
 
 
 async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResult:
