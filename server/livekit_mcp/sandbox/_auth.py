@@ -1,7 +1,7 @@
-"""Token checks as livekit-server 1.13.5's auth middleware does them.
+"""Token checks as livekit-server's auth middleware does them (1.13.5, or 1.13.11: see _versions.py).
 
-HS256 only, `exp` optional, 60 s leeway on `exp` and `nbf`, with livekit-server's exact plain-text rejections;
-`livekit.api.TokenVerifier` reads the grants once the token is verified.
+HS256 only, `exp` optional (required from 1.13.11 on), 60 s leeway on `exp` and `nbf`, with livekit-server's exact
+plain-text rejections; `livekit.api.TokenVerifier` reads the grants once the token is verified.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import jwt
 from aiohttp import web
 from livekit.api import TokenVerifier
 from livekit.api.access_token import Claims
+
+from ._versions import V1_13_5, LiveKitVersion
 
 BEARER = "Bearer "
 LEEWAY_S = 60  # on exp and nbf, as livekit-server allows
@@ -47,9 +49,9 @@ def read_token(request: web.Request) -> str:
     return request.query.get("access_token", "")
 
 
-def verify(token: str, keys: Mapping[str, str]) -> Claims:
+def verify(token: str, keys: Mapping[str, str], version: LiveKitVersion = V1_13_5) -> Claims:
     """Claims of a token signed with one of `keys` (api key -> secret), or AuthRejected with the text
-    livekit-server 1.13.5 answers (its reasons are golang-jwt's: signature first, then exp and nbf)."""
+    livekit-server `version` answers (its reasons are golang-jwt's: signature first, then exp and nbf)."""
     try:
         alg = jwt.get_unverified_header(token).get("alg")
         payload = jwt.decode(token, options={"verify_signature": False})
@@ -58,9 +60,11 @@ def verify(token: str, keys: Mapping[str, str]) -> Claims:
     issuer = payload.get("iss", "")
     secret = keys.get(issuer) if isinstance(issuer, str) else None
     if not secret:
-        raise AuthRejected(f"invalid API key: {issuer}")
+        raise AuthRejected("invalid API key" if version.new_auth_texts else f"invalid API key: {issuer}")
 
     def invalid(reason: str) -> AuthRejected:
+        if version.new_auth_texts:
+            return AuthRejected(f"invalid authorization token: {reason}")
         return AuthRejected(f"invalid token: {token}, error: {reason}")
 
     if alg != "HS256":
@@ -86,7 +90,9 @@ def verify(token: str, keys: Mapping[str, str]) -> Claims:
         raise invalid(f"token is malformed: {exc}") from exc
     now = time.time()
     try:
-        # `exp` is optional: livekit-server accepts a token without one.
+        # `exp` is optional on 1.13.5: it accepts a token without one.
+        if version.exp_required and "exp" not in payload:
+            raise invalid("token has invalid claims: token is missing required claim: exp claim is required")
         if "exp" in payload and now > float(payload["exp"]) + LEEWAY_S:
             raise invalid("token has invalid claims: token is expired")
         if "nbf" in payload and now < float(payload["nbf"]) - LEEWAY_S:
@@ -97,10 +103,10 @@ def verify(token: str, keys: Mapping[str, str]) -> Claims:
         raise invalid(f"token is malformed: could not JSON decode claim: {exc}") from exc
 
 
-def authenticate(request: web.Request, keys: Mapping[str, str]) -> Claims | None:
+def authenticate(request: web.Request, keys: Mapping[str, str], version: LiveKitVersion = V1_13_5) -> Claims | None:
     """The request's claims; None when it carries no token (the grant check then denies)."""
     token = read_token(request)
-    return verify(token, keys) if token else None
+    return verify(token, keys, version) if token else None
 
 
 def sign(api_key: str, api_secret: str, ttl_s: int = 600) -> str:

@@ -24,6 +24,7 @@ from livekit.protocol import agent as proto_agent
 from livekit.protocol import agent_dispatch as proto_dispatch
 from livekit.protocol import models as proto_models
 from livekit.protocol import room as proto_room
+from livekit.protocol import sip as proto_sip
 
 from ._egress import EgressStore
 from ._errors import SandboxError
@@ -34,6 +35,7 @@ from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
 from ._services import METHODS
 from ._sip import SipStore
 from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
+from ._versions import V1_13_5, LiveKitVersion
 from ._webhooks import Webhooks
 
 ParticipantInfo = proto_models.ParticipantInfo
@@ -110,8 +112,14 @@ class State:
     """The sandbox's LiveKit: the Twirp methods (taking and returning protobuf messages) and the
     sandbox-only admin operations (join, join_agent, leave, faults, populate, reset, snapshot)."""
 
-    def __init__(self, webhooks: Webhooks | None = None) -> None:
+    def __init__(self, webhooks: Webhooks | None = None, version: LiveKitVersion = V1_13_5) -> None:
         self.rooms: dict[str, Room] = {}
+        # The livekit-server release answered as (_versions.py).
+        self.version = version
+        # What a transfer's SIP service reports on 1.13.11 (tests set a failure); 1.13.5 answers Empty.
+        self.transfer_outcome = proto_sip.TransferSIPParticipantResponse(
+            status=proto_sip.STS_TRANSFER_SUCCESSFUL, reason=proto_sip.STR_COMPLETED
+        )
         # Where the events of these changes are sent, as livekit-server sends its webhooks (none by default).
         self.webhooks = webhooks or Webhooks("", "")
         self.faults = Faults(frozenset(METHODS))
@@ -152,7 +160,9 @@ class State:
         for identity in list(room.participants):
             self._drop(room, identity, _Reason.ROOM_DELETED)
         del self.rooms[req.room]
-        self.webhooks.emit("room_finished", room.info)
+        self.webhooks.emit(
+            "room_finished", room.info, end_reason="ROOM_END_API_DELETE" if self.version.room_end_reason else ""
+        )
         return proto_room.DeleteRoomResponse()
 
     def list_participants(self, req: proto_room.ListParticipantsRequest) -> proto_room.ListParticipantsResponse:
@@ -213,7 +223,8 @@ class State:
         # As livekit-server 1.13.5 does, in its order: the identity checked in RoomService, then routed to the
         # participant (nobody claims an absent one), whose node checks the size and sends the request over the
         # data channel. A sandbox participant has no client to acknowledge it: livekit-server's answer to a client
-        # that does not acknowledge within 2 s is 1501 (the sandbox answers after `no_response_s`).
+        # that does not acknowledge within 2 s (7 s on 1.13.11: `version.rpc_ack_s`) is 1501 (the sandbox answers
+        # after `no_response_s`).
         if not req.destination_identity:
             raise routed("invalid_argument", "destination identity is required")
         self._find(req.room, req.destination_identity, no_response)
