@@ -47,7 +47,7 @@ class _Twirp:
         except AuthRejected as exc:
             return plain_text(401, exc.text)
         try:
-            with self.state.serving(request.path.removeprefix(TWIRP_PREFIX)):
+            with self.state.serving(request.path.lstrip("/").removeprefix(TWIRP_PREFIX[1:])):
                 return await self._serve(request, claims)
         except TwirpError as err:
             return err.response()
@@ -56,7 +56,8 @@ class _Twirp:
             return web.Response(status=499)
 
     async def _serve(self, request: web.Request, claims: Claims | None) -> web.StreamResponse:
-        path = request.path
+        # livekit-server's RemoveDoubleSlashes middleware drops one leading slash (pkg/service/utils.go).
+        path = request.path.removeprefix("/") if request.path.startswith("//") else request.path
         if request.method != "POST":
             raise bad_route(f'unsupported method "{request.method}" (only POST is allowed)', request.method, path)
         key = path.removeprefix(TWIRP_PREFIX) if path.startswith(TWIRP_PREFIX) else ""
@@ -113,7 +114,9 @@ def build_app(state: State, keys: Mapping[str, str], no_response_s: float = NO_R
     # One byte over the limit so that a body of exactly MAX_BODY is still read.
     app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_get("/", _health)
-    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys, no_response_s).handle)
+    twirp = _Twirp(state, keys, no_response_s).handle
+    app.router.add_route("*", "/twirp/{tail:.*}", twirp)
+    app.router.add_route("*", "//twirp/{tail:.*}", twirp)  # one leading slash too many: see RemoveDoubleSlashes
     add_admin_routes(app, state, keys)
     app.router.add_route("*", "/{tail:.*}", _page_not_found)
     return app

@@ -31,7 +31,7 @@ from ._errors import SandboxError
 from ._faults import Fault, Faults
 from ._ids import guid
 from ._ingress import IngressStore
-from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
+from ._limits import MAX_NAME, check_attributes, check_metadata
 from ._services import METHODS
 from ._sip import SipStore
 from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
@@ -97,6 +97,8 @@ class Room:
     dispatches ListDispatch answers (their `state.jobs` stays empty): only the admin state shows them."""
     data: deque[proto_room.SendDataRequest] = field(default_factory=lambda: deque(maxlen=DATA_KEPT))
     """The latest SendData requests delivered to the room: what the admin state shows as `data`."""
+    published: set[str] = field(default_factory=set)
+    """Identities whose client has published (livekit-server: its publisher connection is established)."""
 
     def count(self, p: ParticipantInfo, sign: int) -> None:
         """Keep num_participants / num_publishers right without rescanning a large room."""
@@ -138,7 +140,9 @@ class State:
 
     def create_room(self, req: proto_room.CreateRoomRequest) -> proto_models.Room:
         if len(req.name) > MAX_NAME:
-            raise too_big("room name length exceeds limits", MAX_NAME)
+            # Raised by the room allocator behind the routing (pkg/service/roomallocator.go), unlike the size
+            # checks of RoomService itself: prefixed, and worded differently (the differential test found it).
+            raise routed("invalid_argument", f"room name length exceeds limits: max length {MAX_NAME}")
         check_metadata(req.metadata)
         live = self.rooms.get(req.name)
         if live is not None:
@@ -199,11 +203,29 @@ class State:
                 p.attributes[key] = value
             elif key in p.attributes:
                 del p.attributes[key]
-        if req.HasField("permission"):
-            room.count(p, -1)
-            p.permission.CopyFrom(req.permission)
-            room.count(p, +1)
+        if req.HasField("permission") and p.permission != req.permission:
+            self._set_permission(room, p, req.permission)
         return _copy(p)
+
+    def _set_permission(self, room: Room, p: ParticipantInfo, permission: proto_models.ParticipantPermission) -> None:
+        """As livekit-server 1.13.5's SetPermission (pkg/rtc/participant.go:807-867): the tracks of a source no
+        longer allowed are unpublished at once (the reply already lacks them); is_publisher is can_publish once the
+        client has published (its publisher connection stays: tracks do not come back when publishing is granted
+        again). Found by the differential test (tests/sandbox/test_differential.py)."""
+        room.count(p, -1)
+        established = p.is_publisher or bool(p.tracks) or p.identity in room.published
+        if established:
+            room.published.add(p.identity)
+        p.permission.CopyFrom(permission)
+        allowed = {proto_models.TrackSource.Name(s) for s in permission.can_publish_sources}
+        kept = [t for t in p.tracks if permission.can_publish and (not allowed or _source(t) in allowed)]
+        for track in p.tracks:
+            if track not in kept and self.webhooks.active:
+                self.webhooks.emit("track_unpublished", room.info, participant=p, track=track)
+        del p.tracks[:]
+        p.tracks.extend(kept)
+        p.is_publisher = permission.can_publish and established
+        room.count(p, +1)
 
     def update_subscriptions(
         self, req: proto_room.UpdateSubscriptionsRequest
@@ -218,6 +240,17 @@ class State:
             )
         self._live_room(req.room).data.append(_copy(req))
         return proto_room.SendDataResponse()
+
+    def move_participant(
+        self, req: proto_room.MoveParticipantRequest | proto_room.ForwardParticipantRequest
+    ) -> Message:
+        """MoveParticipant and ForwardParticipant as open-source livekit-server 1.13.5 answers them (LiveKit Cloud
+        implements them): the same room is invalid; the call is routed to the participant, whose node answers
+        "not implemented" (pkg/service/roomservice.go:362-396, pkg/service/roommanager.go:900-906)."""
+        if req.room == req.destination_room:
+            raise TwirpError("invalid_argument", "destination room cannot be the same as source room")
+        self._find(req.room, req.identity, no_response)
+        raise routed("unknown", "not implemented")
 
     def perform_rpc(self, req: proto_room.PerformRpcRequest) -> proto_room.PerformRpcResponse:
         # As livekit-server 1.13.5 does, in its order: the identity checked in RoomService, then routed to the
@@ -583,6 +616,10 @@ _TRACK_DEFAULTS: dict[proto_models.TrackType, tuple[proto_models.TrackSource, st
     proto_models.TrackType.AUDIO: (proto_models.TrackSource.MICROPHONE, "audio/opus"),
     proto_models.TrackType.VIDEO: (proto_models.TrackSource.CAMERA, "video/VP8"),
 }
+
+
+def _source(track: proto_models.TrackInfo) -> str:
+    return proto_models.TrackSource.Name(track.source)
 
 
 def _track(data: Mapping[str, Any]) -> proto_models.TrackInfo:
