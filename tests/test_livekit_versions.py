@@ -13,6 +13,7 @@ from livekit.protocol import sip as proto_sip
 from mcp import Client
 from pydantic import SecretStr
 
+from livekit_mcp.cli import main
 from livekit_mcp.errors import AuthenticationFailed, ClientTooOld, TooLarge
 from livekit_mcp.history import from_webhook, told
 from livekit_mcp.livekit_backend import LiveKit, rpc_limit, webhook_verifier
@@ -183,3 +184,16 @@ def test_an_ingress_webhook_leaves_its_stream_key_out_of_history() -> None:
     assert event is not None
     assert event.detail == {"ingress_id": "IN_1", "ingress_name": "obs"}
     assert key not in repr(event)
+
+
+@pytest.mark.parametrize(("argv", "version"), [([], "1.13.5"), (["--livekit-version", "1.13.11"], "1.13.11")])
+def test_the_sandbox_command_answers_as_the_version_asked(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], version: str
+) -> None:
+    import livekit_mcp.sandbox
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(livekit_mcp.sandbox, "serve_forever", lambda *a, **kw: served.update(kw))
+    main(["sandbox", "--empty", *argv])
+    assert served["livekit_version"] == version
+    assert Sandbox(seed=False, livekit_version=version).version.name == version
