@@ -202,6 +202,63 @@ CASES = [
         {"trunk": {"address": "sip.example.com"}},
         {"sip": {"admin": True}},
     ),
+    # --- what the tools send, at its edges -------------------------------------------------------------------
+    Case("remove-missing", "/twirp/livekit.RoomService/RemoveParticipant", {"room": ROOM, "identity": "nobody"}, ADMIN),
+    Case(
+        "metadata-missing-room",
+        "/twirp/livekit.RoomService/UpdateRoomMetadata",
+        {"room": "nope-" + ROOM, "metadata": "m"},
+        grant(roomAdmin=True, room="nope-" + ROOM),
+    ),
+    Case(
+        "list-dispatch-live-room",
+        "/twirp/livekit.AgentDispatchService/ListDispatch",
+        {"room": ROOM, "dispatchId": "AD_nope"},
+        ADMIN,
+    ),
+    Case(
+        "create-dispatch-metadata-too-big",
+        "/twirp/livekit.AgentDispatchService/CreateDispatch",
+        {"room": ROOM, "agentName": "a", "metadata": "m" * 614400},
+        ADMIN,
+    ),
+    Case(
+        "dial-unknown-trunk",
+        "/twirp/livekit.SIP/CreateSIPParticipant",
+        {"roomName": ROOM, "sipTrunkId": "ST_nope", "sipCallTo": "+15550100"},
+        {"sip": {"call": True}},
+    ),
+    Case(
+        "delete-missing-rule",
+        "/twirp/livekit.SIP/DeleteSIPDispatchRule",
+        {"sipDispatchRuleId": "SDR_nope"},
+        {"sip": {"admin": True}},
+    ),
+    Case(
+        "inbound-trunk-open",
+        "/twirp/livekit.SIP/CreateSIPInboundTrunk",
+        {"trunk": {"name": "open"}},
+        {"sip": {"admin": True}},
+    ),
+    Case("list-egress-unknown-id", "/twirp/livekit.Egress/ListEgress", {"egressId": "EG_nope"}, grant(roomRecord=True)),
+    Case(
+        "record-missing-room",
+        "/twirp/livekit.Egress/StartRoomCompositeEgress",
+        {"roomName": "nope-" + ROOM, "fileOutputs": [{"filepath": "x.mp4"}]},
+        grant(roomRecord=True),
+    ),
+    Case(
+        "delete-unknown-ingress",
+        "/twirp/livekit.Ingress/DeleteIngress",
+        {"ingressId": "IN_nope"},
+        grant(ingressAdmin=True),
+    ),
+    Case(
+        "list-ingress-unknown-id",
+        "/twirp/livekit.Ingress/ListIngress",
+        {"ingressId": "IN_nope"},
+        grant(ingressAdmin=True),
+    ),
     # --- unknown methods and services, routes ----------------------------------------------------------------
     Case("unknown-method", "/twirp/livekit.RoomService/Nope"),
     Case("empty-method", "/twirp/livekit.RoomService/"),
