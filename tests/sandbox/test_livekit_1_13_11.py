@@ -161,3 +161,9 @@ async def test_room_finished_carries_its_end_reason_from_1_13_11_on(sandbox: San
 def test_an_unknown_version_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"1\.13\.5 or 1\.13\.11, not '1\.14\.0'"):
         Sandbox(livekit_version="1.14.0")
+
+
+async def test_a_reset_forgets_a_failure_set_for_the_next_transfer(sandbox: Sandbox) -> None:
+    sandbox.state.transfer_outcome = proto_sip.TransferSIPParticipantResponse(status=proto_sip.STS_TRANSFER_FAILED)
+    sandbox.state.reset(seed=False)
+    assert sandbox.state.transfer_outcome.status == proto_sip.STS_TRANSFER_SUCCESSFUL

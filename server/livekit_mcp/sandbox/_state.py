@@ -118,10 +118,9 @@ class State:
         self.rooms: dict[str, Room] = {}
         # The livekit-server release answered as (_versions.py).
         self.version = version
-        # What a transfer's SIP service reports on 1.13.11 (tests set a failure); 1.13.5 answers Empty.
-        self.transfer_outcome = proto_sip.TransferSIPParticipantResponse(
-            status=proto_sip.STS_TRANSFER_SUCCESSFUL, reason=proto_sip.STR_COMPLETED
-        )
+        # What a transfer's SIP service reports on 1.13.11 (tests set a failure; reset() restores this); 1.13.5
+        # answers Empty.
+        self.transfer_outcome = _transfer_done()
         # Where the events of these changes are sent, as livekit-server sends its webhooks (none by default).
         self.webhooks = webhooks or Webhooks("", "")
         self.faults = Faults(frozenset(METHODS))
@@ -439,6 +438,7 @@ class State:
         self.sip.clear()
         self.egress.clear()
         self.ingress.clear()
+        self.transfer_outcome = _transfer_done()
         self.peak_in_flight = self.in_flight.copy()
         if seed:
             from ._seed import seed_demo  # the demo data is built through this class's own methods
@@ -619,6 +619,12 @@ _TRACK_DEFAULTS: dict[proto_models.TrackType, tuple[proto_models.TrackSource, st
     proto_models.TrackType.AUDIO: (proto_models.TrackSource.MICROPHONE, "audio/opus"),
     proto_models.TrackType.VIDEO: (proto_models.TrackSource.CAMERA, "video/VP8"),
 }
+
+
+def _transfer_done() -> proto_sip.TransferSIPParticipantResponse:
+    return proto_sip.TransferSIPParticipantResponse(
+        status=proto_sip.STS_TRANSFER_SUCCESSFUL, reason=proto_sip.STR_COMPLETED
+    )
 
 
 def _source(track: proto_models.TrackInfo) -> str:
