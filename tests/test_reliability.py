@@ -337,5 +337,7 @@ async def test_answers_that_are_not_livekit_answers_are_explained(in_process: In
         in messages["proxy error"]
     )
     assert "(HTTP 404, no Twirp error in the body)" in messages["not found"]
-    assert "LiveKit refused ListRooms (request_too_large, HTTP 413)" in messages["too large"]
+    assert (
+        "LiveKit refused ListRooms (HTTP 413): the request is larger than the server accepts" in messages["too large"]
+    )
     assert "(HTTP 200, 104,857,600 bytes announced, over the 67,108,864 read)" in messages["huge answer"]

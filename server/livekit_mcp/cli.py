@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         help="send LiveKit's webhooks (signed with the dev key) to URL, e.g. http://127.0.0.1:8001/webhooks/livekit; "
         "repeatable",
     )
+    sandbox.add_argument(
+        "--livekit-version",
+        default="1.13.5",
+        choices=("1.13.5", "1.13.11"),
+        help="the livekit-server release the sandbox answers as (default 1.13.5)",
+    )
 
     demo = commands.add_parser("demo", help="a guided tour: the server on the sandbox, driven by a real MCP client")
     where = demo.add_mutually_exclusive_group()
@@ -201,7 +207,13 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "sandbox":
         from livekit_mcp.sandbox import serve_forever
 
-        serve_forever(args.host, args.port, seed=not args.empty, webhook_urls=args.webhook_url)
+        serve_forever(
+            args.host,
+            args.port,
+            seed=not args.empty,
+            webhook_urls=args.webhook_url,
+            livekit_version=args.livekit_version,
+        )
     elif args.command == "demo":
         from livekit_mcp.demo import run_demo
 

@@ -28,8 +28,11 @@
           ├── Unreachable           no connection to the LiveKit URL (refused, DNS, TLS), or it broke mid-call
           ├── Timeout               no answer within our limit (the change may still have happened)
           ├── ServiceMissing        no SIP, egress or ingress service runs beside LiveKit
+          ├── TransferFailed        LiveKit answered a SIP transfer without an error, yet with status failed
           └── ServerFailure         any other error: Twirp code, HTTP status, message
                ├── RoomNotLive      a listed room whose node did not answer a routed call (closing, node down)
+               ├── TooLarge         the request body is over livekit-server's limit (413, 1.13.6 and later)
+               ├── ClientTooOld     the participant's client cannot be moved (failed_precondition, 1.13.6 on)
                └── BadAnswer        an answer that is not LiveKit's (not protobuf, undecodable, too large)
 
 The sandbox (an emulator of LiveKit, which imports nothing of the package) has its own: it answers as LiveKit
@@ -216,6 +219,32 @@ class RoomNotLive(ServerFailure):
         )
 
 
+class TooLarge(ServerFailure):
+    """livekit-server 1.13.6 and later refuse a request body over 10 MiB (its `limit.max_api_request_body_size`)
+    with a plain-text 413 before reading it."""
+
+    def __init__(self, method: str) -> None:
+        self.code, self.status = "request_too_large", 413
+        LiveKitError.__init__(
+            self,
+            f"LiveKit refused {method} (HTTP 413): the request is larger than the server accepts (10 MiB by default, "
+            "its limit.max_api_request_body_size); nothing was done. Send less at once.",
+        )
+
+
+class ClientTooOld(ServerFailure):
+    """livekit-server 1.13.6 and later answer failed_precondition when the participant's client is too old to be
+    moved to another room (MoveParticipant)."""
+
+    def __init__(self, method: str, room: str, identity: str) -> None:
+        self.code, self.status = "failed_precondition", 412
+        LiveKitError.__init__(
+            self,
+            f"LiveKit cannot {method} '{identity}' in room '{room}': the participant's client SDK is too old to be "
+            "moved; nothing was changed. The participant can leave and join the other room instead.",
+        )
+
+
 class BadAnswer(ServerFailure):
     """Something answered, but not as LiveKit does: a proxy, a web page, a broken body."""
 
@@ -243,6 +272,19 @@ class ServiceMissing(LiveKitError):
         super().__init__(
             f"LiveKit's {service} service is not running at {url}: {method} was answered '{message}' because {why}; "
             "nothing was done."
+        )
+
+
+class TransferFailed(LiveKitError):
+    """livekit-server 1.13.6 and later answer TransferSIPParticipant with the SIP service's outcome: a transfer can
+    fail (rejected, not answered, …) without a Twirp error. The caller stays in the room."""
+
+    def __init__(self, room: str, identity: str, transfer_to: str, reason: str, sip_status: str = "") -> None:
+        self.reason = reason
+        sip = f" (SIP {sip_status})" if sip_status else ""
+        super().__init__(
+            f"LiveKit did not transfer the call of '{identity}' in room '{room}' to {transfer_to}: {reason}{sip}; "
+            "the caller is still in the room."
         )
 
 

@@ -708,6 +708,11 @@ class SipTransfer(Confirmable):
     transfer_to: str
     phone_number: str | None = Field(default=None, description="The caller's number, as LiveKit shows it.")
     sip_call_id: str | None = None
+    status: str | None = Field(
+        default=None,
+        description="successful or ongoing, as livekit-server 1.13.6+ reports it (a failed transfer is an error); "
+        "absent when the server reports none (1.13.5 and earlier answer once the transfer is done).",
+    )
 
 
 class Egress(BaseModel):

@@ -21,7 +21,7 @@ from ._convert import display_url
 from ._egress import EGRESS_LIMIT
 from ._livekit import LiveKit
 from ._participants import ParticipantPage
-from ._rpc import RPC_MARGIN, RPC_MESSAGES
+from ._rpc import RPC_MARGIN, RPC_MESSAGES, rpc_limit
 from ._sip import SIP_LIMIT
 from ._tokens import CallTokens as _Tokens
 from ._webhooks import webhook_verifier
@@ -38,5 +38,6 @@ __all__ = [
     "ParticipantPage",
     "_Tokens",  # its old name, which tests/test_call_tokens.py uses
     "display_url",
+    "rpc_limit",
     "webhook_verifier",
 ]

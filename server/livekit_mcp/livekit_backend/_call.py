@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from livekit_mcp.errors import (
     AuthenticationFailed,
     BadAnswer,
+    ClientTooOld,
     DispatchNotFound,
     LiveKitError,
     NotFound,
@@ -37,6 +38,7 @@ from livekit_mcp.errors import (
     ServerFailure,
     ServiceMissing,
     Timeout,
+    TooLarge,
     Unreachable,
     unsure,
 )
@@ -114,6 +116,9 @@ _TRUNK_MISSING = "requested sip trunk does not exist"
 _NO_RESPONSE = "no response from servers"
 # livekit-server v1.13.5 without Redis: "sip not connected (redis required)", and likewise for egress and ingress.
 _NOT_CONNECTED = "not connected (redis required)"
+# MoveParticipant of a participant whose client is too old: failed_precondition from 1.13.6 on (1.13.11
+# pkg/rtc/participant.go:97), an unknown error before.
+_TOO_OLD_TO_MOVE = "participant client version does not support moving"
 
 
 def _not_live(exc: Exception) -> bool:
@@ -180,7 +185,10 @@ def _foreign_errors() -> tuple[tuple[Twirp | type[Exception] | tuple[type[Except
         (TimeoutError, lambda c, e: Timeout(c.url, c.limit, c.rpc.name, check=c.rpc.verified_by)),
         # A non-200 answer: a Twirp error, or plain text (`livekit-api` makes that code "unknown", no message).
         (Twirp(401, "unauthenticated"), lambda c, e: PermissionDenied(c.url, c.api_key, c.rpc.name)),
-        (Twirp(401), lambda c, e: AuthenticationFailed(c.url, c.api_key)),  # the plain 401 of a bad key or token
+        # The plain 401 of a bad key or token, whatever its text: 1.13.5's "invalid API key: <key>" and "invalid token:
+        # <jwt>, error: …", 1.13.11's "invalid API key" and "invalid authorization token: …" (pkg/service/auth.go:95,
+        # :101), which livekit-api reads as code unknown with no message.
+        (Twirp(401), lambda c, e: AuthenticationFailed(c.url, c.api_key)),
         (Twirp(code="not_found", ends=_ROOM_MISSING), lambda c, e: RoomNotFound(c.room)),
         (Twirp(code="not_found", ends=_PARTICIPANT_MISSING), lambda c, e: ParticipantNotFound(c.room, c.identity)),
         (Twirp(code="not_found", ends=_DISPATCH_MISSING), lambda c, e: DispatchNotFound(c.room, c.dispatch_id)),
@@ -195,11 +203,12 @@ def _foreign_errors() -> tuple[tuple[Twirp | type[Exception] | tuple[type[Except
             lambda c, e: ParticipantNotFound(c.room, c.identity) if c.identity else RoomNotFound(c.room),
         ),
         (
-            Twirp(413, "unknown", ""),
-            lambda c, e: ServerFailure(
-                c.rpc.name, "request_too_large", 413, "the request is larger than LiveKit accepts"
-            ),
+            Twirp(code="failed_precondition", ends=_TOO_OLD_TO_MOVE),
+            lambda c, e: ClientTooOld(c.rpc.name, c.room, c.identity),
         ),
+        # 1.13.6 and later: a plain-text "request body too large" for a body over 10 MiB (1.13.11
+        # pkg/service/utils.go:139-154, pkg/config/config.go:653), which livekit-api reads as unknown, no message.
+        (Twirp(413), lambda c, e: TooLarge(c.rpc.name)),
         (
             Twirp(code="unknown", ends=""),
             lambda c, e: BadAnswer(c.url, c.rpc.name, e.status, "no Twirp error in the body", check=c.rpc.verified_by),

@@ -210,8 +210,8 @@ class LiveKit:
         (before the phone is picked up)."""
         return await self._sip.create_sip_participant(room, sip_trunk_id, sip_call_to, identity=identity, name=name)
 
-    async def transfer_sip_participant(self, room: str, identity: str, transfer_to: str) -> None:
-        await self._sip.transfer_sip_participant(room, identity, transfer_to)
+    async def transfer_sip_participant(self, room: str, identity: str, transfer_to: str) -> str | None:
+        return await self._sip.transfer_sip_participant(room, identity, transfer_to)
 
     async def list_egress(self, *, room: str = "", egress_id: str = "", active: bool = False) -> list[Egress]:
         return await self._egress.list_egress(room=room, egress_id=egress_id, active=active)

@@ -28,9 +28,19 @@ RPC_MESSAGES = {
     1504: "Response payload too large",
     1505: "Failed to send",
 }
-RPC_MARGIN = 8.0
-"""Seconds our PerformRpc call waits beyond the participant's response timeout: LiveKit's 2 s for the client's
-acknowledgement and its ~3 s routing to nobody; livekit-server's own retries end by 15 s (docs/livekit-behavior.md)."""
+RPC_MARGIN = 9.0
+"""Seconds our PerformRpc call waits beyond the participant's response timeout: livekit-server 1.13.11 waits the
+response timeout + 7 s before it answers deadline_exceeded (pkg/service/roomservice.go:411-429, protocol
+utils/data_channel_rpc.go:30), and 2 s more let its answer reach us before our clock runs out."""
+OLD_RPC_END = 15.0
+"""Seconds by which livekit-server up to 1.13.10 ends every PerformRpc, whatever the response timeout: psrpc's
+attempts of 3, 5 and 7 s (docs/livekit-behavior.md, observed on 1.13.5)."""
+
+
+def rpc_limit(response_timeout: float, timeout: float) -> float:
+    """Our limit for one PerformRpc: past the end of LiveKit's own wait on every release (see RPC_MARGIN and
+    OLD_RPC_END), and never under the call timeout. A call cut short here would leave the handler's fate unknown."""
+    return max(timeout, response_timeout + RPC_MARGIN, OLD_RPC_END + 2)
 
 
 def _rpc_failure(exc: api.ServerError) -> RpcFailure | None:
@@ -46,7 +56,8 @@ def _rpc_failure(exc: api.ServerError) -> RpcFailure | None:
             message, _, data = rest.partition(": ")
         return RpcFailure(code=code, message=message, data=data or None)
     if exc.code == "deadline_exceeded":
-        # livekit-server sent the request up to 3 times (3, 5 and 7 s) and no attempt was answered in time.
+        # livekit-server gave up: up to 1.13.10 after sending the request up to 3 times (3, 5 and 7 s), on 1.13.11
+        # after the response timeout + 7 s.
         return RpcFailure(message="request timed out")
     return None
 
@@ -79,6 +90,5 @@ class Rpcs(Adapter):
                 return RpcAnswer(error=failure)
             return RpcAnswer(payload=response.payload)
 
-        # Our limit covers LiveKit's: a call cut short here would leave the handler's fate unknown.
-        limit = max(self.path.timeout, response_timeout + RPC_MARGIN)
+        limit = rpc_limit(response_timeout, self.path.timeout)
         return await send(perform, room=room, identity=identity, limit=limit)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from livekit_mcp.errors import TransferFailed
 from livekit_mcp.models import SipCall, SipDispatchRule, SipTrunk
 
 from . import _convert
 from ._adapter import Adapter, Send, change, read
 from ._imports import api
+
+# SIPTransferReason (livekit/protocol livekit_sip.proto), as a person would say it.
+TRANSFER_REASONS = {
+    "STR_COMPLETED": "the transferee answered",
+    "STR_CALL_ENDED": "the call ended before the transfer completed (a hang-up, the room deleted, or ended here)",
+    "STR_REJECTED": "the transferee, or its provider, rejected the transfer",
+    "STR_RINGING_TIMEOUT": "the transferee did not answer in time",
+    "STR_SUBSCRIPTION_TERMINATED": "the provider stopped reporting the transfer without a final answer",
+    "STR_CANCELED": "the transfer was canceled through the API",
+}
 
 SIP_LIMIT = 30.0
 """Seconds LiveKit may take to dial out or transfer a call (livekit-server's own limit for both, without waiting
@@ -60,13 +71,31 @@ class Sip(Adapter):
         )
 
     @change("TransferSIPParticipant", verified_by="list_participants", service="SIP")
-    async def transfer_sip_participant(self, send: Send, room: str, identity: str, transfer_to: str) -> None:
+    async def transfer_sip_participant(self, send: Send, room: str, identity: str, transfer_to: str) -> str | None:
+        """The transfer's status as LiveKit reports it ("successful", "ongoing"), or None when the server reports
+        none. livekit-server 1.13.6 and later answer the SIP service's outcome (pkg/service/sip.go:683-735 of
+        1.13.11), and a failed transfer comes without a Twirp error: raised here as TransferFailed. Up to 1.13.5 the
+        answer is Empty, which decodes as status 0 (ONGOING) with no transfer id and no reason: no outcome."""
         request = api.TransferSIPParticipantRequest(
             room_name=room, participant_identity=identity, transfer_to=transfer_to
         )
-        await send(
+        outcome = await send(
             lambda: self.lk.sip.transfer_sip_participant(request, timeout=SIP_LIMIT),
             room=room,
             identity=identity,
             limit=max(self.path.timeout, SIP_LIMIT + 5),
         )
+        status = api.SIPTransferStatus.Name(outcome.status)
+        reason = api.SIPTransferReason.Name(outcome.reason)
+        if status == "STS_TRANSFER_FAILED":
+            sip = (
+                f"{outcome.sip_status.code} {outcome.sip_status.status}".strip()
+                if outcome.HasField("sip_status")
+                else ""
+            )
+            raise TransferFailed(
+                room, identity, transfer_to, TRANSFER_REASONS.get(reason, "LiveKit gave no reason"), sip
+            )
+        if status == "STS_TRANSFER_ONGOING" and not outcome.transfer_id and reason == "STR_UNSPECIFIED":
+            return None  # Empty: a server before 1.13.6, which answers once the SIP service has done the transfer
+        return status.removeprefix("STS_TRANSFER_").lower()

@@ -16,6 +16,7 @@ from ._auth import AuthRejected, authenticate
 from ._services import METHODS, SERVICES
 from ._state import State
 from ._twirp import PROTOBUF, TwirpError, bad_route, content_kind, decode, encode, plain_text
+from ._versions import V1_13_5, LiveKitVersion, version
 from ._webhooks import Sink, Webhooks
 
 # livekit-server 1.13.5 sets no body limit on its Twirp routes; the sandbox keeps one, far above any
@@ -36,13 +37,17 @@ class _Twirp:
         self.no_response_s = no_response_s
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        limit = self.state.version.max_body
+        if limit is not None and (request.content_length or 0) > limit:
+            # 1.13.11's body limiter runs before the auth middleware (see _versions.py): no token is read.
+            return plain_text(413, "request body too large")
         # The auth middleware runs before Twirp sees the request: its rejections are plain text.
         try:
-            claims = authenticate(request, self.keys)
+            claims = authenticate(request, self.keys, self.state.version)
         except AuthRejected as exc:
             return plain_text(401, exc.text)
         try:
-            with self.state.serving(request.path.removeprefix(TWIRP_PREFIX)):
+            with self.state.serving(request.path.lstrip("/").removeprefix(TWIRP_PREFIX[1:])):
                 return await self._serve(request, claims)
         except TwirpError as err:
             return err.response()
@@ -51,7 +56,8 @@ class _Twirp:
             return web.Response(status=499)
 
     async def _serve(self, request: web.Request, claims: Claims | None) -> web.StreamResponse:
-        path = request.path
+        # livekit-server's RemoveDoubleSlashes middleware drops one leading slash (pkg/service/utils.go).
+        path = request.path.removeprefix("/") if request.path.startswith("//") else request.path
         if request.method != "POST":
             raise bad_route(f'unsupported method "{request.method}" (only POST is allowed)', request.method, path)
         key = path.removeprefix(TWIRP_PREFIX) if path.startswith(TWIRP_PREFIX) else ""
@@ -108,7 +114,9 @@ def build_app(state: State, keys: Mapping[str, str], no_response_s: float = NO_R
     # One byte over the limit so that a body of exactly MAX_BODY is still read.
     app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_get("/", _health)
-    app.router.add_route("*", "/twirp/{tail:.*}", _Twirp(state, keys, no_response_s).handle)
+    twirp = _Twirp(state, keys, no_response_s).handle
+    app.router.add_route("*", "/twirp/{tail:.*}", twirp)
+    app.router.add_route("*", "//twirp/{tail:.*}", twirp)  # one leading slash too many: see RemoveDoubleSlashes
     add_admin_routes(app, state, keys)
     app.router.add_route("*", "/{tail:.*}", _page_not_found)
     return app
@@ -119,7 +127,8 @@ class Sandbox:
 
     `keys` maps API keys to secrets (default devkey/secret); `seed` loads the demo rooms; `no_response_s`
     is how long a call routed to a room or participant that is not live waits for its 503 (livekit-server:
-    about 3 s).
+    about 3 s); `livekit_version` is the livekit-server release it answers as, "1.13.5" (the real server of the
+    contract tests) or "1.13.11" (read from its source: _versions.py).
     """
 
     def __init__(
@@ -130,7 +139,9 @@ class Sandbox:
         no_response_s: float = NO_RESPONSE_S,
         webhook_urls: Sequence[str] = (),
         webhook_sinks: Sequence[Sink] = (),
+        livekit_version: str = V1_13_5.name,
     ) -> None:
+        self.version: LiveKitVersion = version(livekit_version)
         self.keys = dict(keys if keys is not None else DEFAULT_KEYS)
         if not self.keys or not all(self.keys.values()):
             raise ValueError("the sandbox needs at least one API key, each with a non-empty secret")
@@ -140,9 +151,8 @@ class Sandbox:
         for n, sink in enumerate(webhook_sinks):
             self.webhooks.add(f"in-process receiver {n}", sink)
         # Seeding sends the demo rooms' events too: a sandbox with webhooks is made on a running loop.
-        self.state = State(self.webhooks)
+        self.state = State(self.webhooks, self.version)
         self.state.reset(seed=seed)
-        self.no_response_s = no_response_s
         self.no_response_s = no_response_s
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -196,22 +206,27 @@ class Sandbox:
         await self.stop()
 
 
-def serve_forever(host: str, port: int, *, seed: bool, webhook_urls: Sequence[str] = ()) -> None:
+def serve_forever(
+    host: str, port: int, *, seed: bool, webhook_urls: Sequence[str] = (), livekit_version: str = V1_13_5.name
+) -> None:
     """Run the sandbox with the dev key until SIGINT or SIGTERM (`livekit-mcp sandbox`)."""
-    asyncio.run(_serve_until_signal(host, port, seed, webhook_urls))
+    asyncio.run(_serve_until_signal(host, port, seed, webhook_urls, livekit_version))
 
 
-async def _serve_until_signal(host: str, port: int, seed: bool, webhook_urls: Sequence[str]) -> None:
+async def _serve_until_signal(
+    host: str, port: int, seed: bool, webhook_urls: Sequence[str], livekit_version: str
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sandbox = Sandbox(seed=seed, webhook_urls=webhook_urls)
+    sandbox = Sandbox(seed=seed, webhook_urls=webhook_urls, livekit_version=livekit_version)
     url = await sandbox.start(host, port)
     try:
         # Only the public dev secret is ever printed; stdout stays untouched.
         print(
-            f"LiveKit sandbox (an emulator, not LiveKit) on {url} - api key {sandbox.api_key}, "
+            f"LiveKit sandbox (an emulator, not LiveKit, answering as livekit-server {sandbox.version.name}) on {url}"
+            f" - api key {sandbox.api_key}, "
             f"secret {sandbox.api_secret}{'' if seed else ', no demo rooms'}"
             f"{''.join(f', webhooks to {url}' for url in webhook_urls)}; Ctrl-C stops it",
             file=sys.stderr,

@@ -36,6 +36,14 @@ def _room_admin(claims: Claims | None, req: Any) -> bool:
     return bool(claims and claims.video and claims.video.room_admin and claims.video.room == req.room)
 
 
+def _room_and_destination_admin(claims: Claims | None, req: Any) -> bool:
+    # EnsureDestRoomPermission (pkg/service/auth.go:244-255): room admin of the room, and the destination room granted.
+    video = claims.video if claims else None
+    return bool(
+        video and video.room_admin and video.room == req.room and (video.destination_room or "") == req.destination_room
+    )
+
+
 def _sip_admin(claims: Claims | None, req: Any) -> bool:
     return bool(claims and claims.sip and claims.sip.admin)
 
@@ -108,6 +116,12 @@ METHODS: dict[str, Method[Any]] = {
         check_room_metadata,
     ),
     "RoomService/PerformRpc": Method(proto_room.PerformRpcRequest, _room_admin, lambda s, r: s.perform_rpc(r)),
+    "RoomService/MoveParticipant": Method(
+        proto_room.MoveParticipantRequest, _room_and_destination_admin, lambda s, r: s.move_participant(r)
+    ),
+    "RoomService/ForwardParticipant": Method(
+        proto_room.ForwardParticipantRequest, _room_and_destination_admin, lambda s, r: s.move_participant(r)
+    ),
     "AgentDispatchService/CreateDispatch": Method(
         proto_dispatch.CreateAgentDispatchRequest, _room_admin, lambda s, r: s.create_dispatch(r)
     ),

@@ -168,7 +168,9 @@ def check_transfer(req: proto_sip.TransferSIPParticipantRequest) -> None:
 def transfer_participant(
     state: State, req: proto_sip.TransferSIPParticipantRequest
 ) -> proto_sip.TransferSIPParticipantResponse:
-    """Hand the call over (a SIP REFER the far end accepts): the caller leaves the room."""
+    """Hand the call over (a SIP REFER the far end accepts): the caller leaves the room. 1.13.11 answers the SIP
+    service's outcome, which can be a failure without a Twirp error (`state.transfer_outcome`; the caller then
+    stays); 1.13.5 answers Empty (_versions.py)."""
     target = req.transfer_to.removeprefix("<").removesuffix(">")
     if not target.startswith(("sip:", "sips:", "tel:")):
         raise _invalid("transfer_to must be a valid SIP(s) or TEL URI (sip:, sips: or tel:)")
@@ -178,5 +180,11 @@ def transfer_participant(
         raise routed("not_found", "participant does not exist")
     if CALL_ID not in p.attributes:
         raise routed("invalid_argument", "no SIP session associated with participant")
-    state.leave(req.room_name, req.participant_identity)
-    return proto_sip.TransferSIPParticipantResponse()
+    if not state.version.transfer_answer:
+        state.leave(req.room_name, req.participant_identity)
+        return proto_sip.TransferSIPParticipantResponse()  # encoded, it is Empty's 0 bytes
+    outcome = proto_sip.TransferSIPParticipantResponse()
+    outcome.CopyFrom(state.transfer_outcome)
+    if outcome.status == proto_sip.STS_TRANSFER_SUCCESSFUL:
+        state.leave(req.room_name, req.participant_identity)
+    return outcome

@@ -24,16 +24,18 @@ from livekit.protocol import agent as proto_agent
 from livekit.protocol import agent_dispatch as proto_dispatch
 from livekit.protocol import models as proto_models
 from livekit.protocol import room as proto_room
+from livekit.protocol import sip as proto_sip
 
 from ._egress import EgressStore
 from ._errors import SandboxError
 from ._faults import Fault, Faults
 from ._ids import guid
 from ._ingress import IngressStore
-from ._limits import MAX_NAME, check_attributes, check_metadata, too_big
+from ._limits import MAX_METADATA, MAX_NAME, check_attributes, check_metadata
 from ._services import METHODS
 from ._sip import SipStore
 from ._twirp import ROUTED, TwirpError, no_response, routed, to_dict
+from ._versions import V1_13_5, LiveKitVersion
 from ._webhooks import Webhooks
 
 ParticipantInfo = proto_models.ParticipantInfo
@@ -95,6 +97,8 @@ class Room:
     dispatches ListDispatch answers (their `state.jobs` stays empty): only the admin state shows them."""
     data: deque[proto_room.SendDataRequest] = field(default_factory=lambda: deque(maxlen=DATA_KEPT))
     """The latest SendData requests delivered to the room: what the admin state shows as `data`."""
+    published: set[str] = field(default_factory=set)
+    """Identities whose client has published (livekit-server: its publisher connection is established)."""
 
     def count(self, p: ParticipantInfo, sign: int) -> None:
         """Keep num_participants / num_publishers right without rescanning a large room."""
@@ -110,8 +114,13 @@ class State:
     """The sandbox's LiveKit: the Twirp methods (taking and returning protobuf messages) and the
     sandbox-only admin operations (join, join_agent, leave, faults, populate, reset, snapshot)."""
 
-    def __init__(self, webhooks: Webhooks | None = None) -> None:
+    def __init__(self, webhooks: Webhooks | None = None, version: LiveKitVersion = V1_13_5) -> None:
         self.rooms: dict[str, Room] = {}
+        # The livekit-server release answered as (_versions.py).
+        self.version = version
+        # What a transfer's SIP service reports on 1.13.11 (tests set a failure; reset() restores this); 1.13.5
+        # answers Empty.
+        self.transfer_outcome = _transfer_done()
         # Where the events of these changes are sent, as livekit-server sends its webhooks (none by default).
         self.webhooks = webhooks or Webhooks("", "")
         self.faults = Faults(frozenset(METHODS))
@@ -130,7 +139,9 @@ class State:
 
     def create_room(self, req: proto_room.CreateRoomRequest) -> proto_models.Room:
         if len(req.name) > MAX_NAME:
-            raise too_big("room name length exceeds limits", MAX_NAME)
+            # Raised by the room allocator behind the routing (pkg/service/roomallocator.go), unlike the size
+            # checks of RoomService itself: prefixed, and worded differently (the differential test found it).
+            raise routed("invalid_argument", f"room name length exceeds limits: max length {MAX_NAME}")
         check_metadata(req.metadata)
         live = self.rooms.get(req.name)
         if live is not None:
@@ -152,7 +163,9 @@ class State:
         for identity in list(room.participants):
             self._drop(room, identity, _Reason.ROOM_DELETED)
         del self.rooms[req.room]
-        self.webhooks.emit("room_finished", room.info)
+        self.webhooks.emit(
+            "room_finished", room.info, end_reason="ROOM_END_API_DELETE" if self.version.room_end_reason else ""
+        )
         return proto_room.DeleteRoomResponse()
 
     def list_participants(self, req: proto_room.ListParticipantsRequest) -> proto_room.ListParticipantsResponse:
@@ -189,11 +202,29 @@ class State:
                 p.attributes[key] = value
             elif key in p.attributes:
                 del p.attributes[key]
-        if req.HasField("permission"):
-            room.count(p, -1)
-            p.permission.CopyFrom(req.permission)
-            room.count(p, +1)
+        if req.HasField("permission") and p.permission != req.permission:
+            self._set_permission(room, p, req.permission)
         return _copy(p)
+
+    def _set_permission(self, room: Room, p: ParticipantInfo, permission: proto_models.ParticipantPermission) -> None:
+        """As livekit-server 1.13.5's SetPermission (pkg/rtc/participant.go:807-867): the tracks of a source no
+        longer allowed are unpublished at once (the reply already lacks them); is_publisher is can_publish once the
+        client has published (its publisher connection stays: tracks do not come back when publishing is granted
+        again). Found by the differential test (tests/sandbox/test_differential.py)."""
+        room.count(p, -1)
+        established = p.is_publisher or bool(p.tracks) or p.identity in room.published
+        if established:
+            room.published.add(p.identity)
+        p.permission.CopyFrom(permission)
+        allowed = {proto_models.TrackSource.Name(s) for s in permission.can_publish_sources}
+        kept = [t for t in p.tracks if permission.can_publish and (not allowed or _source(t) in allowed)]
+        for track in p.tracks:
+            if track not in kept and self.webhooks.active:
+                self.webhooks.emit("track_unpublished", room.info, participant=p, track=track)
+        del p.tracks[:]
+        p.tracks.extend(kept)
+        p.is_publisher = permission.can_publish and established
+        room.count(p, +1)
 
     def update_subscriptions(
         self, req: proto_room.UpdateSubscriptionsRequest
@@ -209,11 +240,23 @@ class State:
         self._live_room(req.room).data.append(_copy(req))
         return proto_room.SendDataResponse()
 
+    def move_participant(
+        self, req: proto_room.MoveParticipantRequest | proto_room.ForwardParticipantRequest
+    ) -> Message:
+        """MoveParticipant and ForwardParticipant as open-source livekit-server 1.13.5 answers them (LiveKit Cloud
+        implements them): the same room is invalid; the call is routed to the participant, whose node answers
+        "not implemented" (pkg/service/roomservice.go:362-396, pkg/service/roommanager.go:900-906)."""
+        if req.room == req.destination_room:
+            raise TwirpError("invalid_argument", "destination room cannot be the same as source room")
+        self._find(req.room, req.identity, no_response)
+        raise routed("unknown", "not implemented")
+
     def perform_rpc(self, req: proto_room.PerformRpcRequest) -> proto_room.PerformRpcResponse:
         # As livekit-server 1.13.5 does, in its order: the identity checked in RoomService, then routed to the
         # participant (nobody claims an absent one), whose node checks the size and sends the request over the
         # data channel. A sandbox participant has no client to acknowledge it: livekit-server's answer to a client
-        # that does not acknowledge within 2 s is 1501 (the sandbox answers after `no_response_s`).
+        # that does not acknowledge within 2 s (7 s on 1.13.11: `version.rpc_ack_s`) is 1501 (the sandbox answers
+        # after `no_response_s`).
         if not req.destination_identity:
             raise routed("invalid_argument", "destination identity is required")
         self._find(req.room, req.destination_identity, no_response)
@@ -231,7 +274,10 @@ class State:
     # -- AgentDispatchService ------------------------------------------------------------------------
 
     def create_dispatch(self, req: proto_dispatch.CreateAgentDispatchRequest) -> AgentDispatch:
-        check_metadata(req.metadata)
+        if len(req.metadata.encode()) > MAX_METADATA:
+            # The dispatch service's own check, behind the routing: prefixed, without the limit (the differential
+            # test found it; docs/livekit-behavior.md section 5).
+            raise routed("invalid_argument", "metadata size exceeds limits")
         check_attributes(req.attributes)
         room = self.rooms.get(req.room) or self._new_room(req.room, ())
         spec = proto_dispatch.RoomAgentDispatch(
@@ -392,6 +438,7 @@ class State:
         self.sip.clear()
         self.egress.clear()
         self.ingress.clear()
+        self.transfer_outcome = _transfer_done()
         self.peak_in_flight = self.in_flight.copy()
         if seed:
             from ._seed import seed_demo  # the demo data is built through this class's own methods
@@ -572,6 +619,16 @@ _TRACK_DEFAULTS: dict[proto_models.TrackType, tuple[proto_models.TrackSource, st
     proto_models.TrackType.AUDIO: (proto_models.TrackSource.MICROPHONE, "audio/opus"),
     proto_models.TrackType.VIDEO: (proto_models.TrackSource.CAMERA, "video/VP8"),
 }
+
+
+def _transfer_done() -> proto_sip.TransferSIPParticipantResponse:
+    return proto_sip.TransferSIPParticipantResponse(
+        status=proto_sip.STS_TRANSFER_SUCCESSFUL, reason=proto_sip.STR_COMPLETED
+    )
+
+
+def _source(track: proto_models.TrackInfo) -> str:
+    return proto_models.TrackSource.Name(track.source)
 
 
 def _track(data: Mapping[str, Any]) -> proto_models.TrackInfo:

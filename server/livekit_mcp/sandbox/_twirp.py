@@ -93,13 +93,29 @@ def content_kind(header: str) -> str | None:
     return kind if kind in (PROTOBUF, JSON) else None
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # protojson refuses a field given twice; Python's json would keep the last one.
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise json_format.ParseError("a field is given twice")
+    return dict(pairs)
+
+
+def _first_json_value(body: bytes) -> Any:
+    """The first JSON value of `body`, as Twirp reads it (json.Decoder.Decode: what follows it is never read; an
+    empty body is an error, not `{}`)."""
+    text = body.decode()
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    return json.JSONDecoder(object_pairs_hook=_no_duplicates).raw_decode(text, start)[0]
+
+
 def decode(body: bytes, kind: str, cls: type[M]) -> M:
     message = cls()
     try:
         if kind == PROTOBUF:
             message.ParseFromString(body)
         else:
-            data = json.loads(body) if body else {}
+            data = _first_json_value(body)
             # protojson (Go) only accepts an object at the top; Python's parser would take `[]` or `"x"`.
             if not isinstance(data, dict):
                 raise json_format.ParseError("the request is not a JSON object")

@@ -82,13 +82,17 @@ class Webhooks:
         *,
         participant: proto_models.ParticipantInfo | None = None,
         track: proto_models.TrackInfo | None = None,
+        end_reason: str = "",
     ) -> None:
-        """Queue `event` for every destination; it is sent from the running loop, after the caller's change."""
+        """Queue `event` for every destination; it is sent from the running loop, after the caller's change.
+        `end_reason`: room_finished's room_end_reason, which livekit-server sends from 1.13.7 on (_versions.py)."""
         if not self.active:
             return
         message = proto_webhook.WebhookEvent(
             event=event, id=_event_id(), created_at=int(time.time()), room=_room_of(room, event)
         )
+        if end_reason:
+            message.room_end_reason = proto_models.RoomEndReason.Value(end_reason)  # type: ignore[assignment]
         if participant is not None and track is not None:
             # A track event names its participant by sid and identity only.
             message.participant.sid, message.participant.identity = participant.sid, participant.identity

@@ -51,7 +51,8 @@ def failure_text(who: str, method: str, error: RpcFailure, response_timeout: flo
             return f"{who}'s handler for '{method}' failed without saying why {said}."
         case 1501:
             return (
-                f"{who} is in the room but its client did not acknowledge the request within 2 s: it may be "
+                f"{who} is in the room but its client did not acknowledge the request in time (2 s; 7 s on "
+                "livekit-server 1.13.11): it may be "
                 f"disconnecting, or its SDK may not support RPC {said}."
             )
         case 1502:
@@ -62,8 +63,9 @@ def failure_text(who: str, method: str, error: RpcFailure, response_timeout: flo
             return f"{who} answered '{method}' with more than 15 KiB, which LiveKit does not deliver {said}."
         case None:
             return (
-                f"LiveKit gave up on '{method}' after about 15 s: {who} answered none of its attempts in time "
-                f"(it sends the request again after 3 and 8 s, so the handler may have run up to 3 times) {said}."
+                f"LiveKit gave up on '{method}': {who} answered none of its attempts in time (livekit-server up to "
+                "1.13.10 stops at about 15 s and sends the request again after 3 and 8 s, so the handler may have "
+                f"run up to 3 times; 1.13.11 waits the response timeout + 7 s, once) {said}."
             )
         case _ if not 1400 <= error.code < 1600:  # not LiveKit's: the handler raised its own RpcError
             data = f" (data: {error.data})" if error.data else ""

@@ -172,6 +172,10 @@ async def transfer_sip_participant(
     scope: Scope, room: RoomName, identity: Identity, transfer_to: TransferTo, planned: Planned[Participant]
 ) -> Annotated[CallToolResult, SipTransfer]:
     """Hand a phone caller over to another number or SIP URI; they leave the room."""
-    await scope.livekit.transfer_sip_participant(room, identity, transfer_to)
-    result = _transfer(room, identity, transfer_to, planned.found)
-    return reply(result, f"Transferred the call of '{identity}' in room '{room}' to {transfer_to}.")
+    status = await scope.livekit.transfer_sip_participant(room, identity, transfer_to)
+    result = _transfer(room, identity, transfer_to, planned.found).model_copy(update={"status": status})
+    if status == "ongoing":
+        text = f"LiveKit is transferring the call of '{identity}' in room '{room}' to {transfer_to} (not done yet)."
+    else:
+        text = f"Transferred the call of '{identity}' in room '{room}' to {transfer_to}."
+    return reply(result, text)
