@@ -301,9 +301,13 @@ def _names(projects: Projects) -> tuple[list[str], str]:
 
 
 def webhook_key(settings: Settings) -> tuple[str, str]:
-    """The API key and secret LiveKit signs its webhooks with: the ones we call it with (`webhook.api_key`)."""
+    """The API key and secret LiveKit signs its webhooks with: the default project's own (`webhook.api_key`).
+
+    With --project NAME, NAME's pair, even when LIVEKIT_API_KEY/LIVEKIT_API_SECRET (of another deployment, maybe)
+    are set: the flag comes first, as for `lk`, and another deployment's webhooks must never pass for NAME's."""
     if (
-        settings.credentials != "dev"
+        settings.project is None
+        and settings.credentials != "dev"
         and settings.api_key
         and settings.api_secret
         and settings.api_secret.get_secret_value()
