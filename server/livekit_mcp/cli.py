@@ -247,7 +247,7 @@ def _run_slack(args: argparse.Namespace) -> None:
     server_args: list[str] = []  # handed on to the server started over stdio
     if args.credentials in ("sandbox", "dev"):
         server_args.append(f"--{args.credentials}")
-    for name in ("config", "audit_log", "toolsets", "timeout", "log_level", "log_format"):
+    for name in ("config", "audit_log", "toolsets", "timeout", "log_level", "log_format", "project"):
         if getattr(args, name, None) is not None:
             server_args += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     if args.read_only:

@@ -31,18 +31,23 @@ MAX_TOKENS = 1024
 PostButtons = Callable[[list[Block]], Awaitable[None]]
 
 
-def tool_definitions(tools: list[Tool], may_change: bool) -> list[dict[str, Any]]:
-    """Anthropic tool definitions of the tools this person may use here, without the confirm token."""
+def tool_definitions(tools: list[Tool], may_change: bool, pinned: bool = False) -> list[dict[str, Any]]:
+    """Anthropic tool definitions of the tools this person may use here, without the confirm token. `pinned` (the
+    app has one project, `--project`): without the `project` argument either, and without the tools that take none
+    (list_projects), since every call names the app's project."""
     offered = []
+    hidden = {"confirm_token", "project"} if pinned else {"confirm_token"}
     for tool in tools:
         read_only = bool(tool.annotations and tool.annotations.read_only_hint)
         if not read_only and not may_change:
             continue
         schema = dict(tool.input_schema)
-        properties = {k: v for k, v in dict(schema.get("properties", {})).items() if k != "confirm_token"}
+        if pinned and "project" not in dict(schema.get("properties", {})):
+            continue
+        properties = {k: v for k, v in dict(schema.get("properties", {})).items() if k not in hidden}
         schema["properties"] = properties
         if "required" in schema:
-            schema["required"] = [r for r in schema["required"] if r != "confirm_token"]
+            schema["required"] = [r for r in schema["required"] if r not in hidden]
         offered.append({"name": tool.name, "description": tool.description or tool.name, "input_schema": schema})
     return offered
 
@@ -65,7 +70,7 @@ class Assistant:
             log.warning("listing the tools failed: %s", failure_summary(exc))
             return "livekit-mcp could not be reached to list its tools; try again."
         destructive = {t.name for t in listed if t.annotations and t.annotations.destructive_hint}
-        definitions = tool_definitions(listed, may_change)
+        definitions = tool_definitions(listed, may_change, pinned=self._commands.tools.project is not None)
         offered = {d["name"] for d in definitions}
         messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
         for _ in range(self._max_turns):

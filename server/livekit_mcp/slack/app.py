@@ -198,7 +198,9 @@ def events_app(app: AsyncApp) -> Starlette:
 async def serve(settings: Settings, slack: SlackSettings, server_args: list[str]) -> None:
     """`livekit-mcp slack`: connect to livekit-mcp, then take Slack's requests until interrupted."""
     token = slack.mcp_token.get_secret_value() if slack.mcp_token else None
-    async with LiveKitTools(server_args=server_args, env=server_environment(), url=slack.mcp_url, token=token) as tools:
+    async with LiveKitTools(
+        server_args=server_args, env=server_environment(), url=slack.mcp_url, token=token, project=settings.project
+    ) as tools:
         app = build_app(slack, tools)
         if slack.mode() == "socket":
             assert slack.app_token is not None
