@@ -70,6 +70,7 @@ class Assistant:
             log.warning("listing the tools failed: %s", failure_summary(exc))
             return "livekit-mcp could not be reached to list its tools; try again."
         destructive = {t.name for t in listed if t.annotations and t.annotations.destructive_hint}
+        changes = {t.name for t in listed if not (t.annotations and t.annotations.read_only_hint)}
         definitions = tool_definitions(listed, may_change, pinned=self._commands.tools.project is not None)
         offered = {d["name"] for d in definitions}
         messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
@@ -94,7 +95,9 @@ class Assistant:
             for use in uses:
                 arguments = {k: v for k, v in dict(use.input).items() if k != "confirm_token"}
                 if use.name in offered:
-                    text, failed = await self._run(use.name, arguments, person, channel, destructive, post_buttons)
+                    text, failed = await self._run(
+                        use.name, arguments, person, channel, destructive, changes, post_buttons
+                    )
                 else:  # a tool it was not given (a change, in a read-only channel or for a reader): refused here
                     text, failed = f"{use.name} is not available to this person in this channel.", True
                 results.append({"type": "tool_result", "tool_use_id": use.id, "content": text, "is_error": failed})
@@ -108,8 +111,14 @@ class Assistant:
         person: Person,
         channel: str,
         destructive: set[str],
+        changes: set[str],
         post_buttons: PostButtons,
     ) -> tuple[str, bool]:
+        if tool in changes and tool not in destructive:
+            # A change made at once: the role as Slack has it now (the one the tools were offered by may be cached).
+            refusal = await self._commands.access.refusal(person, channel, fresh=True)
+            if refusal is not None:
+                return f"Not done: {refusal}", True
         if tool in destructive:
             shown = await self._commands.destructive(tool, arguments, person, channel)
             await post_buttons(shown)

@@ -1,0 +1,172 @@
+"""The Slack app's guards built in this process (issue 22, findings 4, 6 and 10): the server is built from its
+settings and reached in memory (`LiveKitTools(server=…)`), the sandbox is the session's, the model is the
+Anthropic stand-in on a loopback socket, and the Slack endpoint's limits are tested over a real socket.
+
+- Finding 10: the role is asked of Slack afresh when something is about to change; the cache serves the rest.
+- Finding 6: the model never reads a join token or a stream key, and the person is told where to get them.
+- Finding 4: /slack/events has the service's limits, checked before anything is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import pytest
+from livekit import api
+
+from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.slack.ai import Assistant
+from livekit_mcp.slack.blocks import CONFIRM, Block
+from livekit_mcp.slack.commands import Access, Commands, Person
+from livekit_mcp.slack.mcp_client import LiveKitTools
+from livekit_mcp.slack.settings import SlackSettings
+from tests.conftest import InProcess, LiveKitTarget, identities
+from tests.slack_standin import ModelStandIn, texts
+
+pytestmark = pytest.mark.anyio
+
+OPS = "C0OPS"
+ASKER = Person("U0ASKER", "asker")
+BOSS = Person("U0BOSS", "boss")
+WRITERS, APPROVERS = "S0WRITERS", "S0APPROVERS"
+
+
+@dataclass
+class Groups:
+    """Slack's user groups as usergroups.users.list answers them, and how often it was asked."""
+
+    members: dict[str, set[str]] = field(default_factory=dict)
+    asked: int = 0
+
+    async def __call__(self, group: str) -> set[str]:
+        self.asked += 1
+        return set(self.members.get(group, set()))
+
+
+@dataclass
+class Bot:
+    commands: Commands
+    groups: Groups
+
+
+@asynccontextmanager
+async def bot(in_process: InProcess, livekit: LiveKitTarget, **slack: Any) -> AsyncIterator[Bot]:
+    """`/livekit`'s commands over a server built in this process (confirmation by token, as over stdio)."""
+    server = in_process(env=livekit.env(LIVEKIT_MCP_CONFIRM="auto"), toolsets="rooms,participants,tokens,ingress")
+    groups = Groups({WRITERS: {ASKER.user_id}, APPROVERS: {BOSS.user_id}})
+    settings = SlackSettings(bot_token="xoxb-test", writers=[WRITERS], approvers=[APPROVERS], **slack)
+    async with LiveKitTools(server=server) as tools:
+        yield Bot(Commands(tools, settings, Access(settings, groups)), groups)
+
+
+def pending_key(shown: list[Block]) -> str:
+    (value,) = [e["value"] for b in shown if b["type"] == "actions" for e in b["elements"] if e["action_id"] == CONFIRM]
+    return str(value)
+
+
+# --- Finding 10: a writer taken out of the group -----------------------------------------------------------
+
+
+async def test_a_writer_who_lost_the_role_cannot_confirm_their_own_request_even_within_the_cache(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("support", "customer")
+    async with bot(in_process, livekit) as b:
+        key = pending_key(await b.commands.run("remove support customer", ASKER, OPS))
+        b.groups.members[WRITERS] = set()  # taken out of the writers' group, seconds later
+        shown, note = await b.commands.click(key, True, ASKER)
+        assert shown is None
+        assert note == (
+            "Not done: You have the read role for LiveKit here: ask someone with the write role. "
+            "(you may still cancel it)."
+        )
+        assert "customer" in await identities(lkapi, "support")
+        cancelled, _ = await b.commands.click(key, False, ASKER)  # cancelling changes nothing: still theirs
+        assert cancelled is not None
+        assert "Cancelled by <@U0ASKER>" in texts(cancelled)
+    assert "customer" in await identities(lkapi, "support")
+
+
+async def test_an_approver_still_confirms_and_a_removed_approver_no_longer_can(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI
+) -> None:
+    await admin.join("support", "customer")
+    async with bot(in_process, livekit) as b:
+        key = pending_key(await b.commands.run("remove support customer", ASKER, OPS))
+        b.groups.members[APPROVERS] = set()
+        shown, note = await b.commands.click(key, True, BOSS)
+        assert (shown, note) == (None, "Only <@U0ASKER> or an approver may answer this request.")
+        assert "customer" in await identities(lkapi, "support")
+        b.groups.members[APPROVERS] = {BOSS.user_id}
+        shown, note = await b.commands.click(key, True, BOSS)
+        assert note is None
+        assert shown is not None
+        assert "Done, confirmed by <@U0BOSS>" in texts(shown)
+    assert "customer" not in await identities(lkapi, "support")
+
+
+async def test_the_cache_serves_only_what_changes_nothing(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin
+) -> None:
+    await admin.join("support", "customer")
+    await admin.join("sales", "lead")
+    async with bot(in_process, livekit) as b:
+        await b.commands.run("remove support customer", ASKER, OPS)
+        asked = b.groups.asked
+        await b.commands.run("remove sales lead", ASKER, OPS)  # a question shown: the cached role
+        assert b.groups.asked == asked
+
+
+# --- The model ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model() -> Iterator[ModelStandIn]:
+    standin = ModelStandIn()
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@asynccontextmanager
+async def assistant(b: Bot, model: ModelStandIn) -> AsyncIterator[Assistant]:
+    async with anthropic.AsyncAnthropic(api_key="sk-ant-test", base_url=model.url, max_retries=0) as client:
+        yield Assistant(b.commands, client, "claude-test", max_turns=4)
+
+
+def tool_results(model: ModelStandIn) -> list[dict[str, Any]]:
+    """The tool results the model was sent, in the last request (which carries the whole conversation)."""
+    return [
+        c for m in model.requests[-1]["messages"] if m["role"] == "user" for c in m["content"] if isinstance(c, dict)
+    ]
+
+
+async def no_buttons(_: list[Block]) -> None:
+    raise AssertionError("no destructive step was expected")
+
+
+async def test_a_change_the_model_makes_asks_slack_for_the_role_afresh(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, model: ModelStandIn
+) -> None:
+    await admin.join("support", "customer")
+    change = {"room": "support", "metadata": "changed by someone without the role"}
+    model.script = [
+        [{"type": "tool_use", "id": "tu_1", "name": "update_room_metadata", "input": change}],
+        [{"type": "text", "text": "ok"}],
+    ]
+    async with bot(in_process, livekit) as b:
+        await b.commands.run("remove support customer", ASKER, OPS)  # the writers' group is in the cache
+        b.groups.members[WRITERS] = set()
+        async with assistant(b, model) as ai:
+            assert await ai.answer("change it", ASKER, OPS, no_buttons) == "ok"
+    offered = {t["name"] for t in model.requests[0]["tools"]}
+    assert "update_room_metadata" in offered  # offered by the cached role: a question, nothing changed
+    (result,) = tool_results(model)
+    assert result["is_error"] is True
+    assert "read role" in result["content"]
+    (room,) = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["support"]))).rooms
+    assert room.metadata != change["metadata"]
