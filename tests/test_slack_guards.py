@@ -9,6 +9,7 @@ Anthropic stand-in on a loopback socket, and the Slack endpoint's limits are tes
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pytest
 from livekit import api
 
 from livekit_mcp.sandbox import SandboxAdmin
-from livekit_mcp.slack.ai import Assistant
+from livekit_mcp.slack.ai import JWT, Assistant, tool_definitions
 from livekit_mcp.slack.blocks import CONFIRM, Block
 from livekit_mcp.slack.commands import Access, Commands, Person
 from livekit_mcp.slack.mcp_client import LiveKitTools
@@ -170,3 +171,60 @@ async def test_a_change_the_model_makes_asks_slack_for_the_role_afresh(
     assert "read role" in result["content"]
     (room,) = (await lkapi.room.list_rooms(api.ListRoomsRequest(names=["support"]))).rooms
     assert room.metadata != change["metadata"]
+
+
+# --- Finding 6: secrets never reach the model ----------------------------------------------------------------
+
+
+async def test_join_tokens_and_stream_keys_are_withheld_from_the_model_and_the_person_told_where_to_get_them(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, model: ModelStandIn
+) -> None:
+    await admin.join("support", "customer")
+    model.script = [
+        [
+            {
+                "type": "tool_use",
+                "id": "tu_1",
+                "name": "create_join_token",
+                "input": {"room": "support", "identity": "viewer-1"},
+            },
+            {
+                "type": "tool_use",
+                "id": "tu_2",
+                "name": "create_ingress",
+                "input": {"input_type": "RTMP", "room": "support", "participant_identity": "streamer"},
+            },
+        ],
+        [{"type": "text", "text": "Made both."}],
+    ]
+    async with bot(in_process, livekit) as b, assistant(b, model) as ai:
+        said = await ai.answer("a token for viewer-1 and an RTMP ingress into support", ASKER, OPS, no_buttons)
+    (made,) = list((await lkapi.ingress.list_ingress(api.ListIngressRequest(room_name="support"))).items)
+    assert made.participant_identity == "streamer"  # it was made, by the model's call
+    assert len(made.stream_key) >= 8
+    sent = json.dumps(model.requests)
+    assert made.stream_key not in sent
+    assert not JWT.search(sent), JWT.search(sent)
+    token_result, ingress_result = tool_results(model)
+    assert not token_result["is_error"]
+    assert not ingress_result["is_error"]
+    assert "withheld from the model" in token_result["content"]
+    assert made.ingress_id in ingress_result["content"]  # the rest of the answer is the model's to read
+    assert made.stream_key not in said
+    assert not JWT.search(said)
+    assert said.startswith("Made both.")
+    assert "`lk token create --join --room support --identity viewer-1`" in said
+    assert f"The stream key of ingress {made.ingress_id} is not shown here or to the model: `lk ingress list`" in said
+
+
+async def test_a_bot_with_one_project_offers_the_model_no_project_argument(
+    in_process: InProcess, livekit: LiveKitTarget
+) -> None:
+    async with bot(in_process, livekit) as b:
+        listed = await b.commands.tools.tools("slack:U0ASKER")
+    free = tool_definitions(listed, may_change=True)
+    pinned = tool_definitions(listed, may_change=True, pinned=True)
+    assert "list_projects" in {d["name"] for d in free}
+    assert "project" in {p for d in free for p in d["input_schema"]["properties"]}
+    assert {d["name"] for d in pinned} == {d["name"] for d in free} - {"list_projects"}
+    assert "project" not in {p for d in pinned for p in d["input_schema"]["properties"]}
