@@ -9,24 +9,32 @@ Anthropic stand-in on a loopback socket, and the Slack endpoint's limits are tes
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+import anyio
 import pytest
 from livekit import api
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 
+from livekit_mcp.config import Settings
 from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.service import http_server, listen
 from livekit_mcp.slack.ai import JWT, Assistant, tool_definitions
+from livekit_mcp.slack.app import build_app, events_app
 from livekit_mcp.slack.blocks import CONFIRM, Block
 from livekit_mcp.slack.commands import Access, Commands, Person
 from livekit_mcp.slack.mcp_client import LiveKitTools
 from livekit_mcp.slack.settings import SlackSettings
 from tests.conftest import InProcess, LiveKitTarget, identities
-from tests.slack_standin import ModelStandIn, texts
+from tests.slack_standin import ModelStandIn, signed, texts
 
 pytestmark = pytest.mark.anyio
 
@@ -228,3 +236,110 @@ async def test_a_bot_with_one_project_offers_the_model_no_project_argument(
     assert "project" in {p for d in free for p in d["input_schema"]["properties"]}
     assert {d["name"] for d in pinned} == {d["name"] for d in free} - {"list_projects"}
     assert "project" not in {p for d in pinned for p in d["input_schema"]["properties"]}
+
+
+# --- Finding 4: /slack/events has the service's limits -----------------------------------------------------------
+
+SIGNING_SECRET = "signing-secret-never-shown-0123"
+
+
+@asynccontextmanager
+async def slack_events(**limits: Any) -> AsyncIterator[int]:
+    """`livekit-mcp slack`'s HTTP mode, served by uvicorn in this process on a free loopback port (its server is
+    never reached: what is tested is refused before, or answered by Bolt itself)."""
+    settings = Settings.load(None, **limits)
+    slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET, api_url="http://127.0.0.1:9/api/")
+    tools = LiveKitTools(url="http://127.0.0.1:9/mcp")
+    app = events_app(build_app(slack, tools), settings, SIGNING_SECRET)
+    sock = listen("127.0.0.1", 0)
+    server = http_server(app, settings, "Slack events")  # what serve_http runs
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(lambda: server.serve(sockets=[sock]))
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            server.should_exit = True
+
+
+def head(port: int, length: int, headers: dict[str, str]) -> bytes:
+    lines = ["POST /slack/events HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {length}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def exchange(port: int, data: bytes, within: float = 20) -> bytes:
+    """Send `data` on a new connection and read what comes back until the server closes it (a bounded wait)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        with anyio.fail_after(within):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+CHALLENGE = json.dumps({"token": "legacy", "challenge": "c-123", "type": "url_verification"}).encode()
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Content-Type": "application/json"}
+CLOSE = {"Connection": "close"}
+
+
+async def test_an_unsigned_body_is_refused_before_it_is_read_and_a_signed_one_still_served() -> None:
+    async with slack_events() as port:
+        # 800 MiB announced, not a byte of it sent: answered at once, nothing read.
+        refused = await exchange(port, head(port, 800 * 1024 * 1024, FORM))
+        assert status_of(refused) == 401
+        stale = signed(b"x", SIGNING_SECRET, timestamp=int(time.time()) - 600)
+        assert status_of(await exchange(port, head(port, 800 * 1024 * 1024, FORM | stale))) == 401
+        garbled = {"X-Slack-Request-Timestamp": "12x", "X-Slack-Signature": "v0=00"}
+        assert status_of(await exchange(port, head(port, 1, FORM | garbled) + b"x")) == 401
+        sent = head(port, len(CHALLENGE), JSON | signed(CHALLENGE, SIGNING_SECRET) | CLOSE) + CHALLENGE
+        served = await exchange(port, sent)
+        assert status_of(served) == 200
+        assert json.loads(served.partition(b"\r\n\r\n")[2]) == {"challenge": "c-123"}
+
+
+async def test_a_body_past_the_size_limit_gets_413_and_a_trickled_one_408() -> None:
+    async with slack_events(body_timeout=1.0) as port:
+        big = b"a" * (DEFAULT_MAX_REQUEST_BODY_SIZE + 1)
+        answer = await exchange(port, head(port, len(big), FORM | signed(big, SIGNING_SECRET)) + big)
+        assert status_of(answer) == 413
+        body = b"token=x&text=rooms"
+        trickled = await exchange(port, head(port, len(body), FORM | signed(body, SIGNING_SECRET)) + body[:5])
+        assert status_of(trickled) == 408
+        assert b"not received within 1 s" in trickled
+
+
+async def test_signed_bodies_that_are_not_what_slack_sends_get_400_not_500(caplog: pytest.LogCaptureFixture) -> None:
+    nested = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    bodies = [
+        (b"payload=\xff\xfe\xfd", FORM),  # not UTF-8
+        (nested, JSON),  # deeper than the JSON parser goes
+        (b"payload=%7Bnot%20json", FORM),  # an interaction whose payload is not JSON
+        (b"[1, 2]", JSON),  # JSON, not an object
+    ]
+    async with slack_events() as port:
+        for body, kind in bodies:
+            answer = await exchange(port, head(port, len(body), kind | signed(body, SIGNING_SECRET) | CLOSE) + body)
+            assert status_of(answer) == 400, (body[:40], answer[:200])
+            assert b"not the UTF-8 JSON or form that Slack sends" in answer
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_silent_connection_is_closed_by_the_header_deadline_and_past_the_limit_503() -> None:
+    async with slack_events(header_timeout=1.0) as port:
+        assert await exchange(port, b"") == b""  # connected, sent nothing: closed
+    async with slack_events(max_connections=2, header_timeout=60.0) as port:
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        try:
+            answer = await exchange(port, head(port, len(CHALLENGE), JSON | signed(CHALLENGE, SIGNING_SECRET)))
+            assert status_of(answer) == 503
+        finally:
+            for _, writer in idle:
+                writer.close()
