@@ -21,7 +21,7 @@ from livekit_mcp.check import run_check
 from livekit_mcp.config import Settings
 from livekit_mcp.store import MemoryStore, Store, open_store
 from tests.asgi import asgi_client
-from tests.conftest import LiveKitTarget, environment, http_in_process
+from tests.conftest import LiveKitTarget, environment, http_in_process, run_cli
 from tests.test_projects import lk_file
 from tests.test_webhooks import signed, webhook
 
@@ -108,3 +108,14 @@ def test_check_with_project_checks_that_project_alone(
     assert line.startswith(
         f"prod (default): URL {livekit.url}: answers; API key '{livekit.api_key}' and secret: accepted"
     )
+
+
+@pytest.mark.parametrize("command", ["serve", "slack"])
+def test_project_with_dev_is_refused_at_start_rather_than_ignored(command: str, tmp_path: Path) -> None:
+    env = get_default_environment() | {"HOME": str(tmp_path), "SLACK_BOT_TOKEN": "xoxb-x", "SLACK_APP_TOKEN": "xapp-x"}
+    done = run_cli(command, "--dev", "--project", "prod", env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "livekit-mcp: --project/LIVEKIT_MCP_PROJECT names 'prod', but --dev is `lk --dev`'s project alone: "
+        "give one or the other"
+    ]
