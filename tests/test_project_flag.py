@@ -14,14 +14,17 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from livekit import api
 from mcp.client.stdio import get_default_environment
 
 from livekit_mcp.app import webhooks_app
 from livekit_mcp.check import run_check
 from livekit_mcp.config import Settings
+from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.slack.mcp_client import LiveKitTools
 from livekit_mcp.store import MemoryStore, Store, open_store
 from tests.asgi import asgi_client
-from tests.conftest import LiveKitTarget, environment, http_in_process, run_cli
+from tests.conftest import InProcess, LiveKitTarget, environment, http_in_process, identities, run_cli
 from tests.test_projects import lk_file
 from tests.test_webhooks import signed, webhook
 
@@ -119,3 +122,24 @@ def test_project_with_dev_is_refused_at_start_rather_than_ignored(command: str, 
         "livekit-mcp: --project/LIVEKIT_MCP_PROJECT names 'prod', but --dev is `lk --dev`'s project alone: "
         "give one or the other"
     ]
+
+
+async def test_the_slack_apps_calls_name_its_project_whatever_the_servers_default(
+    tmp_path: Path, livekit: LiveKitTarget, in_process: InProcess, admin: SandboxAdmin
+) -> None:
+    """`slack --project prod --mcp-url …` against a service whose default is another project: every call (a
+    destructive one's confirmation too) names prod."""
+    await admin.join("prod-room", "someone")
+    server = in_process(env=env_with_both(tmp_path, livekit) | {"LIVEKIT_MCP_CONFIRM": "auto"}, project="broken")
+    async with LiveKitTools(server=server, project="prod") as tools:
+        rooms = await tools.call("list_rooms", {}, "slack:U1")
+        asked = await tools.call("remove_participant", {"room": "prod-room", "identity": "someone"}, "slack:U1")
+        token = asked.data["confirm_token"]
+        done = await tools.call(
+            "remove_participant", {"room": "prod-room", "identity": "someone", "confirm_token": token}, "slack:U1"
+        )
+    assert rooms.ok, rooms.text
+    assert "prod-room" in {r["name"] for r in rooms.data["rooms"]}
+    assert (asked.outcome, done.outcome) == ("confirmation_required", "done")
+    async with api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret) as lk:
+        assert await identities(lk, "prod-room") == set()
