@@ -75,19 +75,11 @@ def _secrets(data: object) -> Iterator[tuple[str, str]]:
     token, key = data.get("token"), data.get("stream_key")
     if isinstance(token, str) and len(token) >= MIN_SECRET:
         room, identity = escape(str(data.get("room", "ROOM"))), escape(str(data.get("identity", "IDENTITY")))
-        yield (
-            token,
-            (
-                f"The join token for {identity} in {room} is not shown here or to the model: make one yourself with "
-                f"`lk token create --join --room {room} --identity {identity}`."
-            ),
-        )
+        make = f"`lk token create --join --room {room} --identity {identity}`"
+        yield token, f"The join token for {identity} in {room} is not shown here or to the model: make one with {make}."
     if isinstance(key, str) and len(key) >= MIN_SECRET:
         ingress = escape(str(data.get("ingress_id", "")))
-        yield (
-            key,
-            (f"The stream key of ingress {ingress} is not shown here or to the model: `lk ingress list` shows it."),
-        )
+        yield key, f"The stream key of ingress {ingress} is not shown here or to the model: `lk ingress list` shows it."
     for value in data.values():
         if isinstance(value, dict | list):
             yield from _secrets(value)
@@ -190,4 +182,5 @@ class Assistant:
 
 
 def _with_notes(said: str, notes: list[str]) -> str:
+    """The answer posted in Slack: the model's words, then where to get what was withheld from it."""
     return "\n\n".join([said, *(f"_{note}_" for note in notes)])

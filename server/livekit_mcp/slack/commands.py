@@ -134,10 +134,11 @@ class Access:
             return "You have the read role for LiveKit here: ask someone with the write role."
         return None
 
-    async def may_answer(self, person: Person, pending: Pending, *, fresh: bool = False) -> bool:
-        """Whether `person` may confirm or cancel `pending`: its asker, or an approver."""
+    async def may_cancel(self, person: Person, pending: Pending) -> bool:
+        """Whether `person` may cancel `pending` (which changes nothing: the cached groups do): its asker, or an
+        approver."""
         return person.user_id == pending.asker.user_id or await self._in(
-            self._settings.approvers, person.user_id, fresh
+            self._settings.approvers, person.user_id, False
         )
 
     async def confirm_refusal(self, person: Person, pending: Pending) -> str | None:
@@ -213,7 +214,7 @@ class Commands:
             return None, closed
         if confirmed:  # the role as Slack has it now: what is about to change depends on it
             refusal = await self.access.confirm_refusal(person, pending)
-        elif not await self.access.may_answer(person, pending):
+        elif not await self.access.may_cancel(person, pending):
             refusal = f"Only <@{pending.asker.user_id}> or an approver may answer this request."
         else:
             refusal = None
