@@ -12,19 +12,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from livekit import api
+from mcp import Client
 from mcp.client.stdio import get_default_environment
 
 from livekit_mcp.app import webhooks_app
 from livekit_mcp.check import run_check
 from livekit_mcp.config import Settings
+from livekit_mcp.errors import StartupError
 from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.slack.mcp_client import LiveKitTools
 from livekit_mcp.store import MemoryStore, Store, open_store
 from tests.asgi import asgi_client
-from tests.conftest import InProcess, LiveKitTarget, environment, http_in_process, identities, run_cli
+from tests.conftest import InProcess, LiveKitTarget, environment, http_in_process, identities, ok, run_cli
 from tests.test_projects import lk_file
 from tests.test_webhooks import signed, webhook
 
@@ -143,3 +146,20 @@ async def test_the_slack_apps_calls_name_its_project_whatever_the_servers_defaul
     assert (asked.outcome, done.outcome) == ("confirmation_required", "done")
     async with api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret) as lk:
         assert await identities(lk, "prod-room") == set()
+
+
+async def test_sandbox_with_project_makes_that_sandbox_the_default_and_its_webhooks_the_history(
+    in_process: InProcess, livekit: LiveKitTarget
+) -> None:
+    server = in_process(env=livekit.env(), credentials="sandbox", project="production")
+    async with Client(server) as client:
+        listed = await ok(client, "list_projects")
+        await ok(client, "create_room", room="made-in-production")  # no project: the default's
+        with anyio.fail_after(20):
+            while not (await ok(client, "room_history", room="made-in-production")).get("sessions"):  # noqa: ASYNC110
+                await anyio.sleep(0.05)  # the sandbox's webhook reaches the receiver in its own time
+        staging = await ok(client, "list_rooms", project="staging", limit=500)
+    assert [(p["name"], p["default"]) for p in listed["projects"]] == [("staging", False), ("production", True)]
+    assert "made-in-production" not in {r["name"] for r in staging["rooms"]}
+    with pytest.raises(StartupError, match="names 'prod', which is not a project of --sandbox"):
+        in_process(env=livekit.env(), credentials="sandbox", project="prod")
