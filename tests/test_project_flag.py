@@ -116,15 +116,21 @@ def test_check_with_project_checks_that_project_alone(
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "slack"])
-def test_project_with_dev_is_refused_at_start_rather_than_ignored(command: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "source", "said"),
+    [
+        ("serve", "--dev", "but --dev is `lk --dev`'s project alone: give one or the other"),
+        ("slack", "--dev", "but --dev is `lk --dev`'s project alone: give one or the other"),
+        ("slack", "--sandbox", "which is not a project of --sandbox (known: staging, production)"),
+    ],
+)
+def test_a_project_the_source_has_not_is_refused_at_start_rather_than_ignored(
+    command: str, source: str, said: str, tmp_path: Path
+) -> None:
     env = get_default_environment() | {"HOME": str(tmp_path), "SLACK_BOT_TOKEN": "xoxb-x", "SLACK_APP_TOKEN": "xapp-x"}
-    done = run_cli(command, "--dev", "--project", "prod", env=env)
+    done = run_cli(command, source, "--project", "prod", env=env)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "livekit-mcp: --project/LIVEKIT_MCP_PROJECT names 'prod', but --dev is `lk --dev`'s project alone: "
-        "give one or the other"
-    ]
+    assert done.stderr.strip().splitlines() == [f"livekit-mcp: --project/LIVEKIT_MCP_PROJECT names 'prod', {said}"]
 
 
 async def test_the_slack_apps_calls_name_its_project_whatever_the_servers_default(

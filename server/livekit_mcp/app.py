@@ -190,7 +190,7 @@ def build_server(
     history = store if settings.history == "on" else None
     sandboxed = settings.credentials == "sandbox"
     try:
-        specs, default = ([], _sandbox_default(settings)) if sandboxed else project_specs(settings)
+        specs, default = ([], sandbox_default(settings)) if sandboxed else project_specs(settings)
     except (ProjectsError, MissingCredentialsError) as exc:
         raise StartupError(str(exc)) from None
     if verifier is not None and not sandboxed:
@@ -297,7 +297,7 @@ def build_server(
     return server
 
 
-def _sandbox_default(settings: Settings) -> str:
+def sandbox_default(settings: Settings) -> str:
     """The default of --sandbox's projects: --project's, when it names one of them (StartupError otherwise)."""
     if settings.project is None:
         return SANDBOX_PROJECTS[0]

@@ -172,6 +172,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     remote = getattr(args, "command", None) == "webhooks" or getattr(args, "mcp_url", None) is not None
     if settings.credentials != "sandbox" and not remote:
         project_specs(settings)  # at start, in one line: the projects' files and credentials
+    elif settings.credentials == "sandbox":
+        from livekit_mcp.app import sandbox_default
+
+        sandbox_default(settings)  # --project names one of its projects (the slack app's server would not start)
     return settings
 
 
