@@ -57,6 +57,7 @@ from .slack_standin import (
     texts,
     until,
 )
+from .test_projects import lk_file
 from .test_real_tools import agent_participants, one_agent
 
 pytestmark = pytest.mark.anyio
@@ -772,3 +773,22 @@ async def test_the_ai_mode_offers_no_change_in_a_read_only_channel_and_a_model_f
     failed = await until("the second answer", lambda: slack.posted("chat.postMessage")[1:])
     assert failed[0]["text"] == "The model could not answer (InternalServerError); `/livekit help` works without it."
     assert "Traceback" not in app.stderr()
+
+
+async def test_the_project_flag_reaches_the_server_so_the_bot_operates_that_project_alone(
+    start_app: Callable[..., SlackApp], admin: SandboxAdmin, livekit: LiveKitTarget, tmp_path: Path
+) -> None:
+    """`slack --project prod` with the LIVEKIT_* variables of another deployment set (issue 22, finding 3): the
+    server it starts acts on prod, with prod's key, and every call names prod."""
+    await admin.join("prod-room", "someone")
+    elsewhere = LiveKitTarget("http://127.0.0.1:9", "APIelsewhere", "secret-of-another-deployment-0123456789")
+    home = tmp_path / "home"
+    home.mkdir()
+    lk_file(home, {"prod": livekit, "other": elsewhere}, default="other")
+    app = start_app("--project", "prod", target=elsewhere, HOME=str(home))
+    shown = texts((await app.command("rooms"))["blocks"])
+    assert "*prod-room*" in shown, shown
+    asked = await app.command("close prod-room")
+    assert "prod" in texts(asked["blocks"])  # the question names the project it would act on
+    (preview,) = [line for line in app.audit_lines() if line["tool"] == "delete_room"]
+    assert preview["project"] == "prod"

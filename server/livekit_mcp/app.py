@@ -201,7 +201,7 @@ def build_server(
     history = store if settings.history == "on" else None
     sandboxed = settings.credentials == "sandbox"
     try:
-        specs, default = ([], SANDBOX_PROJECTS[0]) if sandboxed else project_specs(settings)
+        specs, default = ([], sandbox_default(settings)) if sandboxed else project_specs(settings)
     except (ProjectsError, MissingCredentialsError) as exc:
         raise StartupError(str(exc)) from None
     if verifier is not None and not sandboxed:
@@ -227,7 +227,8 @@ def build_server(
     sandbox_secrets = [secrets.token_hex(32) for _ in SANDBOX_PROJECTS]
     receiver = None  # history is the default project's: its webhooks feed it
     if history is not None:
-        key, secret = ("sandbox", sandbox_secrets[0]) if sandboxed else webhook_key(settings)
+        own = SANDBOX_PROJECTS.index(default) if sandboxed else 0
+        key, secret = ("sandbox", sandbox_secrets[own]) if sandboxed else webhook_key(settings)
         receiver = WebhookEndpoint(history, webhook_verifier(key, secret))
 
     @asynccontextmanager
@@ -241,7 +242,7 @@ def build_server(
                 for name, secret in zip(SANDBOX_PROJECTS, sandbox_secrets, strict=True):
                     # The default project's webhooks go straight to our receiver (signed and verified all the
                     # same): history at once.
-                    sinks = [receiver.status_of] if receiver is not None and not serving else []
+                    sinks = [receiver.status_of] if receiver is not None and name == default else []
                     sandbox = await stack.enter_async_context(
                         Sandbox(keys={"sandbox": secret}, seed=True, webhook_sinks=sinks)
                     )
@@ -315,14 +316,30 @@ def build_server(
     return server
 
 
+def sandbox_default(settings: Settings) -> str:
+    """The default of --sandbox's projects: --project's, when it names one of them (StartupError otherwise)."""
+    if settings.project is None:
+        return SANDBOX_PROJECTS[0]
+    if settings.project not in SANDBOX_PROJECTS:
+        raise ProjectsError(
+            f"--project/LIVEKIT_MCP_PROJECT names '{settings.project}', which is not a project of --sandbox "
+            f"(known: {', '.join(SANDBOX_PROJECTS)})"
+        )
+    return settings.project
+
+
 def _names(projects: Projects) -> tuple[list[str], str]:
     return [p.name for p in projects], projects.default.name
 
 
 def webhook_key(settings: Settings) -> tuple[str, str]:
-    """The API key and secret LiveKit signs its webhooks with: the ones we call it with (`webhook.api_key`)."""
+    """The API key and secret LiveKit signs its webhooks with: the default project's own (`webhook.api_key`).
+
+    With --project NAME, NAME's pair, even when LIVEKIT_API_KEY/LIVEKIT_API_SECRET (of another deployment, maybe)
+    are set: the flag comes first, as for `lk`, and another deployment's webhooks must never pass for NAME's."""
     if (
-        settings.credentials != "dev"
+        settings.project is None
+        and settings.credentials != "dev"
         and settings.api_key
         and settings.api_secret
         and settings.api_secret.get_secret_value()

@@ -38,9 +38,11 @@ async def _check_all(specs: list[ProjectSpec], seconds: float) -> list[tuple[lis
 
 
 def run_check(settings: Settings) -> int:
-    """Print the checks: two lines for a single unnamed project, one line per project otherwise. Exit status 0 when
-    every project is fine, 1 otherwise."""
+    """Print the checks: two lines for a single unnamed project, one line per project otherwise (with --project,
+    that project's line alone). Exit status 0 when every project checked is fine, 1 otherwise."""
     specs, default = project_specs(settings)
+    if settings.project is not None:  # `check --project NAME`: that project alone, as `lk --project NAME` acts
+        specs = [spec for spec in specs if spec.name == settings.project]
     results = anyio.run(_check_all, specs, settings.timeout)
     for spec, (lines, _) in zip(specs, results, strict=True):
         if len(specs) == 1 and not spec.name:

@@ -178,6 +178,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     remote = getattr(args, "command", None) == "webhooks" or getattr(args, "mcp_url", None) is not None
     if settings.credentials != "sandbox" and not remote:
         project_specs(settings)  # at start, in one line: the projects' files and credentials
+    elif settings.credentials == "sandbox":
+        from livekit_mcp.app import sandbox_default
+
+        sandbox_default(settings)  # --project names one of its projects (the slack app's server would not start)
     return settings
 
 
@@ -259,7 +263,7 @@ def _run_slack(args: argparse.Namespace) -> None:
     server_args: list[str] = []  # handed on to the server started over stdio
     if args.credentials in ("sandbox", "dev"):
         server_args.append(f"--{args.credentials}")
-    for name in ("config", "audit_log", "toolsets", "timeout", "log_level", "log_format"):
+    for name in ("config", "audit_log", "toolsets", "timeout", "log_level", "log_format", "project"):
         if getattr(args, name, None) is not None:
             server_args += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     if args.read_only:

@@ -222,6 +222,11 @@ def project_specs(settings: Settings) -> tuple[list[ProjectSpec], str]:
 
     Not for --sandbox, whose projects exist only once its sandboxes run (see `sandbox_specs`)."""
     if settings.credentials == "dev":
+        if settings.project is not None:  # silently ignored, it would act on another project than the one named
+            raise ProjectsError(
+                f"--project/LIVEKIT_MCP_PROJECT names '{settings.project}', but --dev is `lk --dev`'s project "
+                "alone: give one or the other"
+            )
         return [ProjectSpec("", DEV_URL, DEV_API_KEY, SecretStr(DEV_API_SECRET), "--dev")], ""
     lk_file = settings.lk_config_path()
     named, lk_default = read_lk_file(lk_file)

@@ -362,6 +362,12 @@ class _Uvicorn(uvicorn.Server):
 async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, what: str = "MCP") -> None:
     """Serve on `sock` until SIGINT/SIGTERM; then refuse new connections and give calls in flight `shutdown_grace`
     seconds."""
+    await http_server(app, settings, what).serve(sockets=[sock])
+
+
+def http_server(app: ASGIApp, settings: Settings, what: str = "MCP") -> uvicorn.Server:
+    """uvicorn with the service's limits (the header deadline, the connection limit, the grace period): what
+    `serve_http` runs, and what a test runs in its own process and stops with `should_exit`."""
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
@@ -374,4 +380,4 @@ async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, wh
     )
     server = _Uvicorn(config)
     server.what = what
-    await server.serve(sockets=[sock])
+    return server

@@ -7,14 +7,18 @@ the outcome of a click on a posted message with chat.update.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -22,8 +26,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livekit_mcp.config import Settings
+from livekit_mcp.limits import BodyDeadline
 from livekit_mcp.service import failure_summary, listen, serve_http
 from livekit_mcp.slack import blocks
 from livekit_mcp.slack.blocks import Block
@@ -181,24 +187,78 @@ def _fallback(shown: list[Block]) -> str:
     return "livekit"
 
 
-def events_app(app: AsyncApp) -> Starlette:
-    """HTTP mode: slash commands, interactivity and events all at /slack/events, each request's signature checked."""
-    handler = AsyncSlackRequestHandler(app)
+SIGNATURE, TIMESTAMP = "x-slack-signature", "x-slack-request-timestamp"
+MAX_SKEW = 300
+"""Seconds a request's timestamp may be off: Slack's own rule (and Bolt's), against replays."""
+
+
+def _refusal(status: int, error: str) -> JSONResponse:
+    return JSONResponse({"error": error}, status_code=status, headers={"connection": "close"})
+
+
+class SignedHeadersFirst:
+    """ASGI middleware: a request to /slack/events without Slack's signature headers, or whose timestamp is not a
+    number within five minutes of now, gets 401 before its body is read (the signature itself needs the body)."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.time) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == EVENTS_PATH:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            stamp = headers.get(TIMESTAMP, "")
+            fresh = stamp.isascii() and stamp.isdigit() and abs(self.clock() - int(stamp)) <= MAX_SKEW
+            if not fresh or not headers.get(SIGNATURE):
+                await _refusal(401, "invalid request")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _signed_by(secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
+    """Slack's v0 signature over the raw bytes (slack_sdk's verifier decodes the body as UTF-8 first, and fails on
+    a body that is not)."""
+    base = b"v0:" + timestamp.encode("latin-1") + b":" + body
+    expected = b"v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest().encode()
+    return hmac.compare_digest(expected, signature.encode("latin-1"))
+
+
+def events_app(app: AsyncApp, settings: Settings, signing_secret: str) -> Starlette:
+    """HTTP mode: slash commands, interactivity and events all at /slack/events, with the service's limits
+    (limits.py, as /mcp and the webhook receiver): Slack's signature headers before the body is read, the body
+    whole within the body deadline and the size limit, its signature checked before anything parses it, and a
+    body that is not the UTF-8 JSON or form Slack sends answered 400 (the header deadline and the connection limit
+    are the server's, `serve_http`)."""
+    secret = signing_secret.encode()
 
     async def events(request: Request) -> Response:
-        return await handler.handle(request)
+        body = await request.body()  # whole already, and bounded: BodyDeadline read it
+        if not _signed_by(secret, body, request.headers.get(TIMESTAMP, ""), request.headers.get(SIGNATURE, "")):
+            return _refusal(401, "invalid request")  # what Bolt answers, before Bolt parses anything
+        try:
+            parsed = to_async_bolt_request(request, body)
+        # Signed, yet not what Slack sends: not UTF-8, not JSON or a form, nested past the parser's depth, or of
+        # another shape than the object Bolt reads its context from.
+        except (UnicodeDecodeError, ValueError, RecursionError, AttributeError, TypeError, KeyError):
+            return _refusal(400, "the body is not the UTF-8 JSON or form that Slack sends")
+        return to_starlette_response(await app.async_dispatch(parsed))
 
     routes = [
         Route(EVENTS_PATH, events, methods=["POST"]),
         Route("/healthz", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    starlette = Starlette(routes=routes)
+    starlette.add_middleware(BodyDeadline, seconds=settings.body_timeout)
+    starlette.add_middleware(SignedHeadersFirst)  # outermost: an unsigned body is never read
+    return starlette
 
 
 async def serve(settings: Settings, slack: SlackSettings, server_args: list[str]) -> None:
     """`livekit-mcp slack`: connect to livekit-mcp, then take Slack's requests until interrupted."""
     token = slack.mcp_token.get_secret_value() if slack.mcp_token else None
-    async with LiveKitTools(server_args=server_args, env=server_environment(), url=slack.mcp_url, token=token) as tools:
+    async with LiveKitTools(
+        server_args=server_args, env=server_environment(), url=slack.mcp_url, token=token, project=settings.project
+    ) as tools:
         app = build_app(slack, tools)
         if slack.mode() == "socket":
             assert slack.app_token is not None
@@ -211,4 +271,7 @@ async def serve(settings: Settings, slack: SlackSettings, server_args: list[str]
                 await handler.close_async()  # type: ignore[no-untyped-call]
         else:
             sock = listen(slack.host, slack.port)
-            await serve_http(events_app(app), settings, sock, what="Slack events")
+            assert slack.signing_secret is not None  # HTTP mode: SlackSettings.check required it
+            await serve_http(
+                events_app(app, settings, slack.signing_secret.get_secret_value()), settings, sock, what="Slack events"
+            )

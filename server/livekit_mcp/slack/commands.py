@@ -20,7 +20,10 @@ from livekit_mcp.slack.mcp_client import Answer, LiveKitTools, withheld
 from livekit_mcp.slack.settings import SlackSettings
 
 GROUP_CACHE = 60.0
-"""Seconds a user group's members are kept before Slack is asked again."""
+"""Seconds a user group's members are kept before Slack is asked again, where nothing is changed on the answer
+(showing a plan and its buttons, choosing the tools offered to the model). Where something is changed (a Confirm
+click, a change the model makes), the role is asked of Slack afresh: someone taken out of the group loses the
+role at once. The cache spares Slack's usergroups.users.list (rate limit Tier 2, about 20 a minute) the reads."""
 
 HELP = """\
 *`/livekit` commands* (answers only you see):
@@ -110,28 +113,43 @@ class Access:
         self._members = members
         self._groups: dict[str, tuple[float, set[str]]] = {}
 
-    async def _in(self, patterns: list[str], user: str) -> bool:
+    async def _in(self, patterns: list[str], user: str, fresh: bool) -> bool:
         if "*" in patterns or user in patterns:
             return True
         for group in (p for p in patterns if p.startswith("S")):
             cached = self._groups.get(group)
-            if cached is None or time.monotonic() - cached[0] > GROUP_CACHE:
+            if fresh or cached is None or time.monotonic() - cached[0] > GROUP_CACHE:
                 cached = (time.monotonic(), await self._members(group))
                 self._groups[group] = cached
             if user in cached[1]:
                 return True
         return False
 
-    async def refusal(self, person: Person, channel: str) -> str | None:
-        """Why `person` may not run a change in `channel`, or None when they may."""
+    async def refusal(self, person: Person, channel: str, *, fresh: bool = False) -> str | None:
+        """Why `person` may not run a change in `channel`, or None when they may. `fresh`: the user groups asked
+        of Slack now, not from the cache (when the answer changes something)."""
         if not self._settings.may_change_in(channel):
             return "This channel is read-only for `/livekit`: changes run only in the channels configured for them."
-        if not await self._in(self._settings.writers, person.user_id):
+        if not await self._in(self._settings.writers, person.user_id, fresh):
             return "You have the read role for LiveKit here: ask someone with the write role."
         return None
 
-    async def may_confirm(self, person: Person, pending: Pending) -> bool:
-        return person.user_id == pending.asker.user_id or await self._in(self._settings.approvers, person.user_id)
+    async def may_cancel(self, person: Person, pending: Pending) -> bool:
+        """Whether `person` may cancel `pending` (which changes nothing: the cached groups do): its asker, or an
+        approver."""
+        return person.user_id == pending.asker.user_id or await self._in(
+            self._settings.approvers, person.user_id, False
+        )
+
+    async def confirm_refusal(self, person: Person, pending: Pending) -> str | None:
+        """Why `person` may not confirm `pending` now, or None: an approver may; its asker only while they still
+        have the write role there (asked of Slack now: the role may have been taken away since they asked)."""
+        if await self._in(self._settings.approvers, person.user_id, True):
+            return None
+        if person.user_id != pending.asker.user_id:
+            return f"Only <@{pending.asker.user_id}> or an approver may answer this request."
+        refusal = await self.refusal(person, pending.channel, fresh=True)
+        return None if refusal is None else f"Not done: {refusal} (you may still cancel it)."
 
 
 def plan_of(answer: Answer) -> str:
@@ -194,8 +212,14 @@ class Commands:
         pending = self.confirmations.get(key)
         if pending is None:
             return None, closed
-        if not await self.access.may_confirm(person, pending):
-            return None, f"Only <@{pending.asker.user_id}> or an approver may answer this request."
+        if confirmed:  # the role as Slack has it now: what is about to change depends on it
+            refusal = await self.access.confirm_refusal(person, pending)
+        elif not await self.access.may_cancel(person, pending):
+            refusal = f"Only <@{pending.asker.user_id}> or an approver may answer this request."
+        else:
+            refusal = None
+        if refusal is not None:
+            return None, refusal
         if self.confirmations.take(key) is None:  # another click took it while we looked the clicker up
             return None, closed
         if not confirmed:

@@ -3,6 +3,7 @@
 Two ways to reach the server:
 - stdio (the default): one `livekit-mcp serve` child process, started with our environment and the server flags
   given to `livekit-mcp slack`, and started again if it is lost (the call that found it gone fails in one line).
+  (Tests hand a server object instead, connected in memory: `server=`.)
   Stdio has no headers: the person a call is made for travels as the request's `_meta` entry
   `livekit-mcp/on-behalf-of`, which the server records as it records the header.
 - HTTP (`--mcp-url`): a running service, with a bearer token; the person is the `X-On-Behalf-Of` header. The
@@ -74,10 +75,15 @@ class LiveKitTools:
         env: dict[str, str] | None = None,
         url: str | None = None,
         token: str | None = None,
+        project: str | None = None,
+        server: Any = None,
     ) -> None:
-        self._params = StdioServerParameters(
+        self._params: Any = server or StdioServerParameters(
             command=sys.executable, args=["-m", "livekit_mcp", "serve", *server_args], env=env
         )
+        self.project = project
+        """`slack --project NAME`: every call names NAME, so the bot operates NAME alone (on a stdio server and on a
+        service of several projects alike), whatever a model asks for."""
         self._url = url
         self._token = token
         self._stack = AsyncExitStack()
@@ -137,7 +143,9 @@ class LiveKitTools:
             yield client, None
 
     async def call(self, tool: str, arguments: dict[str, Any], person: str) -> Answer:
-        """Call `tool` for `person` (recorded by the server as on-behalf-of)."""
+        """Call `tool` for `person` (recorded by the server as on-behalf-of), in the app's project if it has one."""
+        if self.project is not None:
+            arguments = {**arguments, "project": self.project}
         try:
             with anyio.fail_after(CALL_TIMEOUT):
                 async with self._client(person) as (client, meta):
