@@ -41,6 +41,11 @@ def register_resources(server: MCPServer[AppContext]) -> None:
         except LiveKitMCPError as exc:
             raise ResourceError(str(exc)) from exc
 
+    def unkept(in_scope: Scope, room: str | None = None) -> str:
+        """The answer of a history resource where no history is kept for the scope's project."""
+        note = HISTORY_OFF if in_scope.app.kept_history is None else HISTORY_ELSEWHERE
+        return RoomHistory(history="off", room=room, note=note).model_dump_json(exclude_none=True)
+
     async def rooms_of(lk: LiveKit) -> str:
         try:
             everything = sorted(await lk.list_rooms(), key=lambda r: r.name)
@@ -102,8 +107,7 @@ def register_resources(server: MCPServer[AppContext]) -> None:
         in_scope = scope(ctx)
         history = in_scope.history
         if history is None:
-            note = HISTORY_OFF if in_scope.app.kept_history is None else HISTORY_ELSEWHERE
-            return RoomHistory(history="off", room=room, note=note).model_dump_json(exclude_none=True)
+            return unkept(in_scope, room)
         try:
             in_scope.policy.check_room(
                 room, changes=False
@@ -131,8 +135,7 @@ def register_resources(server: MCPServer[AppContext]) -> None:
         in_scope = scope(ctx)
         history = in_scope.history
         if history is None:
-            note = HISTORY_OFF if in_scope.app.kept_history is None else HISTORY_ELSEWHERE
-            return RoomHistory(history="off", note=note).model_dump_json(exclude_none=True)
+            return unkept(in_scope)
         try:
             health = await health_of(history, agent_name, time.time() - HEALTH_SHOWN, in_scope.policy.visible)
         except StoreError as exc:
