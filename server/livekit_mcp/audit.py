@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from livekit_mcp.errors import AuditUnavailable, InvalidInput, LiveKitMCPError, PolicyRefusal, StoreError
 from livekit_mcp.store import Event, Store
+from livekit_mcp.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class AuditLog:
             return  # history holds the rooms of one project: the one whose webhooks it receives
         who = record.principal + (f" for {record.on_behalf_of}" if record.on_behalf_of else "")
         target = record.arguments.get("identity") or record.arguments.get("agent_name") or ""
-        said = f"{who} ran {record.tool}" + (f" on '{target}'" if target else "") + " through livekit-mcp"
+        said = f"{shown(who)} ran {record.tool}" + (f" on '{shown(target)}'" if target else "") + " through livekit-mcp"
         detail = {"tool": record.tool, "principal": record.principal, "said": said}
         if record.on_behalf_of:
             detail["on_behalf_of"] = record.on_behalf_of

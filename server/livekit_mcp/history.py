@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from livekit_mcp.errors import StoreError, WebhookError
 from livekit_mcp.models import AGENT_NAME_ATTRIBUTES
 from livekit_mcp.store import Event, Store
+from livekit_mcp.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def _who(event: Event) -> str:
     kind = event.detail.get("kind", "")
     what = {"AGENT": "agent", "SIP": "phone caller", "EGRESS": "recorder", "INGRESS": "ingress"}.get(kind)
     name = event.detail.get("agent_name") or event.detail.get("name")
-    label = f"'{event.identity}'" + (f" ({name})" if name else "")
+    label = f"'{shown(event.identity)}'" + (f" ({shown(name)})" if name else "")
     return f"{what} {label}" if what else label
 
 
@@ -188,26 +189,26 @@ def told(event: Event) -> str:
         case "participant_connection_aborted":
             return f"{_who(event)} never finished connecting (the connection was aborted)"
         case "track_published":
-            return (
-                f"{_who(event)} published {d.get('source', '').lower().replace('_', ' ')} ({d.get('type', '').lower()})"
-            )
+            source = shown(d.get("source", "")).lower().replace("_", " ")
+            return f"{_who(event)} published {source} ({shown(d.get('type', '')).lower()})"
         case "track_unpublished":
-            return f"{_who(event)} stopped publishing {d.get('source', '').lower().replace('_', ' ')}"
+            return f"{_who(event)} stopped publishing {shown(d.get('source', '')).lower().replace('_', ' ')}"
         case "egress_started":
-            return f"recording/egress {d.get('egress_id')} started"
+            return f"recording/egress {shown(d.get('egress_id'))} started"
         case "egress_updated":
-            return f"recording/egress {d.get('egress_id')} is now {d.get('status', '').removeprefix('EGRESS_').lower()}"
+            status = shown(d.get("status", "")).removeprefix("EGRESS_").lower()
+            return f"recording/egress {shown(d.get('egress_id'))} is now {status}"
         case "egress_ended":
-            status = d.get("status", "").removeprefix("EGRESS_").lower()
-            error = f": {d['error']}" if d.get("error") else ""
-            return f"recording/egress {d.get('egress_id')} ended ({status}{error})"
+            status = shown(d.get("status", "")).removeprefix("EGRESS_").lower()
+            error = f": {shown(d['error'])}" if d.get("error") else ""
+            return f"recording/egress {shown(d.get('egress_id'))} ended ({status}{error})"
         case "ingress_started":
-            return f"ingress '{d.get('ingress_name')}' ({d.get('ingress_id')}) started"
+            return f"ingress '{shown(d.get('ingress_name'))}' ({shown(d.get('ingress_id'))}) started"
         case "ingress_ended":
-            return f"ingress '{d.get('ingress_name')}' ({d.get('ingress_id')}) ended"
+            return f"ingress '{shown(d.get('ingress_name'))}' ({shown(d.get('ingress_id'))}) ended"
         case "changed":
             return str(d.get("said", "a change was made through livekit-mcp"))
-    return event.event.replace("_", " ")
+    return shown(event.event).replace("_", " ")
 
 
 # --- The receiver ---------------------------------------------------------------------------------------

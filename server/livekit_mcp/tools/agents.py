@@ -27,6 +27,7 @@ from livekit_mcp.models import (
     RemovedAgents,
 )
 from livekit_mcp.scope import Scope
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
@@ -164,8 +165,10 @@ async def _cancel_dispatch_plan(scope: Scope, room: str, dispatch_id: str) -> Pl
         raise DispatchNotFound(room, dispatch_id)
     info = DispatchInfo.of(dispatch, participants)
     agents = info.agents_in_room or []
-    leaving_ = f"its agent(s) {', '.join(agents)} leave" if agents else "no agent of it is in the room"
-    question = f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; {leaving_}."
+    leaving_ = f"its agent(s) {', '.join(map(shown, agents))} leave" if agents else "no agent of it is in the room"
+    question = (
+        f"This deletes dispatch {dispatch_id} of agent '{shown(dispatch.agent_name)}' in room '{room}'; {leaving_}."
+    )
     gone = [leaving(p, "its dispatch is deleted (LiveKit ends its job)") for p in participants if p.identity in agents]
     args = {"room": room, "dispatch_id": dispatch_id}
     plan = Plan("cancel_dispatch", room, args, [dispatch_id, *agents], question, gone)
@@ -182,12 +185,13 @@ async def cancel_dispatch(
     # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
     agents = info.agents_in_room or []
     leaving_ = (
-        f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; find_agent shows it)."
+        f" Its agent(s) {', '.join(map(shown, agents))} are leaving (LiveKit ends the jobs within seconds; "
+        "find_agent shows it)."
         if agents
         else ""
     )
     result = DispatchResult(room=room, dispatch=info)
-    return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving_}")
+    return reply(result, f"Cancelled dispatch {dispatch_id} of '{shown(info.agent_name)}' in '{room}'.{leaving_}")
 
 
 MAX_GRACE = 60
@@ -204,7 +208,10 @@ async def _remove_agent_plan(
     participants = await participants_of_existing_room(lk, room)
     agents = [p for p in participants if matches(p, agent_name, identity)]
     if not agents:
-        present = ", ".join(f"{p.identity} ({p.agent_name or '?'})" for p in participants if p.is_agent) or "none"
+        present = (
+            ", ".join(f"{shown(p.identity)} ({shown(p.agent_name or '?')})" for p in participants if p.is_agent)
+            or "none"
+        )
         raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
     dispatches: list[Dispatch] = []
     if keep_out:
@@ -238,12 +245,12 @@ async def _remove_agent_plan(
 
 
 def _planned_removal(room: str, agents: list[Participant], dispatches: list[Dispatch]) -> RemovedAgents:
-    steps = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches]
+    steps = [f"delete dispatch {d.id} ('{shown(d.agent_name)}')" for d in dispatches]
     return RemovedAgents(
         room=room,
         removed=[AgentInfo.of(room, p) for p in agents],
         cancelled_dispatches=[d.id for d in dispatches],
-        steps=steps + [f"remove {p.identity}" for p in agents],
+        steps=steps + [f"remove {shown(p.identity)}" for p in agents],
     )
 
 
@@ -260,9 +267,9 @@ async def _ask_to_leave(lk: LiveKit, room: str, agent: Participant, grace_second
         asked = f"RPC {SHUTDOWN_METHOD} failed ({exc})"
     else:
         if answer.error is None:
-            return f"RPC {SHUTDOWN_METHOD} answered {answer.payload!r}"
+            return f"RPC {SHUTDOWN_METHOD} answered '{shown(answer.payload)}'"
         code = f"{answer.error.code} " if answer.error.code is not None else ""
-        asked = f"RPC {SHUTDOWN_METHOD} not answered ({code}{answer.error.message})"
+        asked = f"RPC {SHUTDOWN_METHOD} not answered ({code}{shown(answer.error.message)})"
     try:
         await lk.send_data(
             room, request.encode(), reliable=True, topic=SHUTDOWN_TOPIC, destination_identities=[agent.identity]
@@ -316,11 +323,11 @@ async def remove_agent(
             seconds = gone.get(p.identity)
             departures[p.identity] = AgentDeparture(identity=p.identity, left=left, asked=how, seconds=seconds)
             if p.identity in gone:
-                steps.append(f"{p.identity} left by itself {gone[p.identity]:g} s after the request")
+                steps.append(f"{shown(p.identity)} left by itself {gone[p.identity]:g} s after the request")
     # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
     for d in dispatches:
         await lk.delete_dispatch(room, d.id)
-        steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+        steps.append(f"deleted dispatch {d.id} ('{shown(d.agent_name)}')")
     if keep_out and not dispatches:
         steps.append("no dispatch of these agents to delete")
     for p in agents:
@@ -330,11 +337,11 @@ async def remove_agent(
         try:
             await lk.remove_participant(room, p.identity)
             after = f" after the {grace_seconds} s grace period" if departure is not None else ""
-            steps.append(f"removed {p.identity}{after}")
+            steps.append(f"removed {shown(p.identity)}{after}")
         except (ParticipantNotFound, RoomNotFound):
             if departure is not None:
                 departure.left = "ended_with_dispatch"
-            steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
+            steps.append(f"{shown(p.identity)} had already left (its job ended with its dispatch)")
     if not keep_out:
         steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
     update = {"steps": steps, "departures": list(departures.values()) or None}

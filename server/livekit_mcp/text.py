@@ -1,0 +1,40 @@
+"""How a string someone else chose is shown in a text answer, a log line or a history line.
+
+LiveKit hands back names, identities, metadata and attributes exactly as whoever joined set them: a newline in a
+display name would start a fake row of `list_participants` or a fake event of `room_history`, and a bidi control
+(U+202E) would make "Eve \\u202etoor" read as "Eve root". Every renderer passes such strings through `shown`;
+structured content keeps them exact.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Control characters (Cc: newlines, NEL, ESC), format characters (Cf: bidi overrides and isolates, zero-width
+# joiners, the BOM), line and paragraph separators (Zl, Zp), surrogates (Cs) and unassigned code points (Cn): any of
+# them can break a line or change how the rest of it reads.
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+# The quotes renderers put around a name, and the backslash that escapes: a name cannot close its own quotes.
+_ESCAPED = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def unseen(value: str) -> list[str]:
+    """The characters of `value` that `shown` would escape for being invisible or line-breaking, as U+XXXX."""
+    return [f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in _UNSEEN]
+
+
+def shown(value: object) -> str:
+    """`value` as one line of visible text: quotes, backslashes and unseen characters backslash-escaped."""
+    text = str(value)
+    if text.isascii() and text.isprintable() and not any(c in text for c in "\\'\""):
+        return text  # the common case, cheap: nothing to escape
+    return "".join(_escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    if c in _ESCAPED:
+        return _ESCAPED[c]
+    if unicodedata.category(c) not in _UNSEEN:
+        return c
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
