@@ -8,14 +8,23 @@ the sandbox (or signed webhooks) as LiveKit; the structured content must keep ev
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from livekit import api
 from mcp import Client
+from mcp.types import RequestParamsMeta
 
+from livekit_mcp.cli import main
+from livekit_mcp.errors import ProjectsError
+from livekit_mcp.projects import read_lk_file
 from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.service import ON_BEHALF_OF_META
 from livekit_mcp.text import shown, unseen
-from tests.conftest import InProcess, LiveKitTarget, call, http_in_process, text
+from tests.asgi import asgi_client
+from tests.conftest import InProcess, LiveKitTarget, call, http_in_process, identities, text
 from tests.test_webhooks import deliver, webhook
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +43,8 @@ def test_shown_keeps_plain_text_and_escapes_what_could_break_a_line_or_a_quote()
     assert shown("\u2028\u2029\x85\x1e\ufeff\U000e0041") == "\\u2028\\u2029\\x85\\x1e\\ufeff\\U000e0041"
     for forged in (FORGED_NAME, FORGED_IDENTITY, FORGED_EVENT):
         assert len(shown(forged).splitlines()) == 1
-    assert unseen("Eve \u202etoor") == ["U+202E"]
+    assert unseen("Eve \u202etoor\u202c\u202e") == "U+202E, U+202C"
+    assert unseen("Zoë 日本 O'Brien") == ""
 
 
 async def test_a_participant_named_with_newlines_adds_no_row_to_list_participants(
@@ -96,3 +106,83 @@ async def test_a_participant_named_with_newlines_adds_no_event_to_room_history(
     (session,) = answer.structured_content["sessions"]
     assert [e.get("identity") for e in session["events"]] == [None, FORGED_EVENT, None]
     assert len(recent.splitlines()) == 2
+
+
+# --- 9. Format characters in the names of people and projects ----------------------------------------------------
+
+DISGUISED = "Eve \u202etoor\u202c"
+"""Shows as "Eve root" wherever bidi is honoured (a terminal, a log viewer, Slack)."""
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_an_on_behalf_of_header_with_a_bidi_override_gets_400_and_reaches_nothing(
+    livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, tmp_path: Path
+) -> None:
+    await admin.join("support", "customer")
+    audit = tmp_path / "audit.jsonl"
+    remove = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    remove["params"] = {"name": "remove_participant", "arguments": {"room": "support", "identity": "customer"}}
+    async with http_in_process(livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(audit))) as served:
+        async with asgi_client(served.app) as http:
+            answer = await http.post(
+                served.url,
+                json=remove,
+                headers={"X-On-Behalf-Of": DISGUISED.encode(), "Accept": "application/json, text/event-stream"},
+            )
+        async with served.client({"X-On-Behalf-Of": "Eve"}) as c:
+            assert not (await call(c, "list_rooms")).is_error  # a plain name is still fine
+    assert answer.status_code == 400
+    problem = answer.json()["error_description"]
+    assert problem.startswith("X-On-Behalf-Of holds control or format characters (U+202E, U+202C)")
+    assert "\u202e" not in answer.text
+    assert audit_lines(audit) == []
+    assert await identities(lkapi, "support") == {"customer"}
+
+
+async def test_a_stdio_on_behalf_of_with_a_bidi_override_is_recorded_defused(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, tmp_path: Path
+) -> None:
+    await admin.join("support", "customer")
+    audit = tmp_path / "audit.jsonl"
+    server = in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(audit)))
+    meta = cast(RequestParamsMeta, {ON_BEHALF_OF_META: DISGUISED})
+    async with Client(server) as bot:
+        result = await bot.call_tool("remove_participant", {"room": "support", "identity": "customer"}, meta=meta)
+        assert not result.is_error, text(result)
+        history = await call(bot, "room_history", room="support")
+    (done,) = [line for line in audit_lines(audit) if line["outcome"] == "done"]
+    assert done["on_behalf_of"] == "Eve ?toor?"
+    told = text(history)
+    assert "for Eve ?toor? ran remove_participant on 'customer'" in told
+    assert "\u202e" not in told
+    assert await identities(lkapi, "support") == set()
+
+
+def test_a_project_of_lks_file_named_with_format_characters_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lk_file = tmp_path / ".livekit" / "cli-config.yaml"
+    lk_file.parent.mkdir()
+    lk_file.write_text(
+        "default_project: prod\nprojects:\n"
+        "    - name: prod\n      url: http://127.0.0.1:7880\n      api_key: k\n      api_secret: s\n"
+        '    - name: "pr\\u202eod\\u202c"\n      url: http://127.0.0.1:7880\n      api_key: k\n      api_secret: s\n'
+    )
+    lk_file.chmod(0o600)
+    with pytest.raises(ProjectsError) as refused:
+        read_lk_file(lk_file)
+    assert "projects entry 2: its name holds control or format characters (U+202E, U+202C)" in str(refused.value)
+    assert "\u202e" not in str(refused.value)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_MCP_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["check"])
+    assert exited.value.code == 2
+    said = capsys.readouterr().err
+    assert len(said.splitlines()) == 1
+    assert "U+202E" in said
+    assert "\u202e" not in said

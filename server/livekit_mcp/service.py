@@ -19,7 +19,6 @@ import logging
 import re
 import socket
 import time
-import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from livekit_mcp.errors import LiveKitError
 from livekit_mcp.limits import head_deadline_protocol
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import iso
+from livekit_mcp.text import unseen
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,16 @@ HEALTH_CACHE = 5.0
 
 
 def on_behalf_of_problem(value: str) -> str | None:
-    """Why an `X-On-Behalf-Of` value is refused (too long, control characters), or None when it is fine."""
+    """Why an `X-On-Behalf-Of` value is refused (too long, control or format characters), or None when it is fine.
+    Format characters (bidi overrides such as U+202E, zero-width ones) would make the name read as another in the
+    audit log and history: "Eve \u202etoor\u202c" shows as "Eve root"."""
     if len(value) > MAX_ON_BEHALF_OF:
         return f"X-On-Behalf-Of is longer than {MAX_ON_BEHALF_OF} characters"
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
-        return "X-On-Behalf-Of holds control characters; send the name of the person on one printable line"
+    if found := unseen(value):
+        return (
+            f"X-On-Behalf-Of holds control or format characters ({found}); send the name of the person on one "
+            "printable line"
+        )
     return None
 
 
@@ -77,7 +82,7 @@ def _clean_on_behalf_of(value: str | None) -> str | None:
         return None
     text = _decoded(value.encode("latin-1", errors="replace"))
     if on_behalf_of_problem(text) is not None:
-        text = "".join(ch if unicodedata.category(ch) not in ("Cc", "Zl", "Zp") else "?" for ch in text)
+        text = "".join("?" if unseen(ch) else ch for ch in text)
         text = text[:MAX_ON_BEHALF_OF] + ("…" if len(text) > MAX_ON_BEHALF_OF else "")
     return text
 

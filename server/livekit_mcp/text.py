@@ -11,16 +11,18 @@ from __future__ import annotations
 import unicodedata
 
 # Control characters (Cc: newlines, NEL, ESC), format characters (Cf: bidi overrides and isolates, zero-width
-# joiners, the BOM), line and paragraph separators (Zl, Zp), surrogates (Cs) and unassigned code points (Cn): any of
-# them can break a line or change how the rest of it reads.
-_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+# joiners, the BOM), line and paragraph separators (Zl, Zp) and lone surrogates (Cs): any of them can break a line
+# or change how the rest of it reads.
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 # The quotes renderers put around a name, and the backslash that escapes: a name cannot close its own quotes.
 _ESCAPED = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def unseen(value: str) -> list[str]:
-    """The characters of `value` that `shown` would escape for being invisible or line-breaking, as U+XXXX."""
-    return [f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in _UNSEEN]
+def unseen(value: str) -> str:
+    """The characters of `value` that `shown` escapes for being invisible or line-breaking, as "U+202E, U+000A"
+    (for an error that names them without showing them); "" when there are none."""
+    found = dict.fromkeys(f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in _UNSEEN)
+    return ", ".join(found)
 
 
 def shown(value: object) -> str:
