@@ -130,7 +130,7 @@ async def test_an_on_behalf_of_header_with_a_bidi_override_gets_400_and_reaches_
             answer = await http.post(
                 served.url,
                 json=remove,
-                headers={"X-On-Behalf-Of": DISGUISED.encode(), "Accept": "application/json, text/event-stream"},
+                headers={b"X-On-Behalf-Of": DISGUISED.encode(), b"Accept": b"application/json, text/event-stream"},
             )
         async with served.client({"X-On-Behalf-Of": "Eve"}) as c:
             assert not (await call(c, "list_rooms")).is_error  # a plain name is still fine
