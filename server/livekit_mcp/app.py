@@ -43,6 +43,7 @@ from livekit_mcp.projects import Project, Projects, ProjectSpec, policy_for, pro
 from livekit_mcp.resources import register_resources
 from livekit_mcp.scope import AppContext, app_of, caller_in
 from livekit_mcp.service import (
+    STARTED,
     CallerMiddleware,
     Health,
     OnBehalfOfCheck,
@@ -229,7 +230,9 @@ def build_server(
                         Sandbox(keys={"sandbox": secret}, seed=True, webhook_sinks=sinks)
                     )
                     serving.append(ProjectSpec(name, sandbox.url, sandbox.api_key, SecretStr(secret), "--sandbox"))
-                    log.warning("LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name)
+                    logging.getLogger(STARTED).info(
+                        "LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name
+                    )
             running = []
             for spec in serving:
                 policy = policy_for(spec, settings)

@@ -42,6 +42,9 @@ from livekit_mcp.models import iso
 from livekit_mcp.text import unseen
 
 log = logging.getLogger(__name__)
+STARTED = "livekit_mcp.started"
+"""The logger of healthy start-up notices (where the service listens): INFO, and shown at the default WARNING
+level too, since whoever started the service needs them; nothing is wrong when they are printed."""
 
 ON_BEHALF_OF = "x-on-behalf-of"
 """Header a bot sets to name the person it acts for: recorded, never taken as an identity."""
@@ -51,6 +54,7 @@ the header is the one way, checked by `OnBehalfOfCheck`)."""
 MAX_ON_BEHALF_OF = 200
 """Characters of `X-On-Behalf-Of` accepted: a user id, an e-mail address or a name fits."""
 HEALTH_CACHE = 5.0
+started = logging.getLogger(STARTED)
 
 
 def on_behalf_of_problem(value: str) -> str | None:
@@ -247,6 +251,8 @@ def configure_logging(level: str, fmt: str, secrets: Collection[str] = ()) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet = logging.getLevelName(level) > logging.WARNING  # --log-level ERROR hides them, as it did
+    logging.getLogger(STARTED).setLevel(level if quiet else logging.INFO)
 
 
 ProjectNames = tuple[list[str], str]
@@ -361,7 +367,7 @@ class _Uvicorn(uvicorn.Server):
         await super().startup(sockets)
         for sock in sockets or ():
             if self.started:
-                log.warning("serving %s over HTTP on %s port %d", self.what, *sock.getsockname()[:2])
+                started.info("serving %s over HTTP on %s port %d", self.what, *sock.getsockname()[:2])
 
 
 async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, what: str = "MCP") -> None:
