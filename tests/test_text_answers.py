@@ -24,7 +24,7 @@ from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.service import ON_BEHALF_OF_META
 from livekit_mcp.text import shown, unseen
 from tests.asgi import asgi_client
-from tests.conftest import InProcess, LiveKitTarget, call, http_in_process, identities, text
+from tests.conftest import InProcess, LiveKitTarget, call, http_in_process, identities, ok, text
 from tests.test_webhooks import deliver, webhook
 
 pytestmark = pytest.mark.anyio
@@ -186,3 +186,82 @@ def test_a_project_of_lks_file_named_with_format_characters_is_refused_naming_it
     assert len(said.splitlines()) == 1
     assert "U+202E" in said
     assert "\u202e" not in said
+
+
+# --- 5. A URL ingress is a fetch from inside the deployment; its credentials are shown once -----------------------
+
+INGRESS = {"input_type": "URL", "room": "tv", "participant_identity": "feed"}
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://127.0.0.1:6379/", "loopback"),
+        ("http://localhost:6379/", "loopback"),
+        ("https://[::1]/live.m3u8", "loopback"),
+        ("http://[::ffff:10.1.2.3]/x", "private"),
+        ("srt://10.0.0.5:9000?passphrase=hunter2hunter2", "private"),
+        ("http://192.168.1.20/cam", "private"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://100.64.0.1/", "not public"),
+    ],
+)
+async def test_create_ingress_refuses_to_send_livekit_to_an_address_inside_the_deployment(
+    in_process: InProcess,
+    livekit: LiveKitTarget,
+    admin: SandboxAdmin,
+    lkapi: api.LiveKitAPI,
+    tmp_path: Path,
+    url: str,
+    kind: str,
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    server = in_process(env=livekit.env(LIVEKIT_MCP_AUDIT_LOG=str(audit), LIVEKIT_MCP_TOOLSETS="ingress"))
+    async with Client(server) as bot:
+        refused = await call(bot, "create_ingress", **INGRESS, url=url)
+    assert refused.is_error
+    said = text(refused)
+    assert "invalid 'url': " in said
+    assert f"({kind}" in said
+    assert "LIVEKIT_MCP_INGRESS_PULL_HOSTS" in said
+    assert "hunter2" not in said
+    (line,) = audit_lines(audit)
+    assert line["outcome"] == "invalid"
+    assert "hunter2" not in json.dumps(line)
+    assert list((await lkapi.ingress.list_ingress(api.ListIngressRequest())).items) == []
+
+
+async def test_a_host_allowed_by_name_is_pulled_and_its_credentials_are_shown_only_when_made(
+    in_process: InProcess, livekit: LiveKitTarget, admin: SandboxAdmin, lkapi: api.LiveKitAPI, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    env = livekit.env(
+        LIVEKIT_MCP_AUDIT_LOG=str(audit), LIVEKIT_MCP_TOOLSETS="ingress", LIVEKIT_MCP_INGRESS_PULL_HOSTS="LocalHost"
+    )
+    url = "srt://cam:pw-8f3k@localhost:9000?streamid=live&passphrase=hunter2hunter2"
+    redacted = "srt://***@localhost:9000?streamid=live&passphrase=***"
+    async with Client(in_process(env=env)) as bot:
+        made = await call(bot, "create_ingress", **INGRESS, url=url)
+        public = await ok(
+            bot, "create_ingress", **{**INGRESS, "participant_identity": "feed2"}, url="https://1.1.1.1/a"
+        )
+        listed = await call(bot, "list_ingress", room="tv")
+        bad = text(await call(bot, "create_ingress", **INGRESS, url="ftp://cam:pw-8f3k@localhost/x"))
+        assert isinstance(made.structured_content, dict)
+        ingress_id = made.structured_content["ingress"]["ingress_id"]
+        deleted = await call(bot, "delete_ingress", ingress_id=ingress_id)
+    # The answer that made it shows it whole, once; LiveKit got it exactly.
+    assert made.structured_content["ingress"]["url"] == url
+    assert shown(url) in text(made)
+    assert public["ingress"]["url"] == "https://1.1.1.1/a"
+    # Everywhere else: lists, the answer of delete_ingress, errors, the audit log.
+    assert isinstance(listed.structured_content, dict)
+    assert {i["url"] for i in listed.structured_content["ingress"]} == {redacted, "https://1.1.1.1/a"}
+    assert isinstance(deleted.structured_content, dict)
+    assert deleted.structured_content["ingress"]["url"] == redacted
+    for elsewhere in (text(listed), text(deleted), bad, audit.read_text()):
+        assert "pw-8f3k" not in elsewhere
+        assert "hunter2" not in elsewhere
+    assert any(line.get("arguments", {}).get("url") == redacted for line in audit_lines(audit))

@@ -247,6 +247,7 @@ def build_server(
                         retries=settings.retries,
                         policy=policy,
                         egress_output=settings.egress_output,
+                        ingress_pull_hosts=settings.ingress_pull_hosts,
                     )
                 )
                 # One budget and one record of used tokens per project: across the replicas when a store is shared.

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from livekit_mcp.errors import AuditUnavailable, InvalidInput, LiveKitMCPError, PolicyRefusal, StoreError
 from livekit_mcp.store import Event, Store
-from livekit_mcp.text import shown
+from livekit_mcp.text import redacted_url, shown
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,8 @@ class AuditLog:
 def _shown(name: str, value: Any) -> Any:
     if name == "confirm_token":
         return "(given)" if value else None
+    if name == "url" and isinstance(value, str):  # a pull URL's user, password and passphrase= stay out
+        value = redacted_url(value)
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_defaults=True)
     if isinstance(value, str) and len(value) > LONGEST_VALUE:

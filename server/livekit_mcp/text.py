@@ -40,3 +40,32 @@ def _escaped(c: str) -> str:
         return c
     code = ord(c)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+# Query parameters of a pull URL that carry a credential: SRT's passphrase, signed URLs (S3's X-Amz-Signature, CDN
+# tokens), passwords and keys of any kind. Matched as a part of the lower-cased name ("x-amz-signature", "api_key").
+_SECRET_PARAMETERS = ("pass", "pwd", "secret", "token", "key", "sig", "auth", "credential", "session")
+REDACTED = "***"
+
+
+def redacted_url(url: str) -> str:
+    """`url` with the credentials it may carry replaced by ***: the user and password before the host, and the
+    values of query parameters named like a secret. Shown wherever a URL someone gave is shown again (lists, the
+    audit log, errors); only the answer that made an ingress shows its URL whole."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url.rpartition("@")[2] if "@" in url else url
+    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+    authority, tail = (rest[: min(ends)], rest[min(ends) :]) if ends else (rest, "")
+    if "@" in authority:
+        authority = REDACTED + "@" + authority.rpartition("@")[2]
+    path, question, query = tail.partition("?")
+    if question:
+        query, hash_, fragment = query.partition("#")
+        parts = []
+        for part in query.split("&"):
+            name, equals, _ = part.partition("=")
+            secret = equals and any(word in name.lower() for word in _SECRET_PARAMETERS)
+            parts.append(f"{name}={REDACTED}" if secret else part)
+        query = "&".join(parts) + hash_ + fragment
+    return f"{scheme}{sep}{authority}{path}{question}{query}"

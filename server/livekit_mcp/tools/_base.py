@@ -24,7 +24,7 @@ from livekit_mcp.models import (
     Participant,
     ParticipantSummary,
 )
-from livekit_mcp.text import shown
+from livekit_mcp.text import redacted_url, shown
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -83,7 +83,8 @@ def invalid_arguments(tool: str, error: ValidationError) -> str:
         if e["type"] == "missing":
             problems.append(f"{field}: required")
             continue
-        shown = repr(e["input"])
+        given = e["input"]
+        shown = repr(redacted_url(given) if isinstance(given, str) else given)  # never a URL's password
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         problems.append(f"{field}: {str(e['msg']).removeprefix('Value error, ')} (got {shown})")
     return f"invalid arguments for {tool}, nothing was sent to LiveKit: " + "; ".join(problems)

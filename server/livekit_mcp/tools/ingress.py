@@ -54,6 +54,8 @@ async def _create_plan(
         raise InvalidInput("url", "required with input_type URL: the http(s):// or srt:// stream to pull")
     if input_type != "URL" and url:
         raise InvalidInput("url", f"only for input_type URL; {input_type} is pushed to the address LiveKit returns")
+    if url:  # a fetch LiveKit makes from inside its deployment: not to its own or its network's addresses
+        await scope.livekit.check_pull_url(url)
     # The ingress publishes as `participant_identity` once its stream starts: whoever holds it then is disconnected.
     why = "replaced by the ingress, which publishes with their identity once its stream starts"
     gone = await replaced_by_joining(scope.livekit, room, participant_identity, why)
@@ -88,7 +90,7 @@ async def create_ingress(
     if made.stream_key:
         how = f"Push to {made.url or '(the ingress service URL)'} with stream key {made.stream_key} (shown only here)."
     else:
-        how = f"LiveKit pulls {made.url} into the room."
+        how = f"LiveKit pulls {shown(made.url or url)} into the room (its credentials are shown only here)."
     text = f"Created {input_type} ingress {made.ingress_id} into '{room}' as '{participant_identity}'. {how}"
     return reply(IngressResult(ingress=made), text)
 
