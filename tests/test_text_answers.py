@@ -9,6 +9,7 @@ the sandbox (or signed webhooks) as LiveKit; the structured content must keep ev
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ from livekit_mcp.service import ON_BEHALF_OF_META
 from livekit_mcp.text import shown, unseen
 from tests.asgi import asgi_client
 from tests.conftest import InProcess, LiveKitTarget, call, http_in_process, identities, ok, text
+from tests.slack_standin import texts
+from tests.test_slack import SlackApp, slack, start_app  # noqa: F401 (fixtures)
 from tests.test_webhooks import deliver, webhook
 
 pytestmark = pytest.mark.anyio
@@ -265,3 +268,16 @@ async def test_a_host_allowed_by_name_is_pulled_and_its_credentials_are_shown_on
         assert "pw-8f3k" not in elsewhere
         assert "hunter2" not in elsewhere
     assert any(line.get("arguments", {}).get("url") == redacted for line in audit_lines(audit))
+
+
+async def test_slack_rows_from_structured_content_cannot_be_forged_either(
+    start_app: Callable[..., SlackApp],  # noqa: F811 (the fixture, imported above)
+    admin: SandboxAdmin,
+) -> None:
+    """The Slack app builds `/livekit who` rows from the structured content (exact): it shows names through `shown`."""
+    await admin.join("r", "alice", name="Alice")
+    await admin.join("r", "bob", name="Bob\n*mallory* (Mallory)\nSTANDARD · ACTIVE")
+    app = start_app()
+    said = texts((await app.command("who r"))["blocks"])
+    assert "*bob* (Bob\\n*mallory* (Mallory)\\nSTANDARD · ACTIVE)\nSTANDARD · ACTIVE" in said
+    assert "\n*mallory*" not in said
