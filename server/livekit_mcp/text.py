@@ -14,8 +14,9 @@ import unicodedata
 # joiners, the BOM), line and paragraph separators (Zl, Zp) and lone surrogates (Cs): any of them can break a line
 # or change how the rest of it reads.
 _UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-# The quotes renderers put around a name, and the backslash that escapes: a name cannot close its own quotes.
-_ESCAPED = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Quotes and backslashes are left as they are: a name such as O'Brien, or JSON an RPC handler answered, stays
+# readable; what matters is that nothing starts a line or turns the text around.
+_ESCAPED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def unseen(value: str) -> str:
@@ -26,9 +27,9 @@ def unseen(value: str) -> str:
 
 
 def shown(value: object) -> str:
-    """`value` as one line of visible text: quotes, backslashes and unseen characters backslash-escaped."""
+    """`value` as one line of visible text: unseen characters backslash-escaped (\\n, \\u202e)."""
     text = str(value)
-    if text.isascii() and text.isprintable() and not any(c in text for c in "\\'\""):
+    if text.isascii() and text.isprintable():
         return text  # the common case, cheap: nothing to escape
     return "".join(_escaped(c) for c in text)
 
