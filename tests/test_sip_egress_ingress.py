@@ -575,7 +575,7 @@ async def test_real_ingress_is_created_listed_and_deleted_and_a_url_ingress_need
             input_type="URL",
             room=real_room,
             participant_identity="tv",
-            url="https://x.test/a",
+            url="https://1.1.1.1/a",  # a public address: the pull check lets it through to LiveKit
         )
         await ok(client, "delete_ingress", ingress_id=made["ingress_id"])
     assert (info.ingress_id, info.stream_key, info.participant_identity) == (

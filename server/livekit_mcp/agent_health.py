@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from livekit_mcp.errors import StoreError
 from livekit_mcp.models import AgentHealth, MissedRoom, Seconds, iso
 from livekit_mcp.store import Event, MemoryStore, RedisStore, SqliteStore, Store
+from livekit_mcp.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +252,12 @@ def told(health: AgentHealth) -> str:
     h = health
     if not h.expected:
         return (
-            f"No record of agent '{h.agent_name}' since {h.since}: no dispatch of it through this server and no "
+            f"No record of agent '{shown(h.agent_name)}' since {h.since}: no dispatch of it through this server and no "
             "join of it in the webhooks received."
         )
     rate = f" ({h.join_rate:.0%} of those settled)" if h.join_rate is not None else ""
     lines = [
-        f"Agent '{h.agent_name}' since {h.since}: expected in {h.expected} room(s), joined {h.joined}{rate}, "
+        f"Agent '{shown(h.agent_name)}' since {h.since}: expected in {h.expected} room(s), joined {h.joined}{rate}, "
         f"never came to {h.never_came}" + (f", {h.waiting} dispatched moments ago" if h.waiting else "") + "."
     ]
     for label, stats in (("dispatch", h.from_dispatch), ("room start", h.from_room_start)):
@@ -266,12 +267,12 @@ def told(health: AgentHealth) -> str:
                 f"({stats.count} joins)."
             )
     if h.endings:
-        lines.append("Sessions ended: " + ", ".join(f"{reason} {n}" for reason, n in h.endings.items()) + ".")
+        lines.append("Sessions ended: " + ", ".join(f"{shown(reason)} {n}" for reason, n in h.endings.items()) + ".")
     if h.still_in:
         lines.append(f"{h.still_in} session(s) not ended as far as the webhooks tell.")
     for m in h.missed or []:
         how = f", the room ended at {m.room_ended_at}" if m.room_ended_at else ""
-        lines.append(f"- never came to '{m.room}' (expected {m.expected_at}{how})")
+        lines.append(f"- never came to '{shown(m.room)}' (expected {m.expected_at}{how})")
     if h.truncated:
         lines.append(f"(Only the latest {MAX_VISITS:,} visits were read: give a later `since` for the whole period.)")
     return "\n".join(lines)

@@ -46,6 +46,7 @@ from livekit_mcp.request_state import KeyRing, audience_of, protect, request_sta
 from livekit_mcp.resources import register_resources
 from livekit_mcp.scope import AppContext, app_of, caller_in
 from livekit_mcp.service import (
+    STARTED,
     CallerMiddleware,
     Health,
     OnBehalfOfCheck,
@@ -247,7 +248,9 @@ def build_server(
                         Sandbox(keys={"sandbox": secret}, seed=True, webhook_sinks=sinks)
                     )
                     serving.append(ProjectSpec(name, sandbox.url, sandbox.api_key, SecretStr(secret), "--sandbox"))
-                    log.warning("LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name)
+                    logging.getLogger(STARTED).info(
+                        "LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name
+                    )
             running = []
             for spec in serving:
                 policy = policy_for(spec, settings)
@@ -262,6 +265,7 @@ def build_server(
                         retries=settings.retries,
                         policy=policy,
                         egress_output=settings.egress_output,
+                        ingress_pull_hosts=settings.ingress_pull_hosts,
                     )
                 )
                 # One budget and one record of used tokens per project: across the replicas when a store is shared.

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from livekit_mcp.errors import AuditUnavailable, InvalidInput, LiveKitMCPError, PolicyRefusal, StoreError
 from livekit_mcp.store import Event, Store
+from livekit_mcp.text import redacted_url, shown
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class AuditLog:
         who = record.principal + (f" for {record.on_behalf_of}" if record.on_behalf_of else "")
         named = ("identity", "agent_name", "egress_id", "ingress_id")
         target = next((record.arguments[n] for n in named if record.arguments.get(n)), "")
-        said = f"{who} ran {record.tool}" + (f" on '{target}'" if target else "") + " through livekit-mcp"
+        said = f"{shown(who)} ran {record.tool}" + (f" on '{shown(target)}'" if target else "") + " through livekit-mcp"
         detail: dict[str, Any] = {"tool": record.tool, "principal": record.principal, "said": said}
         if record.on_behalf_of:
             detail["on_behalf_of"] = record.on_behalf_of
@@ -172,6 +173,8 @@ def _appending(path: Path) -> TextIO:
 def _shown(name: str, value: Any) -> Any:
     if name == "confirm_token":
         return "(given)" if value else None
+    if name == "url" and isinstance(value, str):  # a pull URL's user, password and passphrase= stay out
+        value = redacted_url(value)
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_defaults=True)
     if isinstance(value, str) and len(value) > LONGEST_VALUE:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -211,13 +212,17 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "sandbox":
         from livekit_mcp.sandbox import serve_forever
 
-        serve_forever(
-            args.host,
-            args.port,
-            seed=not args.empty,
-            webhook_urls=args.webhook_url,
-            livekit_version=args.livekit_version,
-        )
+        try:
+            serve_forever(
+                args.host,
+                args.port,
+                seed=not args.empty,
+                webhook_urls=args.webhook_url,
+                livekit_version=args.livekit_version,
+            )
+        except OSError as exc:  # binding: the port is taken (7880 is livekit-server --dev's too), or not ours
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
+            _fail(f"the sandbox cannot listen on {args.host} port {args.port}: {reason}; --port picks another")
     elif args.command == "demo":
         from livekit_mcp.demo import run_demo
 

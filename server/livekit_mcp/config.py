@@ -189,6 +189,10 @@ class Settings(BaseSettings):
     """Where start_room_egress records: a file path template for the egress service's own storage (e.g.
     `recordings/{room_name}-{time}.mp4`) or an `rtmp://`, `rtmps://` or `srt://` stream URL. A secret: a stream URL
     carries its key. Unset: start_room_egress refuses. Storage credentials are never taken from chat."""
+    ingress_pull_hosts: CommaList = Field(default_factory=list)
+    """Host names create_ingress may pull a URL from although they resolve to a loopback, private, link-local or
+    other non-public address (a media server on the LAN). Any other host is resolved, and refused if one of its
+    addresses is not public: LiveKit would fetch it from inside the deployment (cloud metadata, its Redis)."""
 
     # Room history and the state replicas share.
     store: SecretStr | None = None

@@ -49,6 +49,7 @@ from livekit_mcp.errors import (
 from livekit_mcp.models import Confirmable, Leaving, Participant, iso
 from livekit_mcp.policy import Budget, Policy
 from livekit_mcp.store import Store
+from livekit_mcp.text import shown
 
 T = TypeVar("T")
 Outcome = Literal["done", "confirmation_required", "declined", "cancelled", "changed"]
@@ -134,6 +135,8 @@ class Decision:
     outcome: Outcome
     confirm_token: str | None = None
     expires_at: str | None = None
+    typed: str | None = None
+    """With `declined` for a typed-name confirmation: the name typed, which is not the one asked for."""
 
     @property
     def proceed(self) -> bool:
@@ -272,7 +275,9 @@ class Guard:
         if isinstance(data, Consent):
             return Decision("done" if data.confirm else "declined")
         if isinstance(data, TypedName):
-            return Decision("done" if data.room == plan.type_to_confirm else "declined")
+            if data.room == plan.type_to_confirm:
+                return Decision("done")
+            return Decision("declined", typed=data.room)
         if self.confirm == "off":
             return Decision("done")
         if confirm_token:
@@ -324,5 +329,11 @@ def stopped_text(plan: Plan, decision: Decision) -> str:
         return (
             f"Not done yet: confirmation required. {plan.where}{plan.question} To go ahead, call {plan.tool} again "
             f"with the same arguments and confirm_token='{decision.confirm_token}' (valid until {decision.expires_at})."
+        )
+    if decision.typed is not None:  # not a "no": a slip of the keyboard, which the user should hear as such
+        return (
+            f"Not done: the name typed, '{shown(decision.typed)}', is not the room's name "
+            f"'{shown(plan.type_to_confirm)}'. Nothing was changed. Call {plan.tool} again and type "
+            f"'{shown(plan.type_to_confirm)}' exactly to go ahead. ({plan.where}{plan.question})"
         )
     return f"Not done: the user {decision.outcome} it. Nothing was changed. ({plan.where}{plan.question})"

@@ -29,6 +29,7 @@ from livekit_mcp.agent_health import note_webhook
 from livekit_mcp.errors import StoreError, WebhookError, WebhookUnreadable
 from livekit_mcp.models import AGENT_NAME_ATTRIBUTES, effective_kind
 from livekit_mcp.store import Event, IndexOp, Store
+from livekit_mcp.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def _who(event: Event) -> str:
     kind = event.detail.get("kind", "")
     what = {"AGENT": "agent", "SIP": "phone caller", "EGRESS": "recorder", "INGRESS": "ingress"}.get(kind)
     name = event.detail.get("agent_name") or event.detail.get("name")
-    label = f"'{event.identity}'" + (f" ({name})" if name else "")
+    label = f"'{shown(event.identity)}'" + (f" ({shown(name)})" if name else "")
     return f"{what} {label}" if what else label
 
 
@@ -222,7 +223,9 @@ def told(event: Event, cause: Event | None = None) -> str:
     d = event.detail
     if cause is not None and event.event in ("participant_left", "participant_connection_aborted"):
         c = cause.detail
-        by = str(c.get("principal", "someone")) + (f" for {c['on_behalf_of']}" if c.get("on_behalf_of") else "")
+        by = shown(c.get("principal", "someone")) + (
+            f" for {shown(c['on_behalf_of'])}" if c.get("on_behalf_of") else ""
+        )
         reason = f"; LiveKit's reason: {d['reason']}" if d.get("reason") else ""
         return f"{_who(event)} left because {by} ran {c.get('tool')} through livekit-mcp{reason}"
     match event.event:
@@ -237,28 +240,28 @@ def told(event: Event, cause: Event | None = None) -> str:
         case "participant_connection_aborted":
             return f"{_who(event)} never finished connecting (the connection was aborted)"
         case "track_published":
-            return (
-                f"{_who(event)} published {d.get('source', '').lower().replace('_', ' ')} ({d.get('type', '').lower()})"
-            )
+            source = shown(d.get("source", "")).lower().replace("_", " ")
+            return f"{_who(event)} published {source} ({shown(d.get('type', '')).lower()})"
         case "track_unpublished":
-            return f"{_who(event)} stopped publishing {d.get('source', '').lower().replace('_', ' ')}"
+            return f"{_who(event)} stopped publishing {shown(d.get('source', '')).lower().replace('_', ' ')}"
         case "egress_started":
-            return f"recording/egress {d.get('egress_id')} started"
+            return f"recording/egress {shown(d.get('egress_id'))} started"
         case "egress_updated":
-            return f"recording/egress {d.get('egress_id')} is now {d.get('status', '').removeprefix('EGRESS_').lower()}"
+            status = shown(d.get("status", "")).removeprefix("EGRESS_").lower()
+            return f"recording/egress {shown(d.get('egress_id'))} is now {status}"
         case "egress_ended":
-            status = d.get("status", "").removeprefix("EGRESS_").lower()
-            error = f": {d['error']}" if d.get("error") else ""
-            return f"recording/egress {d.get('egress_id')} ended ({status}{error})"
+            status = shown(d.get("status", "")).removeprefix("EGRESS_").lower()
+            error = f": {shown(d['error'])}" if d.get("error") else ""
+            return f"recording/egress {shown(d.get('egress_id'))} ended ({status}{error})"
         case "ingress_started":
-            return f"ingress '{d.get('ingress_name')}' ({d.get('ingress_id')}) started"
+            return f"ingress '{shown(d.get('ingress_name'))}' ({shown(d.get('ingress_id'))}) started"
         case "ingress_ended":
-            return f"ingress '{d.get('ingress_name')}' ({d.get('ingress_id')}) ended"
+            return f"ingress '{shown(d.get('ingress_name'))}' ({shown(d.get('ingress_id'))}) ended"
         case "changed":
             return str(d.get("said", "a change was made through livekit-mcp"))
         case "webhook_gap":
-            return f"a webhook from LiveKit could not be taken ({d.get('why')}): events may be missing"
-    return event.event.replace("_", " ")
+            return f"a webhook from LiveKit could not be taken ({shown(d.get('why'))}): events may be missing"
+    return shown(event.event).replace("_", " ")
 
 
 # --- The receiver ---------------------------------------------------------------------------------------

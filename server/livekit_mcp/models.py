@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from livekit_mcp.text import shown
+
 AGENT_NAME_ATTRIBUTE = "lk.agent_name"
 AGENT_NAME_ATTRIBUTES = (AGENT_NAME_ATTRIBUTE, "lk.agent.name")
 """Where an agent's name is found: the server sets both (v1.13.5); older servers only the first."""
@@ -430,11 +432,13 @@ class DispatchInfo(BaseModel):
     @property
     def line(self) -> str:
         """One line for a tool's text."""
-        name = f"'{self.agent_name}'" if self.agent_name else "'' (the room's default dispatch, automatic agents)"
+        name = (
+            f"'{shown(self.agent_name)}'" if self.agent_name else "'' (the room's default dispatch, automatic agents)"
+        )
         if self.agents_in_room is None:
             where = f"{len(self.jobs or [])} job(s) listed"
         elif self.agents_in_room:
-            where = f"agent(s) in the room: {', '.join(self.agents_in_room)}"
+            where = f"agent(s) in the room: {', '.join(map(shown, self.agents_in_room))}"
         else:
             where = "no agent of it in the room" + DISPATCH_AGENT_TOLD.get(self.agent or "", "")
         return f"- dispatch {self.id} agent_name={name}: {where}"

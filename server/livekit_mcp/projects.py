@@ -33,6 +33,7 @@ from livekit_mcp.config import DEV_API_KEY, DEV_API_SECRET, DEV_URL, KINDS, Sett
 from livekit_mcp.errors import InvalidInput, ProjectsError
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.policy import Policy
+from livekit_mcp.text import shown, unseen
 
 if TYPE_CHECKING:
     from livekit_mcp.confirm import Guard
@@ -121,6 +122,13 @@ def _text(value: object) -> str:
 
 def _lk_entry(path: Path, number: int, entry: Mapping[str, Any]) -> ProjectSpec:
     name = _text(entry.get("name"))
+    if found := unseen(name):
+        # A bidi override or a newline would make the name read as another's wherever it is shown (the audit log,
+        # tools/list's enum, errors): refused, naming the characters without printing them.
+        raise ProjectsError(
+            f"{path}: projects entry {number}: its name holds control or format characters ({found}); "
+            "rename it to letters, digits, - and _ (as `lk project add` takes)"
+        )
     where = f"{path}: project '{name}' (entry {number})" if name else f"{path}: projects entry {number}"
     if not name:
         raise ProjectsError(f"{where} has no name")
@@ -240,7 +248,7 @@ def project_specs(settings: Settings) -> tuple[list[ProjectSpec], str]:
         default = settings.project
         if default not in {p.name for p in named}:
             raise ProjectsError(
-                f"--project/LIVEKIT_MCP_PROJECT names '{default}', which is not a project of {lk_file}"
+                f"--project/LIVEKIT_MCP_PROJECT names '{shown(default)}', which is not a project of {lk_file}"
                 + (f" or {settings.config_path}" if settings.config_path else "")
                 + f" (known: {_names(named) or 'none; add one with `lk project add`'})"
             )
@@ -249,7 +257,7 @@ def project_specs(settings: Settings) -> tuple[list[ProjectSpec], str]:
     elif lk_default:
         if lk_default not in {p.name for p in named}:
             raise ProjectsError(
-                f"{lk_file}: default_project '{lk_default}' is not one of its projects ({_names(named)}); "
+                f"{lk_file}: default_project '{shown(lk_default)}' is not one of its projects ({_names(named)}); "
                 "`lk project set-default NAME` sets another"
             )
         default = lk_default

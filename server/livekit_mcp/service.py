@@ -19,7 +19,6 @@ import logging
 import re
 import socket
 import time
-import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,12 @@ from livekit_mcp.errors import LiveKitError
 from livekit_mcp.limits import head_deadline_protocol
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import iso
+from livekit_mcp.text import unseen
 
 log = logging.getLogger(__name__)
+STARTED = "livekit_mcp.started"
+"""The logger of healthy start-up notices (where the service listens): INFO, and shown at the default WARNING
+level too, since whoever started the service needs them; nothing is wrong when they are printed."""
 
 ON_BEHALF_OF = "x-on-behalf-of"
 """Header a bot sets to name the person it acts for: recorded, never taken as an identity."""
@@ -51,14 +54,20 @@ the header is the one way, checked by `OnBehalfOfCheck`)."""
 MAX_ON_BEHALF_OF = 200
 """Characters of `X-On-Behalf-Of` accepted: a user id, an e-mail address or a name fits."""
 HEALTH_CACHE = 5.0
+started = logging.getLogger(STARTED)
 
 
 def on_behalf_of_problem(value: str) -> str | None:
-    """Why an `X-On-Behalf-Of` value is refused (too long, control characters), or None when it is fine."""
+    """Why an `X-On-Behalf-Of` value is refused (too long, control or format characters), or None when it is fine.
+    Format characters (bidi overrides such as U+202E, zero-width ones) would make the name read as another in the
+    audit log and history: "Eve \u202etoor\u202c" shows as "Eve root"."""
     if len(value) > MAX_ON_BEHALF_OF:
         return f"X-On-Behalf-Of is longer than {MAX_ON_BEHALF_OF} characters"
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
-        return "X-On-Behalf-Of holds control characters; send the name of the person on one printable line"
+    if found := unseen(value):
+        return (
+            f"X-On-Behalf-Of holds control or format characters ({found}); send the name of the person on one "
+            "printable line"
+        )
     return None
 
 
@@ -77,7 +86,7 @@ def _clean_on_behalf_of(value: str | None) -> str | None:
         return None
     text = _decoded(value.encode("latin-1", errors="replace"))
     if on_behalf_of_problem(text) is not None:
-        text = "".join(ch if unicodedata.category(ch) not in ("Cc", "Zl", "Zp") else "?" for ch in text)
+        text = "".join("?" if unseen(ch) else ch for ch in text)
         text = text[:MAX_ON_BEHALF_OF] + ("…" if len(text) > MAX_ON_BEHALF_OF else "")
     return text
 
@@ -242,6 +251,8 @@ def configure_logging(level: str, fmt: str, secrets: Collection[str] = ()) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet = logging.getLevelName(level) > logging.WARNING  # --log-level ERROR hides them, as it did
+    logging.getLogger(STARTED).setLevel(level if quiet else logging.INFO)
 
 
 ProjectNames = tuple[list[str], str]
@@ -356,7 +367,7 @@ class _Uvicorn(uvicorn.Server):
         await super().startup(sockets)
         for sock in sockets or ():
             if self.started:
-                log.warning("serving %s over HTTP on %s port %d", self.what, *sock.getsockname()[:2])
+                started.info("serving %s over HTTP on %s port %d", self.what, *sock.getsockname()[:2])
 
 
 async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, what: str = "MCP") -> None:

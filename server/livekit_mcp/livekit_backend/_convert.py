@@ -22,6 +22,7 @@ from livekit_mcp.models import (
     iso,
     preview,
 )
+from livekit_mcp.text import redacted_url
 
 from ._imports import api
 
@@ -197,7 +198,7 @@ def ingress(i: api.IngressInfo, *, masked: bool) -> Ingress:
         room=i.room_name,
         participant_identity=i.participant_identity,
         status=enum_name(api.IngressState.Status, i.state.status).removeprefix("ENDPOINT_"),
-        url=i.url or None,
+        url=(redacted_url(i.url) if masked else i.url) or None,
         stream_key=("…" + key[-4:] if masked else key) if key else None,
         publishing=i.state.status == api.IngressState.Status.ENDPOINT_PUBLISHING or None,
         error=i.state.error or None,

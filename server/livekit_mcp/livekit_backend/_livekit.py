@@ -30,7 +30,7 @@ from . import _convert, _tokens
 from ._call import CallPath
 from ._dispatch import Dispatches
 from ._egress import Egresses
-from ._ingress import Ingresses
+from ._ingress import Ingresses, check_pull_url
 from ._participants import ParticipantPage, Participants, page
 from ._rooms import Rooms
 from ._rpc import Rpcs
@@ -54,11 +54,13 @@ class LiveKit:
         retries: int = 3,
         policy: Policy | None = None,
         egress_output: SecretStr | None = None,
+        ingress_pull_hosts: Sequence[str] = (),
     ) -> None:
         """`timeout` bounds each call, retries included; `concurrency` bounds the calls of fan-outs in flight at
         once, process-wide; `retries` is how many times a read that failed in passing is sent again; `policy`
         says which rooms may be seen and changed (checked here, so nothing can get around it); `egress_output` is
-        where start_room_egress records (LIVEKIT_MCP_EGRESS_OUTPUT)."""
+        where start_room_egress records (LIVEKIT_MCP_EGRESS_OUTPUT); `ingress_pull_hosts` the hosts a URL ingress may
+        pull from whatever they resolve to (LIVEKIT_MCP_INGRESS_PULL_HOSTS)."""
         path = CallPath(
             url, api_key, api_secret, timeout=timeout, retries=retries, policy=policy or Policy(), listed=self._listed
         )
@@ -72,7 +74,7 @@ class LiveKit:
         self._dispatches = Dispatches(path)
         self._sip = Sip(path)
         self._egress = Egresses(path, egress_output)
-        self._ingress = Ingresses(path)
+        self._ingress = Ingresses(path, ingress_pull_hosts)
         self._rpc = Rpcs(path)
 
     async def __aenter__(self) -> Self:
@@ -230,6 +232,10 @@ class LiveKit:
 
     async def list_ingress(self, *, room: str = "", ingress_id: str = "") -> list[Ingress]:
         return await self._ingress.list_ingress(room=room, ingress_id=ingress_id)
+
+    async def check_pull_url(self, url: str) -> None:
+        """InvalidInput unless LiveKit may be sent to pull `url`: a public address, or a host allowed by name."""
+        await check_pull_url(url, self._ingress.pull_hosts)
 
     async def create_ingress(
         self, room: str, input_type: str, *, identity: str, name: str, participant_name: str, url: str

@@ -18,6 +18,7 @@ from livekit_mcp.slack import blocks
 from livekit_mcp.slack.blocks import Block, escape
 from livekit_mcp.slack.mcp_client import Answer, LiveKitTools, withheld
 from livekit_mcp.slack.settings import SlackSettings
+from livekit_mcp.text import shown
 
 GROUP_CACHE = 60.0
 """Seconds a user group's members are kept before Slack is asked again, where nothing is changed on the answer
@@ -255,16 +256,17 @@ def _listing(tool: str, answer: Answer, offset: int, size: int, more: dict[str, 
     if tool == "list_rooms":
         rooms = data.get("rooms", [])
         title = f"*{len(rooms)} room(s)*"
-        rows = [f"*{escape(r['name'])}*\n{r['participants']} participant(s)" for r in rooms]
+        rows = [f"*{escape(shown(r['name']))}*\n{r['participants']} participant(s)" for r in rooms]
     elif tool == "list_participants":
         people = data.get("participants", [])
-        title = f"*{len(people)} participant(s) in {escape(str(data.get('room', '')))}*"
+        title = f"*{len(people)} participant(s) in {escape(shown(data.get('room', '')))}*"
         rows = [_participant(p) for p in people]
     elif tool == "find_agent":
         agents = data.get("agents", [])
         title = f"*{len(agents)} agent(s)*"
         rows = [
-            f"*{escape(a['identity'])}*\n{escape(a.get('agent_name') or '(no name)')} · {a.get('state') or '?'}"
+            f"*{escape(shown(a['identity']))}*\n{escape(shown(a.get('agent_name') or '(no name)'))} · "
+            f"{escape(shown(a.get('state') or '?'))}"
             for a in agents
         ]
     return blocks.page(title, rows, offset, size, more)
@@ -273,6 +275,7 @@ def _listing(tool: str, answer: Answer, offset: int, size: int, more: dict[str, 
 def _participant(p: dict[str, Any]) -> str:
     detail = [p["kind"], p["state"]]
     if p.get("agent_name"):
-        detail.append(f"agent {escape(p['agent_name'])}")
-    name = f" ({escape(p['name'])})" if p.get("name") else ""
-    return f"*{escape(p['identity'])}*{name}\n{' · '.join(detail)}"
+        detail.append(f"agent {escape(shown(p['agent_name']))}")
+    name = f" ({escape(shown(p['name']))})" if p.get("name") else ""
+    # Rows come from the structured content, exact: shown() keeps a name's newline from starting a fake row.
+    return f"*{escape(shown(p['identity']))}*{name}\n{' · '.join(detail)}"

@@ -24,6 +24,7 @@ from livekit_mcp.models import (
     Participant,
     ParticipantSummary,
 )
+from livekit_mcp.text import redacted_url, shown
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -82,7 +83,8 @@ def invalid_arguments(tool: str, error: ValidationError) -> str:
         if e["type"] == "missing":
             problems.append(f"{field}: required")
             continue
-        shown = repr(e["input"])
+        given = e["input"]
+        shown = repr(redacted_url(given) if isinstance(given, str) else given)  # never a URL's password
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         problems.append(f"{field}: {str(e['msg']).removeprefix('Value error, ')} (got {shown})")
     return f"invalid arguments for {tool}, nothing was sent to LiveKit: " + "; ".join(problems)
@@ -146,17 +148,21 @@ def page_of(items: Sequence[T], key: Callable[[T], list[Any]], limit: int, curso
 
 
 def participant_line(p: ParticipantSummary) -> str:
-    name = f' "{p.name}"' if p.name else ""
-    agent = f" agent={p.agent_name or '?'} state={p.agent_state or '?'}" if p.agent_name or p.agent_state else ""
+    name = f' "{shown(p.name)}"' if p.name else ""
+    agent = (
+        f" agent={shown(p.agent_name or '?')} state={shown(p.agent_state or '?')}"
+        if p.agent_name or p.agent_state
+        else ""
+    )
     tracks = ""
     if p.tracks:
         tracks = f", tracks audio={p.tracks.audio} video={p.tracks.video} muted={p.tracks.muted}"
-    return f"- {p.identity}{name} {p.kind} {p.state}{agent}, joined {p.joined_at or '?'}{tracks}"
+    return f"- {shown(p.identity)}{name} {p.kind} {p.state}{agent}, joined {p.joined_at or '?'}{tracks}"
 
 
 def agent_line(a: AgentInfo) -> str:
-    name = "'' (automatic dispatch)" if a.agent_name == "" else (a.agent_name or "?")
-    return f"- {a.identity} in '{a.room}': agent={name} state={a.state or '?'}"
+    name = "'' (automatic dispatch)" if a.agent_name == "" else shown(a.agent_name or "?")
+    return f"- {shown(a.identity)} in '{shown(a.room)}': agent={name} state={shown(a.state or '?')}"
 
 
 def more_text(next_cursor: str | None) -> str:
@@ -220,6 +226,8 @@ def matches(p: Participant, agent_name: str, identity: str) -> bool:
 
 
 def names_text(participants: Sequence[Participant], limit: int = 5) -> str:
-    shown = [f"'{p.identity}'" + (f" ({p.agent_name})" if p.agent_name else "") for p in participants[:limit]]
+    named = [
+        f"'{shown(p.identity)}'" + (f" ({shown(p.agent_name)})" if p.agent_name else "") for p in participants[:limit]
+    ]
     more = f" and {len(participants) - limit} more" if len(participants) > limit else ""
-    return ", ".join(shown) + more
+    return ", ".join(named) + more

@@ -32,6 +32,7 @@ from livekit_mcp.models import (
 )
 from livekit_mcp.scope import Scope
 from livekit_mcp.store import Store
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import (
     AgentName,
     AnyAgentName,
@@ -174,7 +175,9 @@ async def dispatch_agent(
         )
     result = DispatchResult(room=room, dispatch=DispatchInfo.of(dispatch), arrival=arrival, notes=notes or None)
     return reply(
-        result, f"Dispatched '{agent_name}' to '{room}' as {dispatch.id}. " + " ".join([*notes, arrival.why or ""])
+        result,
+        f"Dispatched '{shown(agent_name)}' to '{shown(room)}' as {dispatch.id}. "
+        + " ".join([*notes, arrival.why or ""]),
     )
 
 
@@ -192,7 +195,7 @@ async def _arrival(lk: LiveKit, room: str, dispatch: Dispatch, before: set[str],
                 agent = _agent_of(listed or dispatch, await lk.list_participants(room), before)
                 if agent is not None:
                     took = round(anyio.current_time() - start, 1)
-                    why = f"Its agent {agent.identity} joined {took:g} s after the dispatch."
+                    why = f"Its agent {shown(agent.identity)} joined {took:g} s after the dispatch."
                     return AgentArrival(status="joined", identity=agent.identity, seconds=took, why=why)
                 looks += 1
                 if looks % LOOKS_PER_DISPATCH_CHECK == 0:
@@ -209,10 +212,10 @@ async def _arrival(lk: LiveKit, room: str, dispatch: Dispatch, before: set[str],
         except LiveKitError as exc:
             failure = str(exc)
     if status == "room_gone":
-        why = f"Room '{room}' is gone (deleted, or closed when empty): no agent will come for this dispatch."
+        why = f"Room '{shown(room)}' is gone (deleted, or closed when empty): no agent will come for this dispatch."
         return AgentArrival(status="room_gone", seconds=waited, why=why)
     if status == "dispatch_gone":
-        why = f"The dispatch is gone from room '{room}' (deleted) and no agent of it joined."
+        why = f"The dispatch is gone from room '{shown(room)}' (deleted) and no agent of it joined."
         return AgentArrival(status="dispatch_gone", seconds=waited, why=why)
     name = dispatch.agent_name
     if listed is not None and listed.jobs:
@@ -224,9 +227,9 @@ async def _arrival(lk: LiveKit, room: str, dispatch: Dispatch, before: set[str],
     else:
         why = (
             f"No agent joined within {waited:g} s and LiveKit lists no job for this dispatch: no worker registered "
-            f"for '{name}' was free to take it (none runs, it stopped, or all are at capacity), as far as LiveKit "
-            "tells (its job list can lag ~5 s behind a slow start). LiveKit does not retry a dispatch: start or free "
-            "a worker, then dispatch again (cancel_dispatch removes this one)."
+            f"for '{shown(name)}' was free to take it (none runs, it stopped, or all are at capacity), as far as "
+            "LiveKit tells (its job list can lag ~5 s behind a slow start). LiveKit does not retry a dispatch: start "
+            "or free a worker, then dispatch again (cancel_dispatch removes this one)."
         )
     if failure:
         why += f" (A look at LiveKit failed: {failure}.)"
@@ -278,8 +281,10 @@ async def _cancel_dispatch_plan(scope: Scope, room: str, dispatch_id: str) -> Pl
         raise DispatchNotFound(room, dispatch_id)
     info = DispatchInfo.of(dispatch, participants)
     agents = info.agents_in_room or []
-    leaving_ = f"its agent(s) {', '.join(agents)} leave" if agents else "no agent of it is in the room"
-    question = f"This deletes dispatch {dispatch_id} of agent '{dispatch.agent_name}' in room '{room}'; {leaving_}."
+    leaving_ = f"its agent(s) {', '.join(map(shown, agents))} leave" if agents else "no agent of it is in the room"
+    question = (
+        f"This deletes dispatch {dispatch_id} of agent '{shown(dispatch.agent_name)}' in room '{room}'; {leaving_}."
+    )
     gone = [leaving(p, "its dispatch is deleted (LiveKit ends its job)") for p in participants if p.identity in agents]
     args = {"room": room, "dispatch_id": dispatch_id}
     plan = Plan("cancel_dispatch", room, args, [dispatch_id, *agents], question, gone)
@@ -296,12 +301,13 @@ async def cancel_dispatch(
     # LiveKit answers with the dispatch as it stood and ends its jobs afterwards: the agents leave within seconds.
     agents = info.agents_in_room or []
     leaving_ = (
-        f" Its agent(s) {', '.join(agents)} are leaving (LiveKit ends the jobs within seconds; find_agent shows it)."
+        f" Its agent(s) {', '.join(map(shown, agents))} are leaving (LiveKit ends the jobs within seconds; "
+        "find_agent shows it)."
         if agents
         else ""
     )
     result = DispatchResult(room=room, dispatch=info)
-    return reply(result, f"Cancelled dispatch {dispatch_id} of '{info.agent_name}' in '{room}'.{leaving_}")
+    return reply(result, f"Cancelled dispatch {dispatch_id} of '{shown(info.agent_name)}' in '{room}'.{leaving_}")
 
 
 MAX_GRACE = 60
@@ -318,7 +324,10 @@ async def _remove_agent_plan(
     participants = await participants_of_existing_room(lk, room)
     agents = [p for p in participants if matches(p, agent_name, identity)]
     if not agents:
-        present = ", ".join(f"{p.identity} ({p.agent_name or '?'})" for p in participants if p.is_agent) or "none"
+        present = (
+            ", ".join(f"{shown(p.identity)} ({shown(p.agent_name or '?')})" for p in participants if p.is_agent)
+            or "none"
+        )
         raise NotFound(f"no agent matching that in room '{room}'; agents there: {present}")
     dispatches: list[Dispatch] = []
     if keep_out:
@@ -352,12 +361,12 @@ async def _remove_agent_plan(
 
 
 def _planned_removal(room: str, agents: list[Participant], dispatches: list[Dispatch]) -> RemovedAgents:
-    steps = [f"delete dispatch {d.id} ('{d.agent_name}')" for d in dispatches]
+    steps = [f"delete dispatch {d.id} ('{shown(d.agent_name)}')" for d in dispatches]
     return RemovedAgents(
         room=room,
         removed=[AgentInfo.of(room, p) for p in agents],
         cancelled_dispatches=[d.id for d in dispatches],
-        steps=steps + [f"remove {p.identity}" for p in agents],
+        steps=steps + [f"remove {shown(p.identity)}" for p in agents],
     )
 
 
@@ -374,9 +383,9 @@ async def _ask_to_leave(lk: LiveKit, room: str, agent: Participant, grace_second
         asked = f"RPC {SHUTDOWN_METHOD} failed ({exc})"
     else:
         if answer.error is None:
-            return f"RPC {SHUTDOWN_METHOD} answered {answer.payload!r}"
+            return f"RPC {SHUTDOWN_METHOD} answered '{shown(answer.payload)}'"
         code = f"{answer.error.code} " if answer.error.code is not None else ""
-        asked = f"RPC {SHUTDOWN_METHOD} not answered ({code}{answer.error.message})"
+        asked = f"RPC {SHUTDOWN_METHOD} not answered ({code}{shown(answer.error.message)})"
     try:
         await lk.send_data(
             room, request.encode(), reliable=True, topic=SHUTDOWN_TOPIC, destination_identities=[agent.identity]
@@ -430,11 +439,11 @@ async def remove_agent(
             seconds = gone.get(p.identity)
             departures[p.identity] = AgentDeparture(identity=p.identity, left=left, asked=how, seconds=seconds)
             if p.identity in gone:
-                steps.append(f"{p.identity} left by itself {gone[p.identity]:g} s after the request")
+                steps.append(f"{shown(p.identity)} left by itself {gone[p.identity]:g} s after the request")
     # Dispatches go first: on LiveKit Cloud a restart policy could relaunch an agent removed before them.
     for d in dispatches:
         await lk.delete_dispatch(room, d.id)
-        steps.append(f"deleted dispatch {d.id} ('{d.agent_name}')")
+        steps.append(f"deleted dispatch {d.id} ('{shown(d.agent_name)}')")
     if keep_out and not dispatches:
         steps.append("no dispatch of these agents to delete")
     for p in agents:
@@ -444,11 +453,11 @@ async def remove_agent(
         try:
             await lk.remove_participant(room, p.identity)
             after = f" after the {grace_seconds} s grace period" if departure is not None else ""
-            steps.append(f"removed {p.identity}{after}")
+            steps.append(f"removed {shown(p.identity)}{after}")
         except (ParticipantNotFound, RoomNotFound):
             if departure is not None:
                 departure.left = "ended_with_dispatch"
-            steps.append(f"{p.identity} had already left (its job ended with its dispatch)")
+            steps.append(f"{shown(p.identity)} had already left (its job ended with its dispatch)")
     if not keep_out:
         steps.append("dispatches kept: LiveKit Cloud may send the agent back; call again with keep_out=true")
     update = {"steps": steps, "departures": list(departures.values()) or None}

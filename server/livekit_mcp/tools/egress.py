@@ -12,6 +12,7 @@ from livekit_mcp.confirm import Plan, Planned
 from livekit_mcp.errors import InvalidInput, NotFound
 from livekit_mcp.models import Egress, EgressList, EgressResult
 from livekit_mcp.scope import Scope
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import AnyRoom, RoomName, ids
 from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, reply
 from livekit_mcp.tools._registry import Confirm, tool
@@ -23,9 +24,9 @@ RUNNING = ("STARTING", "ACTIVE")
 def egress_line(e: Egress) -> str:
     since = f" since {e.started_at}" if e.started_at else ""
     ended = f", ended {e.ended_at}" if e.ended_at else ""
-    to = f" to {', '.join(e.outputs)}" if e.outputs else ""
-    error = f", error: {e.error}" if e.error else ""
-    return f"- {e.egress_id} {e.kind} of '{e.room}' {e.status}{since}{ended}{to}{error}"
+    to = f" to {', '.join(map(shown, e.outputs))}" if e.outputs else ""
+    error = f", error: {shown(e.error)}" if e.error else ""
+    return f"- {e.egress_id} {e.kind} of '{shown(e.room)}' {e.status}{since}{ended}{to}{error}"
 
 
 @tool("egress", READ)
@@ -66,9 +67,10 @@ async def _stop_plan(scope: Scope, egress_id: str) -> Planned[Egress]:
     e = found[0]
     if e.status not in RUNNING:
         raise InvalidInput("egress_id", f"{egress_id} is {e.status} already; only a running egress can be stopped")
-    to = f" to {', '.join(e.outputs)}" if e.outputs else ""
+    to = f" to {', '.join(map(shown, e.outputs))}" if e.outputs else ""
     question = (
-        f"This stops the {e.kind} recording {egress_id} of room '{e.room}' ({e.status} since {e.started_at or '?'}"
+        f"This stops the {e.kind} recording {egress_id} of room '{shown(e.room)}' "
+        f"({e.status} since {e.started_at or '?'}"
         f"{to}); what it recorded so far is kept."
     )
     plan = Plan("stop_egress", e.room, {"egress_id": egress_id}, [egress_id], question)

@@ -15,6 +15,7 @@ from livekit_mcp.confirm import Plan, Planned
 from livekit_mcp.errors import InvalidInput, NotFound
 from livekit_mcp.models import Ingress, IngressList, IngressResult, Leaving
 from livekit_mcp.scope import Scope
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import AnyRoom, Identity, RoomName, ids, no_control_characters, optional_name
 from livekit_mcp.tools._base import DESTRUCTIVE, READ, SEND, replaced_by_joining, reply
 from livekit_mcp.tools._registry import Confirm, tool
@@ -30,10 +31,11 @@ def _pull_url(value: str) -> str:
 
 
 def ingress_line(i: Ingress) -> str:
-    key = f", key {i.stream_key}" if i.stream_key else ""
-    error = f", error: {i.error}" if i.error else ""
-    name = f" '{i.name}'" if i.name else ""
-    return f"- {i.ingress_id}{name} {i.input_type} into '{i.room}' as '{i.participant_identity}' {i.status}{key}{error}"
+    key = f", key {shown(i.stream_key)}" if i.stream_key else ""
+    error = f", error: {shown(i.error)}" if i.error else ""
+    name = f" '{shown(i.name)}'" if i.name else ""
+    into = f"into '{shown(i.room)}' as '{shown(i.participant_identity)}'"
+    return f"- {i.ingress_id}{name} {i.input_type} {into} {i.status}{key}{error}"
 
 
 @tool("ingress", READ)
@@ -52,6 +54,8 @@ async def _create_plan(
         raise InvalidInput("url", "required with input_type URL: the http(s):// or srt:// stream to pull")
     if input_type != "URL" and url:
         raise InvalidInput("url", f"only for input_type URL; {input_type} is pushed to the address LiveKit returns")
+    if url:  # a fetch LiveKit makes from inside its deployment: not to its own or its network's addresses
+        await scope.livekit.check_pull_url(url)
     # The ingress publishes as `participant_identity` once its stream starts: whoever holds it then is disconnected.
     why = "replaced by the ingress, which publishes with their identity once its stream starts"
     gone = await replaced_by_joining(scope.livekit, room, participant_identity, why)
@@ -86,7 +90,7 @@ async def create_ingress(
     if made.stream_key:
         how = f"Push to {made.url or '(the ingress service URL)'} with stream key {made.stream_key} (shown only here)."
     else:
-        how = f"LiveKit pulls {made.url} into the room."
+        how = f"LiveKit pulls {shown(made.url or url)} into the room (its credentials are shown only here)."
     text = f"Created {input_type} ingress {made.ingress_id} into '{room}' as '{participant_identity}'. {how}"
     return reply(IngressResult(ingress=made), text)
 
@@ -97,9 +101,13 @@ async def _delete_plan(scope: Scope, ingress_id: str) -> Planned[Ingress]:
         raise NotFound(f"ingress '{ingress_id}' does not exist; list_ingress shows the ones that do")
     i = found[0]
     live = i.status in ("BUFFERING", "PUBLISHING")
-    stops = f"its stream stops and '{i.participant_identity}' leaves the room" if live else "nothing is streaming now"
+    stops = (
+        f"its stream stops and '{shown(i.participant_identity)}' leaves the room"
+        if live
+        else "nothing is streaming now"
+    )
     question = (
-        f"This deletes {i.input_type} ingress {ingress_id} into room '{i.room}' ({i.status}: {stops}); "
+        f"This deletes {i.input_type} ingress {ingress_id} into room '{shown(i.room)}' ({i.status}: {stops}); "
         "its stream key stops working for good."
     )
     gone = [Leaving(identity=i.participant_identity, kind="INGRESS", why="its ingress is deleted")] if live else []
@@ -114,4 +122,4 @@ async def delete_ingress(
     """Delete an ingress; a stream publishing through it stops."""
     i = planned.found
     await scope.livekit.delete_ingress(i.room, ingress_id)
-    return reply(IngressResult(ingress=i), f"Deleted ingress {ingress_id} into '{i.room}'.")
+    return reply(IngressResult(ingress=i), f"Deleted ingress {ingress_id} into '{shown(i.room)}'.")

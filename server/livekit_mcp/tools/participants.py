@@ -25,6 +25,7 @@ from livekit_mcp.models import (
     UpdatedParticipant,
 )
 from livekit_mcp.scope import Scope
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import (
     Cursor,
     Identity,
@@ -92,8 +93,10 @@ async def get_participant(
     """One participant in full: tracks, permission, attributes, metadata, kind details."""
     detail = ParticipantDetail.of(room, await scope.livekit.get_participant(room, identity))
     tracks = ", ".join(f"{t.sid} {t.type}/{t.source}{' muted' if t.muted else ''}" for t in detail.tracks) or "none"
-    agent = f", agent={detail.agent_name} state={detail.agent_state}" if detail.agent_name else ""
-    return reply(detail, f"'{identity}' in '{room}': {detail.kind} {detail.state}{agent}; tracks: {tracks}.")
+    agent = f", agent={shown(detail.agent_name)} state={shown(detail.agent_state)}" if detail.agent_name else ""
+    return reply(
+        detail, f"'{shown(identity)}' in '{shown(room)}': {detail.kind} {detail.state}{agent}; tracks: {tracks}."
+    )
 
 
 def _keeping_agent_bit(permission: Permission, before: Participant) -> Permission:
@@ -196,8 +199,10 @@ async def mute_track(
 
 async def _remove_participant_plan(scope: Scope, room: str, identity: str) -> Planned[Participant]:
     target = await scope.livekit.get_participant(room, identity)
-    name = f' ("{target.name}")' if target.name else ""
-    question = f"This disconnects {target.effective_kind} participant '{identity}'{name} from room '{room}'."
+    name = f' ("{shown(target.name)}")' if target.name else ""
+    question = (
+        f"This disconnects {target.effective_kind} participant '{shown(identity)}'{name} from room '{shown(room)}'."
+    )
     args = {"room": room, "identity": identity}
     plan = Plan("remove_participant", room, args, [target.sid], question, [leaving(target, "removed")])
     return Planned(plan, target, _removed(room, identity, target))

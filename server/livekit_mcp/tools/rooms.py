@@ -32,6 +32,7 @@ from livekit_mcp.models import (
 )
 from livekit_mcp.scope import Scope
 from livekit_mcp.store import Event, Page
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import (
     AnyRoom,
     Cursor,
@@ -76,9 +77,9 @@ async def list_rooms(
         rooms=[RoomSummary.of(r) for r in page], total=len(rooms), next_cursor=next_cursor, not_found=not_found
     )
     lines = [f"{len(rooms)} room(s); showing {len(page)}."]
-    lines += [f"- {r.name} ({r.participants} participants, created {r.created_at or '?'})" for r in result.rooms]
+    lines += [f"- {shown(r.name)} ({r.participants} participants, created {r.created_at or '?'})" for r in result.rooms]
     if not_found:
-        lines.append(f"Not rooms: {', '.join(not_found)}.")
+        lines.append(f"Not rooms: {', '.join(map(shown, not_found))}.")
     return reply(result, "\n".join(lines) + more_text(next_cursor))
 
 
@@ -108,7 +109,7 @@ async def get_room(scope: Scope, room: RoomName) -> Annotated[CallToolResult, Ro
     """A room now: who by kind, the agents and their state, dispatches, publishers, uptime."""
     detail = await room_detail(scope.livekit, room)
     lines = [
-        f"Room '{room}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
+        f"Room '{shown(room)}' ({detail.room.sid}), running for {detail.running_for or '?'}: "
         f"{counts_text(detail.participants_by_kind)}; {len(detail.publishers)} publishing.",
         *map(agent_line, detail.agents),
         *(d.line for d in detail.dispatches),
@@ -232,18 +233,18 @@ async def room_history(
     missing = await _gaps(scope, since_time(since))
     if not found.events:
         note = (
-            f"No history of room '{room}' since {iso(since_time(since))}: no webhook about it reached this server "
-            "(is LiveKit's webhook URL pointed at /webhooks/livekit? see the README's Room history)."
+            f"No history of room '{shown(room)}' since {iso(since_time(since))}: no webhook about it reached this "
+            "server (is LiveKit's webhook URL pointed at /webhooks/livekit? see the README's Room history)."
         )
         note = f"{note} {missing}" if missing else note
         return reply(result.model_copy(update={"note": note}), note)
-    lines = [f"Room '{room}': {len(found.events)} event(s) in {len(sessions)} session(s)."]
+    lines = [f"Room '{shown(room)}': {len(found.events)} event(s) in {len(sessions)} session(s)."]
     if missing:
         result = result.model_copy(update={"note": missing})
         lines.append(missing)
     for session in sessions:
         lines.append(
-            f"Session {session.room_sid} (started {session.started or '?'}, ended {session.ended or 'not yet'}):"
+            f"Session {shown(session.room_sid)} (started {session.started or '?'}, ended {session.ended or 'not yet'}):"
         )
         lines += [f"- {e.at} {e.said}" for e in session.events]
     return reply(result, "\n".join(lines) + more_text(found.cursor))
@@ -309,7 +310,7 @@ async def _recent_rooms(scope: Scope, since: float, limit: int) -> CallToolResul
         return reply(result.model_copy(update={"note": note}), note)
     lines = [f"{len(recent)} room session(s) since {iso(since)}, latest first:"]
     lines += [
-        f"- {r.room} ({r.room_sid}): {r.events} event(s), last {r.last_event}, "
+        f"- {shown(r.room)} ({shown(r.room_sid)}): {r.events} event(s), last {r.last_event}, "
         + (f"ended {r.ended}" if r.ended else "live as far as the webhooks tell")
         for r in recent
     ]

@@ -11,6 +11,7 @@ from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import NotFound, ParticipantNotFound
 from livekit_mcp.models import SHUTDOWN_METHOD, Participant, RpcFailure, RpcResult
 from livekit_mcp.scope import Scope
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import Identity, RoomName, max_bytes, plain_name
 from livekit_mcp.tools._base import SEND, reply
 from livekit_mcp.tools._registry import Confirm, tool
@@ -43,7 +44,7 @@ _NO_ANSWER = {1501, 1502, None}
 def failure_text(who: str, method: str, error: RpcFailure, response_timeout: float) -> str:
     """One plain sentence for an RPC error: who failed, how, and LiveKit's code and words."""
     code = f"{error.code} " if error.code is not None else ""
-    said = f"(LiveKit: {code}{error.message}{f': {error.data}' if error.data else ''})"
+    said = f"(LiveKit: {code}{shown(error.message)}{f': {shown(error.data)}' if error.data else ''})"
     match error.code:
         case 1400:
             return f"{who} has no RPC method '{method}' registered {said}."
@@ -68,8 +69,8 @@ def failure_text(who: str, method: str, error: RpcFailure, response_timeout: flo
                 f"run up to 3 times; 1.13.11 waits the response timeout + 7 s, once) {said}."
             )
         case _ if not 1400 <= error.code < 1600:  # not LiveKit's: the handler raised its own RpcError
-            data = f" (data: {error.data})" if error.data else ""
-            return f"{who} answered '{method}' with its error {error.code}: {error.message}{data}."
+            data = f" (data: {shown(error.data)})" if error.data else ""
+            return f"{who} answered '{method}' with its error {error.code}: {shown(error.message)}{data}."
         case _:
             return f"LiveKit could not deliver '{method}' to {who} {said}."
 
@@ -114,7 +115,7 @@ async def perform_rpc(
     base = {"room": room, "destination_identity": destination_identity, "method": method}
     if answer.error is None:
         result = RpcResult(**base, outcome="answered", payload=answer.payload)
-        return reply(result, f"{who} answered '{method}': {answer.payload}")
+        return reply(result, f"{who} answered '{method}': {shown(answer.payload)}")
     outcome = "no_answer" if answer.error.code in _NO_ANSWER else "error"
     result = RpcResult(**base, outcome=outcome, error=answer.error)
     failed = reply(result, failure_text(who, method, answer.error, response_timeout))

@@ -13,6 +13,7 @@ from livekit_mcp.confirm import Plan, Planned, leaving
 from livekit_mcp.errors import InvalidInput, NotFound
 from livekit_mcp.models import Participant, SipCall, SipDispatchRuleList, SipTransfer, SipTrunk, SipTrunkList
 from livekit_mcp.scope import Scope
+from livekit_mcp.text import shown
 from livekit_mcp.tools._args import Identity, RoomName, ids, optional_name
 from livekit_mcp.tools._base import READ, replaced_by_joining, reply
 from livekit_mcp.tools._registry import Confirm, tool
@@ -49,12 +50,12 @@ NewIdentity = Annotated[
 
 
 def _trunk_text(t: SipTrunk) -> str:
-    numbers = ", ".join(t.numbers) or "any number"
-    where = f" via {t.address}" if t.address else ""
+    numbers = ", ".join(map(shown, t.numbers)) or "any number"
+    where = f" via {shown(t.address)}" if t.address else ""
     only = [*(t.allowed_addresses or []), *(t.allowed_numbers or [])]
-    allowed = f", only from {', '.join(only)}" if only else ""
-    auth = f", auth as '{t.auth_username}'" if t.auth_username else ""
-    return f"- {t.id} {t.direction} '{t.name or ''}': {numbers}{where}{allowed}{auth}"
+    allowed = f", only from {', '.join(map(shown, only))}" if only else ""
+    auth = f", auth as '{shown(t.auth_username)}'" if t.auth_username else ""
+    return f"- {t.id} {t.direction} '{shown(t.name or '')}': {numbers}{where}{allowed}{auth}"
 
 
 @tool("sip", READ)
@@ -73,12 +74,16 @@ async def list_sip_dispatch_rules(scope: Scope) -> Annotated[CallToolResult, Sip
     rules = await scope.livekit.list_sip_dispatch_rules()
     lines = [f"{len(rules)} SIP dispatch rule(s)."]
     for r in rules:
-        to = f"room '{r.room}'" if r.room is not None else f"a new room per call named '{r.room_prefix or ''}…'"
-        on = f"trunk(s) {', '.join(r.trunk_ids)}" if r.trunk_ids else "any trunk"
-        numbers = f", numbers {', '.join(r.numbers)}" if r.numbers else ""
-        agents = f", agents {', '.join(r.agents)}" if r.agents else ""
+        to = (
+            f"room '{shown(r.room)}'"
+            if r.room is not None
+            else f"a new room per call named '{shown(r.room_prefix or '')}…'"
+        )
+        on = f"trunk(s) {', '.join(map(shown, r.trunk_ids))}" if r.trunk_ids else "any trunk"
+        numbers = f", numbers {', '.join(map(shown, r.numbers))}" if r.numbers else ""
+        agents = f", agents {', '.join(map(shown, r.agents))}" if r.agents else ""
         pin = ", PIN required" if r.pin_required else ""
-        lines.append(f"- {r.id} '{r.name or ''}' ({r.kind}): calls on {on}{numbers} go to {to}{agents}{pin}")
+        lines.append(f"- {r.id} '{shown(r.name or '')}' ({r.kind}): calls on {on}{numbers} go to {to}{agents}{pin}")
     return reply(SipDispatchRuleList(rules=rules), "\n".join(lines))
 
 
@@ -104,7 +109,8 @@ async def _dial_plan(
     caller_id = f" from {trunk.numbers[0]}" if trunk.numbers else ""
     replaces = f", disconnecting {gone[0].kind} participant '{identity}' who has that identity now" if gone else ""
     question = (
-        f"This calls {sip_call_to}{caller_id} through trunk '{trunk.name or trunk.id}' ({trunk.address or '?'}) and "
+        f"This calls {sip_call_to}{caller_id} through trunk '{shown(trunk.name or trunk.id)}' "
+        f"({shown(trunk.address or '?')}) and "
         f"brings the call into room '{room}' as '{identity}'{replaces}: a real phone rings, and the call is billed."
     )
     args = {
