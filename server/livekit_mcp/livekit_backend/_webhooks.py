@@ -11,15 +11,21 @@ from ._imports import api
 def webhook_verifier(api_key: str, api_secret: str) -> Callable[[bytes, str], dict[str, Any]]:
     """A check of LiveKit's webhooks for room history: the JWT's issuer is our key, its signature our secret, its
     `sha256` claim the body's hash (livekit-api's WebhookReceiver does this); then the event, parsed, as a dict of
-    protobuf field names with enums by name. Raises WebhookError saying which check failed, never echoing input."""
-    import jwt
-    from google.protobuf import json_format
+    protobuf field names with enums by name. Raises WebhookError saying which check failed, never echoing input.
 
+    livekit-api, PyJWT and protobuf's json_format are loaded by the first webhook, not when the server is built:
+    the first answer to an MCP client needs none of them (the cold start of bench/README.md)."""
     from livekit_mcp.errors import WebhookError
 
-    receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
+    receivers: list[Any] = []  # livekit-api's WebhookReceiver, made by the first webhook
 
     def verify(body: bytes, token: str) -> dict[str, Any]:
+        import jwt
+        from google.protobuf import json_format
+
+        if not receivers:
+            receivers.append(api.WebhookReceiver(api.TokenVerifier(api_key, api_secret)))
+        receiver = receivers[0]
         try:
             text = body.decode()
         except UnicodeDecodeError:
