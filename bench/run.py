@@ -46,11 +46,14 @@ from bench._procs import (
 )
 from bench._table import Row, percentile, table
 from bench.real import crowd, real_server
+from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
 from realkit.livekit_server import RealLiveKitServer
 
 ROOM = "bench-10"
 CROWD = "crowd"
+TOOLS_LIST_BUDGET = 16 * 1024
+"""tools/list of every toolset together, in bytes (about 4,000 tokens; tests/test_interface.py holds the same)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Sizes:
     latency_ms: int = 20
     concurrency: int = 16  # LIVEKIT_MCP_CONCURRENCY given to the server
     crowd: int = 5000
+    small_crowd: int = 500  # figure 4 again on a room of this many
     crowd_calls: int = 10
     # The real server's people join over WebRTC: ~0.1 s each here, and each join tells everyone in the room.
     real_rooms: int = 50  # figure 3 on the real server: rooms with an agent each
@@ -80,6 +84,7 @@ QUICK = Sizes(
     cold_starts=2,
     rooms=20,
     crowd=200,
+    small_crowd=50,
     crowd_calls=3,
     real_rooms=5,
     real_crowd=10,
@@ -317,10 +322,14 @@ async def fan_out(b: Bench) -> list[Row]:
 
 
 async def large_room(b: Bench) -> list[Row]:
-    """list_participants(limit=50) on a crowded room against the direct call (which returns everyone)."""
-    await b.admin.reset(seed=False)
-    await b.admin.populate(room=CROWD, participants=b.sizes.crowd)
-    return await _large_room(b.sizes, b.env, lambda: b.direct_list(CROWD), b.sizes.crowd, "")
+    """list_participants(limit=50) on a crowded room against the direct call (which returns everyone), for a room
+    of `small_crowd` and one of `crowd`."""
+    rows = []
+    for people in (b.sizes.small_crowd, b.sizes.crowd):
+        await b.admin.reset(seed=False)
+        await b.admin.populate(room=CROWD, participants=people)
+        rows += await _large_room(b.sizes, b.env, lambda: b.direct_list(CROWD), people, "")
+    return rows
 
 
 async def _large_room(
@@ -329,21 +338,27 @@ async def _large_room(
     """Figure 4 on whichever LiveKit `env` names, CROWD populated with `people`."""
     ours: list[float] = []
     straight: list[float] = []
+    cpu: list[float] = []  # our server's CPU per call (/proc, 10 ms resolution over `crowd_calls` calls)
     async with AsyncExitStack() as stack:
+        before = children()
         client = await _open(stack, "stdio", LIVEKIT_MCP, env)
+        (pid,) = children() - before
         tool: Callable[[], Awaitable[object]] = lambda: ok(client, "list_participants", room=CROWD, limit=50)  # noqa: E731
         await tool()
         await direct()
         for _ in range(s.runs):
+            used = cpu_seconds(pid)
             a = [await _timed(tool) for _ in range(s.crowd_calls)]
+            cpu.append((cpu_seconds(pid) - used) * 1000 / s.crowd_calls)
             d = [await _timed(direct) for _ in range(s.crowd_calls)]
             ours.append(statistics.median(a))
             straight.append(statistics.median(d))
     ratio = [o / d for o, d in zip(ours, straight, strict=True)]
     return [
         Row("4", f"{label}list_participants(limit=50), {people:,} people, via MCP", "ms", ours),
+        Row("4", f"{label}list_participants(limit=50), {people:,} people, CPU of livekit-mcp", "ms", cpu),
         Row("4", f"{label}ListParticipants, {people:,} people, livekit-api", "ms", straight),
-        Row("4", f"{label}large room ratio, ours / direct", "x", ratio, limit=1.5),
+        Row("4", f"{label}large room ratio, {people:,} people, ours / direct", "x", ratio, limit=1.5),
     ]
 
 
@@ -361,6 +376,8 @@ async def context_cost(b: Bench) -> list[Row]:
         client = await _open(stack, "stdio", LIVEKIT_MCP, b.env)
         tools = await client.list_tools()
         result = await ok(client, "list_participants", room=ROOM)
+        every = await _open(stack, "stdio", LIVEKIT_MCP, b.env | {"LIVEKIT_MCP_TOOLSETS": ",".join(TOOLSETS)})
+        all_tools = await every.list_tools()
     people = (await b.direct_list(ROOM)).participants
     n = len(people)
     # LiveKit's JSON API emits every field with snake_case names (LIVEKIT_BEHAVIOR.md, section 1): that is what
@@ -375,8 +392,17 @@ async def context_cost(b: Bench) -> list[Row]:
     text = len(_text(result).encode()) / n
     structured = _compact(result.structured_content) / n
     listing = len(tools.model_dump_json(by_alias=True, exclude_none=True).encode())
+    everything = len(all_tools.model_dump_json(by_alias=True, exclude_none=True).encode())
     return [
-        Row("5", f"tools/list, all toolsets ({len(tools.tools)} tools)", "B", [listing], limit=12_000, below=True),
+        Row("5", f"tools/list, default toolsets ({len(tools.tools)} tools)", "B", [listing], limit=12_000, below=True),
+        Row(
+            "5",
+            f"tools/list, every toolset ({len(all_tools.tools)} tools)",
+            "B",
+            [everything],
+            limit=TOOLS_LIST_BUDGET,
+            below=True,
+        ),
         Row("5", "raw protojson per participant", "B", [raw]),
         Row("5", "list_participants text per participant", "B", [text]),
         Row("5", "list_participants structuredContent per participant", "B", [structured]),

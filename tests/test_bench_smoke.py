@@ -22,8 +22,9 @@ ROWS = [
     "| 1 | http: A p50, 2026-07-28 / 2025-11-25",
     "| 2 | cold start ratio, ours / bare",
     "| 3 | fan-out ratio, measured / ideal",
-    "| 4 | large room ratio, ours / direct",
-    "| 5 | tools/list, all toolsets",
+    "| 4 | large room ratio, ",
+    "| 5 | tools/list, default toolsets",
+    "| 5 | tools/list, every toolset",
     "| 5 | text / raw",
     "| 6 | 4 clients: errors",
     "| 6 | RSS after load",
@@ -36,7 +37,7 @@ REAL_ROWS = [
     "| 1 | real http 2026-07-28: (A − B) / C, p50",
     "| 1 | real http: A p50, 2026-07-28 / 2025-11-25",
     "| 3 | real: fan-out ratio, ours / direct",
-    "| 4 | real: large room ratio, ours / direct",
+    "| 4 | real: large room ratio, ",
 ]
 
 
