@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import platform
@@ -45,11 +46,14 @@ from bench._procs import (
 )
 from bench._table import Row, percentile, table
 from bench.real import crowd, real_server
+from livekit_mcp.config import TOOLSETS
 from livekit_mcp.sandbox import SandboxAdmin
 from realkit.livekit_server import RealLiveKitServer
 
 ROOM = "bench-10"
 CROWD = "crowd"
+TOOLS_LIST_BUDGET = 16 * 1024
+"""tools/list of every toolset together, in bytes (about 4,000 tokens; tests/test_interface.py holds the same)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Sizes:
     latency_ms: int = 20
     concurrency: int = 16  # LIVEKIT_MCP_CONCURRENCY given to the server
     crowd: int = 5000
+    small_crowd: int = 500  # figure 4 again on a room of this many
     crowd_calls: int = 10
     # The real server's people join over WebRTC: ~0.1 s each here, and each join tells everyone in the room.
     real_rooms: int = 50  # figure 3 on the real server: rooms with an agent each
@@ -79,6 +84,7 @@ QUICK = Sizes(
     cold_starts=2,
     rooms=20,
     crowd=200,
+    small_crowd=50,
     crowd_calls=3,
     real_rooms=5,
     real_crowd=10,
@@ -132,8 +138,11 @@ def _text(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
-async def _open(stack: AsyncExitStack, transport: str, command: Sequence[str], env: dict[str, str]) -> Client:
-    """An SDK client of a server started on `transport`; both are closed with the stack."""
+async def _open(
+    stack: AsyncExitStack, transport: str, command: Sequence[str], env: dict[str, str], mode: str = "auto"
+) -> Client:
+    """An SDK client of a server started on `transport`, speaking the protocol era `mode` names (the SDK's
+    `Client(mode=)`); both are closed with the stack."""
     if transport == "stdio":
         target: Any = stdio(command, env)
     else:
@@ -141,7 +150,7 @@ async def _open(stack: AsyncExitStack, transport: str, command: Sequence[str], e
         stack.enter_context(listening(http_command(command, port), port, env))
         target = f"http://127.0.0.1:{port}/mcp"
     # No response cache: every call must reach the server.
-    return await stack.enter_async_context(Client(target, cache=None))
+    return await stack.enter_async_context(Client(target, cache=None, mode=mode))
 
 
 async def _ten_people(admin: SandboxAdmin) -> None:
@@ -158,6 +167,13 @@ async def _ten_people(admin: SandboxAdmin) -> None:
 
 # --- 1. tool-call overhead ----------------------------------------------------------------------------
 
+ERAS = {"2025-11-25": "legacy", "2026-07-28": "2026-07-28"}
+"""HTTP is measured on each protocol era, by the SDK client's `mode`: the handshake era (which negotiates
+2025-11-25) and the modern one. One HTTP app serves both, through different transports of the SDK."""
+ERA_LIMIT = 1.5
+"""Our HTTP call on 2026-07-28 against the same call on 2025-11-25, measured interleaved: an era that pays a fixed
+extra delay per request (as a Nagle stall did, ~40 ms) shows here as a ratio far above 1."""
+
 
 async def overhead(b: Bench, transport: str) -> list[Row]:
     """A: list_participants through MCP; B: the same LiveKit call direct; C: a trivial tool on a bare server."""
@@ -168,39 +184,46 @@ async def overhead(b: Bench, transport: str) -> list[Row]:
 async def _overhead(
     s: Sizes, env: dict[str, str], direct: Callable[[], Awaitable[object]], transport: str, label: str
 ) -> list[Row]:
-    """Figure 1 on whichever LiveKit `env` names, ROOM populated; rows labelled `label: ...`."""
+    """Figure 1 on whichever LiveKit `env` names, ROOM populated; rows labelled `label: ...`, and over HTTP
+    `label ERA: ...` for each protocol era, every era's calls interleaved with the others'."""
+    eras = {"": "auto"} if transport == "stdio" else {f" {era}": mode for era, mode in ERAS.items()}
     async with AsyncExitStack() as stack:
-        ours = await _open(stack, transport, LIVEKIT_MCP, env)
-        bare = await _open(stack, transport, BARE, env)
-        calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "A": lambda: ok(ours, "list_participants", room=ROOM),
-            "B": direct,
-            "C": lambda: ok(bare, "ping", text="x"),
-        }
+        calls: dict[tuple[str, str], Callable[[], Awaitable[object]]] = {}
+        for era, mode in eras.items():
+            ours = await _open(stack, transport, LIVEKIT_MCP, env, mode)
+            bare = await _open(stack, transport, BARE, env, mode)
+            calls[era, "A"] = functools.partial(ok, ours, "list_participants", room=ROOM)
+            calls[era, "C"] = functools.partial(ok, bare, "ping", text="x")
+        calls["", "B"] = direct
         for call in calls.values():  # warm-up: connections, caches, first imports
             for _ in range(10):
                 await call()
-        p50: dict[str, list[float]] = {k: [] for k in calls}
-        p99: dict[str, list[float]] = {k: [] for k in calls}
+        p50: dict[tuple[str, str], list[float]] = {k: [] for k in calls}
+        p99: dict[tuple[str, str], list[float]] = {k: [] for k in calls}
         for _ in range(s.runs):
-            samples: dict[str, list[float]] = {k: [] for k in calls}
-            for _ in range(s.calls):  # interleaved, so that drift on the machine hits all three alike
+            samples: dict[tuple[str, str], list[float]] = {k: [] for k in calls}
+            for _ in range(s.calls):  # interleaved, so that drift on the machine hits all of them alike
                 for key, call in calls.items():
                     samples[key].append(await _timed(call))
             for key, values in samples.items():
                 p50[key].append(statistics.median(values))
                 p99[key].append(percentile(values, 99))
     what = {"A": "A list_participants via MCP", "B": "B same call, livekit-api", "C": "C trivial tool, bare SDK"}
-    rows = [
-        Row("1", f"{label}: {what[k]}, {q}", "ms", runs[k]) for k in calls for q, runs in (("p50", p50), ("p99", p99))
-    ]
-    ratio = [(a - b_) / c for a, b_, c in zip(p50["A"], p50["B"], p50["C"], strict=True)]
-    ratio99 = [(a - b_) / c for a, b_, c in zip(p99["A"], p99["B"], p99["C"], strict=True)]
-    return [
-        *rows,
-        Row("1", f"{label}: (A − B) / C, p50", "x", ratio, limit=1.25),
-        Row("1", f"{label}: (A − B) / C, p99", "x", ratio99),
-    ]
+    rows = [Row("1", f"{label}: {what['B']}, {q}", "ms", runs["", "B"]) for q, runs in (("p50", p50), ("p99", p99))]
+    for era in eras:
+        for side in ("A", "C"):
+            rows += [
+                Row("1", f"{label}{era}: {what[side]}, {q}", "ms", runs[era, side])
+                for q, runs in (("p50", p50), ("p99", p99))
+            ]
+        for q, runs in (("p50", p50), ("p99", p99)):
+            ratio = [(a - b_) / c for a, b_, c in zip(runs[era, "A"], runs["", "B"], runs[era, "C"], strict=True)]
+            rows.append(Row("1", f"{label}{era}: (A − B) / C, {q}", "x", ratio, limit=1.25 if q == "p50" else None))
+    if transport != "stdio":
+        modern, handshake = (p50[f" {era}", "A"] for era in ("2026-07-28", "2025-11-25"))
+        ratio = [m / h for m, h in zip(modern, handshake, strict=True)]
+        rows.append(Row("1", f"{label}: A p50, 2026-07-28 / 2025-11-25", "x", ratio, limit=ERA_LIMIT))
+    return rows
 
 
 # --- 2. cold start, and 7. memory ---------------------------------------------------------------------
@@ -299,10 +322,14 @@ async def fan_out(b: Bench) -> list[Row]:
 
 
 async def large_room(b: Bench) -> list[Row]:
-    """list_participants(limit=50) on a crowded room against the direct call (which returns everyone)."""
-    await b.admin.reset(seed=False)
-    await b.admin.populate(room=CROWD, participants=b.sizes.crowd)
-    return await _large_room(b.sizes, b.env, lambda: b.direct_list(CROWD), b.sizes.crowd, "")
+    """list_participants(limit=50) on a crowded room against the direct call (which returns everyone), for a room
+    of `small_crowd` and one of `crowd`."""
+    rows = []
+    for people in (b.sizes.small_crowd, b.sizes.crowd):
+        await b.admin.reset(seed=False)
+        await b.admin.populate(room=CROWD, participants=people)
+        rows += await _large_room(b.sizes, b.env, lambda: b.direct_list(CROWD), people, "")
+    return rows
 
 
 async def _large_room(
@@ -311,21 +338,27 @@ async def _large_room(
     """Figure 4 on whichever LiveKit `env` names, CROWD populated with `people`."""
     ours: list[float] = []
     straight: list[float] = []
+    cpu: list[float] = []  # our server's CPU per call (/proc, 10 ms resolution over `crowd_calls` calls)
     async with AsyncExitStack() as stack:
+        before = children()
         client = await _open(stack, "stdio", LIVEKIT_MCP, env)
+        (pid,) = children() - before
         tool: Callable[[], Awaitable[object]] = lambda: ok(client, "list_participants", room=CROWD, limit=50)  # noqa: E731
         await tool()
         await direct()
         for _ in range(s.runs):
+            used = cpu_seconds(pid)
             a = [await _timed(tool) for _ in range(s.crowd_calls)]
+            cpu.append((cpu_seconds(pid) - used) * 1000 / s.crowd_calls)
             d = [await _timed(direct) for _ in range(s.crowd_calls)]
             ours.append(statistics.median(a))
             straight.append(statistics.median(d))
     ratio = [o / d for o, d in zip(ours, straight, strict=True)]
     return [
         Row("4", f"{label}list_participants(limit=50), {people:,} people, via MCP", "ms", ours),
+        Row("4", f"{label}list_participants(limit=50), {people:,} people, CPU of livekit-mcp", "ms", cpu),
         Row("4", f"{label}ListParticipants, {people:,} people, livekit-api", "ms", straight),
-        Row("4", f"{label}large room ratio, ours / direct", "x", ratio, limit=1.5),
+        Row("4", f"{label}large room ratio, {people:,} people, ours / direct", "x", ratio, limit=1.5),
     ]
 
 
@@ -343,6 +376,8 @@ async def context_cost(b: Bench) -> list[Row]:
         client = await _open(stack, "stdio", LIVEKIT_MCP, b.env)
         tools = await client.list_tools()
         result = await ok(client, "list_participants", room=ROOM)
+        every = await _open(stack, "stdio", LIVEKIT_MCP, b.env | {"LIVEKIT_MCP_TOOLSETS": ",".join(TOOLSETS)})
+        all_tools = await every.list_tools()
     people = (await b.direct_list(ROOM)).participants
     n = len(people)
     # LiveKit's JSON API emits every field with snake_case names (LIVEKIT_BEHAVIOR.md, section 1): that is what
@@ -357,8 +392,17 @@ async def context_cost(b: Bench) -> list[Row]:
     text = len(_text(result).encode()) / n
     structured = _compact(result.structured_content) / n
     listing = len(tools.model_dump_json(by_alias=True, exclude_none=True).encode())
+    everything = len(all_tools.model_dump_json(by_alias=True, exclude_none=True).encode())
     return [
-        Row("5", f"tools/list, all toolsets ({len(tools.tools)} tools)", "B", [listing], limit=12_000, below=True),
+        Row("5", f"tools/list, default toolsets ({len(tools.tools)} tools)", "B", [listing], limit=12_000, below=True),
+        Row(
+            "5",
+            f"tools/list, every toolset ({len(all_tools.tools)} tools)",
+            "B",
+            [everything],
+            limit=TOOLS_LIST_BUDGET,
+            below=True,
+        ),
         Row("5", "raw protojson per participant", "B", [raw]),
         Row("5", "list_participants text per participant", "B", [text]),
         Row("5", "list_participants structuredContent per participant", "B", [structured]),

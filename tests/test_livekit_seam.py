@@ -54,3 +54,38 @@ def test_every_change_names_a_tool_that_shows_whether_it_happened_or_none() -> N
 def test_the_sandbox_serves_every_livekit_method_the_seam_calls() -> None:
     served = {key.rpartition("/")[2] for key in METHODS}
     assert {rpc.name for rpc in seam()} - served == set()
+
+
+def test_a_participant_converts_with_enum_names_and_its_whole_permission() -> None:
+    """The conversion of a big room's participants, made cheaper (enum names read once per enum, the permission's
+    fields listed once), still gives every name and every field; a number newer than our protocol package stays
+    a number."""
+    from livekit import api
+
+    from livekit_mcp.livekit_backend import _convert
+
+    info = api.ParticipantInfo(
+        sid="PA_1",
+        identity="caller",
+        kind=api.ParticipantInfo.Kind.SIP,
+        state=api.ParticipantInfo.State.ACTIVE,
+        permission=api.ParticipantPermission(
+            can_publish=True, agent=True, can_subscribe_metrics=True, can_publish_sources=[api.TrackSource.MICROPHONE]
+        ),
+    )
+    info.tracks.append(api.TrackInfo(sid="TR_1", type=api.TrackType.AUDIO, source=api.TrackSource.MICROPHONE))
+    converted = _convert.participant(info)
+    assert (converted.kind, converted.state, converted.tracks[0].type) == ("SIP", "ACTIVE", "AUDIO")
+    assert converted.permission is not None
+    assert converted.permission.model_dump() == {
+        "can_subscribe": False,
+        "can_publish": True,
+        "can_publish_data": False,
+        "can_publish_sources": ["MICROPHONE"],
+        "hidden": False,
+        "can_update_metadata": False,
+        "agent": True,
+        "can_subscribe_metrics": True,
+    }
+    assert _convert.enum_name(api.ParticipantInfo.Kind, 99) == "99"
+    assert _convert.enum_name(api.ParticipantInfo.Kind, api.ParticipantInfo.Kind.AGENT) == "AGENT"

@@ -5,8 +5,10 @@ Real HTTP on loopback, with the MCP SDK client and with plain HTTP requests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from hashlib import sha256
@@ -24,6 +26,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from livekit_mcp.sandbox import SandboxAdmin
+from livekit_mcp.service import listen
 from realkit.processes import free_port
 from tests.conftest import LiveKitTarget, Served, fails, identities, no_secret, ok, run_cli_here, spawn
 
@@ -330,3 +333,26 @@ async def test_stateless_replicas_serve_one_client_and_its_confirmation_between_
             "outcome"
         ] == "done"
     assert await identities(lkapi, "r") == set()
+
+
+async def test_the_http_server_sends_each_response_without_waiting_for_an_ack() -> None:
+    """Accepted connections have TCP_NODELAY, as uvicorn serves them from our listening socket: without it Nagle
+    held a JSON response's body until the client acknowledged its head (~40 ms per request on 2026-07-28)."""
+    sock = listen("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[int] = loop.create_future()
+
+    class Record(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.set_result(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await loop.create_server(Record, sock=sock)  # what uvicorn does with the sockets it is given
+    try:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        with anyio.fail_after(10):
+            assert await accepted == 1
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -7,13 +7,15 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import mcp.server.mcpserver.server as mcpserver_module
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.utilities.logging import configure_logging as _sdk_configure_logging
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, CompleteRequestParams, CompleteResult, InputRequiredResult, Resource
 from pydantic import SecretStr, ValidationError
@@ -88,6 +90,18 @@ def token_verifier(settings: Settings) -> StaticTokens | None:
 def public_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 - compared, not bound
     return settings.public_url or f"http://{host}:{settings.port}/mcp"
+
+
+def _sdk_logging_unless_ours(level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO") -> None:
+    """The SDK's logging set-up, which every MCPServer runs when built, only when nothing has set up logging: it
+    is `logging.basicConfig` with rich's handler, a no-op once the root logger has a handler (ours, set up by the
+    command line before the server is built), and importing rich for it cost the cold start ~50 ms for nothing."""
+    if not logging.getLogger().handlers:
+        _sdk_configure_logging(level)
+
+
+# The name the SDK's server module calls (it imported the function by name), so replaced there.
+mcpserver_module.configure_logging = _sdk_logging_unless_ours  # type: ignore[attr-defined]
 
 
 class _Server(MCPServer[AppContext]):

@@ -347,7 +347,9 @@ def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the app is built: with port 0 the kernel picks a free port, and what the
     app says about itself (the OAuth resource metadata) must name the port actually bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP. Without it Nagle
+    # holds a response's body until the client ACKs its head, which the client delays (~40 ms per request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

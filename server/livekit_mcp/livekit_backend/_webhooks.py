@@ -20,11 +20,15 @@ class WebhookVerifier:
     """A check of LiveKit's webhooks for room history: the JWT's issuer is our key, its signature our secret (which
     `signed` checks alone, before the body is read), its `sha256` claim the body's hash; then the event, parsed, as
     a dict of protobuf field names with enums by name. Raises WebhookError saying which check failed, never echoing
-    input; WebhookUnreadable for a body LiveKit signed that is not one we can read (a gap in history)."""
+    input; WebhookUnreadable for a body LiveKit signed that is not one we can read (a gap in history).
+
+    livekit-api and PyJWT are loaded by the first webhook, not when the server is built: the first answer to an MCP
+    client needs neither (the cold start of bench/README.md)."""
 
     def __init__(self, api_key: str, api_secret: str) -> None:
         self._key = api_key
-        self._tokens = api.TokenVerifier(api_key, api_secret)
+        self._secret = api_secret
+        self._verifier: api.TokenVerifier | None = None  # made by the first webhook
 
     def signed(self, token: str) -> str:
         """The token's `sha256` claim, once its signature, issuer and expiry are checked."""
@@ -32,9 +36,11 @@ class WebhookVerifier:
 
         from livekit_mcp.errors import WebhookError
 
+        if self._verifier is None:
+            self._verifier = api.TokenVerifier(self._key, self._secret)
         try:
             with short_secrets_allowed():
-                claims = self._tokens.verify(token)
+                claims = self._verifier.verify(token)
         except jwt.ExpiredSignatureError:
             raise WebhookError("the webhook's token has expired (a stale or replayed request)") from None
         except jwt.InvalidIssuerError:

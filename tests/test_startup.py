@@ -1,0 +1,57 @@
+"""Start-up: the server answers its first client without loading what only a LiveKit call needs.
+
+livekit-api's Twirp client (with aiohttp), PyJWT, protobuf's json_format, livekit's protocol modules (the agent
+dispatch one first) and rich's console took ~90 ms of the cold start and ~20 MiB of idle memory, and no answer
+before the first LiveKit call needs them (bench/README.md, figures 2 and 7). One process, started as a host starts
+it, is asked `initialize` and `tools/list`; what it had imported when it exits is what start-up cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment
+
+from tests.conftest import SECRET
+
+pytestmark = pytest.mark.anyio
+
+LOADED_BY_THE_FIRST_LIVEKIT_CALL = [
+    "livekit.api.twirp_client",
+    "livekit.api.livekit_api",
+    "aiohttp.client",
+    "jwt",
+    "google.protobuf.json_format",
+    "livekit.protocol.agent_dispatch",
+    "rich.console",
+]
+
+# The command line's own entry, run as `python -c`: it writes the names of the modules imported once it exits.
+ENTRY = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+from livekit_mcp.cli import main
+main()
+"""
+
+
+async def test_the_first_answers_load_nothing_only_a_livekit_call_needs(tmp_path: Path) -> None:
+    modules = tmp_path / "modules.json"
+    env = get_default_environment() | {
+        # No LiveKit answers here: no call can have been made, whatever the server tried.
+        "LIVEKIT_URL": "http://127.0.0.1:9",
+        "LIVEKIT_API_KEY": "startup",
+        "LIVEKIT_API_SECRET": SECRET,
+        "LIVEKIT_MCP_STORE": "memory",  # history on (the default), in memory: its webhook receiver is built too
+    }
+    server = StdioServerParameters(command=sys.executable, args=["-c", ENTRY, str(modules)], env=env)
+    async with Client(server, mode="legacy") as client:  # initialize, then tools/list
+        assert len((await client.list_tools()).tools) > 10
+    loaded = set(json.loads(modules.read_text()))
+    assert {"livekit_mcp.app", "livekit_mcp.livekit_backend"} <= loaded  # the entry did run the server
+    assert [m for m in LOADED_BY_THE_FIRST_LIVEKIT_CALL if m in loaded] == []
