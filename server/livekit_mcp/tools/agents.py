@@ -152,7 +152,7 @@ async def dispatch_agent(
     room: RoomName,
     agent_name: AgentName,
     metadata: Annotated[Metadata, Field(description="Job metadata the agent receives.")] = "",
-    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT, description="Wait this long for it to join.")] = 5,
+    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT, description="Await its join this long.")] = 5,
 ) -> Annotated[CallToolResult, DispatchResult]:
     """Send an agent into a room (created if needed); needs a running worker for agent_name."""
     lk = scope.livekit

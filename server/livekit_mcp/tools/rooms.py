@@ -212,7 +212,7 @@ async def room_history(
     cursor: Cursor = "",
     agent_name: Annotated[
         str,
-        Field(max_length=256, description="Instead: this agent's rooms expected, joined, join times, endings."),
+        Field(max_length=256, description="Instead: this agent's rooms: expected, joined, missed."),
         AfterValidator(optional_name),
     ] = "",
 ) -> Annotated[CallToolResult, RoomHistory]:
