@@ -212,12 +212,12 @@ async def room_history(
     cursor: Cursor = "",
     agent_name: Annotated[
         str,
-        Field(max_length=256, description="Instead: this agent's rooms: expected, joined, missed."),
+        Field(max_length=256, description="Rooms it was expected in, joined, missed."),
         AfterValidator(optional_name),
     ] = "",
 ) -> Annotated[CallToolResult, RoomHistory]:
-    """Room history from LiveKit's webhooks, by session: who came and left and why, tracks, changes made here. No room:
-    recent rooms."""
+    """Room history from LiveKit's webhooks: who came and left and why, tracks, changes made here. No room: recent
+    rooms; agent_name: that agent's record."""
     if agent_name:
         if room:
             raise InvalidInput("agent_name", "give room or agent_name, not both")
