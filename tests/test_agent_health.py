@@ -221,6 +221,11 @@ async def test_with_history_off_the_record_says_so(livekit: LiveKitTarget, in_pr
 # --- On the real server -----------------------------------------------------------------------------------
 
 
+ENDED_BY_DELETION = {"ROOM_DELETED", "CONNECTION_ABORTED"}
+"""How a real agent's session ends when its room is deleted: participant_left with ROOM_DELETED, or, when LiveKit
+closes the connection before the agent has said goodbye (seen on a loaded machine), participant_connection_aborted."""
+
+
 async def test_the_real_servers_webhooks_and_dispatches_made_here_tell_an_agents_record(
     in_process: InProcess,
     real_target: LiveKitTarget,
@@ -253,7 +258,7 @@ async def test_the_real_servers_webhooks_and_dispatches_made_here_tell_an_agents
                 await until(f"the webhooks tell {name}'s record", ready, 30)
                 return found[0]
 
-            helper = await settled(worker.agent_name, lambda h: "ROOM_DELETED" in (h.get("endings") or {}))
+            helper = await settled(worker.agent_name, lambda h: bool(ENDED_BY_DELETION & set(h.get("endings") or {})))
             missing = await settled(nobody, lambda h: bool(h.get("missed")) and "room_ended_at" in h["missed"][0])
     finally:
         for room in (came, lost):
@@ -261,6 +266,6 @@ async def test_the_real_servers_webhooks_and_dispatches_made_here_tell_an_agents
                 await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
     assert helper["joined"] >= 1
     assert helper["from_dispatch"]["max"] < 10
-    assert "ROOM_DELETED" in helper["endings"]
+    assert ENDED_BY_DELETION & set(helper["endings"])
     assert (missing["expected"], missing["joined"], missing["never_came"]) == (1, 0, 1)
     assert missing["missed"][0]["room"] == lost
