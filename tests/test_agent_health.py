@@ -222,8 +222,8 @@ async def test_with_history_off_the_record_says_so(livekit: LiveKitTarget, in_pr
 
 
 ENDED_BY_DELETION = {"ROOM_DELETED", "CONNECTION_ABORTED"}
-"""How a real agent's session ends when its room is deleted: participant_left with ROOM_DELETED, or, when LiveKit
-closes the connection before the agent has said goodbye (seen on a loaded machine), participant_connection_aborted."""
+"""How a real agent's session ends when its room is deleted: participant_left with ROOM_DELETED, or
+participant_connection_aborted when LiveKit's telemetry no longer counts its connection as up."""
 
 
 async def test_the_real_servers_webhooks_and_dispatches_made_here_tell_an_agents_record(
@@ -240,13 +240,7 @@ async def test_the_real_servers_webhooks_and_dispatches_made_here_tell_an_agents
     server = in_process(env=real_target.env(LIVEKIT_MCP_STORE=str(real_webhooks.store)))
     try:
         async with Client(server) as c:
-            start = time.time()
-            joined = await ok(c, "dispatch_agent", room=came, agent_name=worker.agent_name)
-            assert joined["arrival"]["status"] == "joined"
-            await ok(c, "dispatch_agent", room=lost, agent_name=nobody, wait_seconds=0)
-            await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=came))
-            await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=lost))
-            since = f"{int(time.time() - start) + 60}m"
+            since = "1h"
 
             async def settled(name: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
                 found: list[dict[str, Any]] = []
@@ -255,9 +249,20 @@ async def test_the_real_servers_webhooks_and_dispatches_made_here_tell_an_agents
                     found[:] = [(await ok(c, "room_history", agent_name=name, since=since))["agent"]]
                     return check(found[0])
 
-                await until(f"the webhooks tell {name}'s record", ready, 30)
+                try:
+                    await until(f"the webhooks tell {name}'s record", ready, 30)
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; the record: {found}") from None
                 return found[0]
 
+            joined = await ok(c, "dispatch_agent", room=came, agent_name=worker.agent_name)
+            assert joined["arrival"]["status"] == "joined"
+            # LiveKit lists the agent while it is still connecting, and tells participant_joined once it is active: a
+            # room deleted before that ends a session no webhook began (participant_connection_aborted, no join).
+            await settled(worker.agent_name, lambda h: h.get("joined", 0) >= 1)
+            await ok(c, "dispatch_agent", room=lost, agent_name=nobody, wait_seconds=0)
+            await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=came))
+            await real_lkapi.room.delete_room(api.DeleteRoomRequest(room=lost))
             helper = await settled(worker.agent_name, lambda h: bool(ENDED_BY_DELETION & set(h.get("endings") or {})))
             missing = await settled(nobody, lambda h: bool(h.get("missed")) and "room_ended_at" in h["missed"][0])
     finally:
