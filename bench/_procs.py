@@ -7,6 +7,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -65,13 +66,19 @@ def sandbox() -> Iterator[tuple[str, int]]:
         yield f"http://127.0.0.1:{port}", process.pid
 
 
+STORES = tempfile.TemporaryDirectory(prefix="livekit-mcp-bench-")
+"""Where the measured servers keep room history: a SQLite store as a user's default is, but the bench's own, never
+the user's (~/.local/state/livekit-mcp), which the bench's rooms would otherwise join."""
+
+
 def server_env(livekit_url: str, concurrency: int) -> dict[str, str]:
-    """What a host gives a stdio server: almost nothing, plus the LiveKit variables."""
+    """What a host gives a stdio server: almost nothing, plus the LiveKit variables (and the bench's own store)."""
     return get_default_environment() | {
         "LIVEKIT_URL": livekit_url,
         "LIVEKIT_API_KEY": KEY,
         "LIVEKIT_API_SECRET": SECRET,
         "LIVEKIT_MCP_CONCURRENCY": str(concurrency),
+        "LIVEKIT_MCP_STORE": str(Path(STORES.name) / "store.sqlite3"),
     }
 
 
