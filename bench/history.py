@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from livekit import api
@@ -135,9 +136,35 @@ def _fill(path: Path, events: int, hot_room: str) -> None:
         conn.executemany("INSERT INTO events (id, at, received, room, body) VALUES (?, ?, ?, ?, ?)", rows)
 
 
+async def _interleaved(
+    ours: Client,
+    args: dict[str, Any],
+    bare: Client,
+    runs: int,
+    calls: int,
+    p50_ours: list[float],
+    p50_bare: list[float],
+) -> None:
+    """`runs` medians of room_history(args) and of the bare server's trivial tool, called in turn `calls` times."""
+    for _ in range(runs):
+        a, c = [], []
+        for _ in range(calls):
+            start = time.perf_counter()
+            result = await ours.call_tool("room_history", args)
+            a.append((time.perf_counter() - start) * 1000)
+            if result.is_error:
+                raise RuntimeError(f"room_history failed: {result.content}")
+            start = time.perf_counter()
+            await bare.call_tool("ping", {"text": "x"})
+            c.append((time.perf_counter() - start) * 1000)
+        p50_ours.append(statistics.median(a))
+        p50_bare.append(statistics.median(c))
+
+
 async def room_history_latency(livekit_url: str, runs: int, calls: int, events: int) -> list[Row]:
     """room_history of a room with 100 events in a store of `events`, over stdio, against the bare server's tool."""
-    p50_ours, p50_bare = [], []
+    p50_ours: list[float] = []
+    p50_bare: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "history.sqlite3"
         _fill(store, events, "hot")
@@ -148,19 +175,7 @@ async def room_history_latency(livekit_url: str, runs: int, calls: int, events: 
             for _ in range(5):
                 await ours.call_tool("room_history", {"room": "hot", "since": "30d"})
                 await bare.call_tool("ping", {"text": "x"})
-            for _ in range(runs):
-                a, c = [], []
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    result = await ours.call_tool("room_history", {"room": "hot", "since": "30d"})
-                    a.append((time.perf_counter() - start) * 1000)
-                    if result.is_error:
-                        raise RuntimeError(f"room_history failed: {result.content}")
-                    start = time.perf_counter()
-                    await bare.call_tool("ping", {"text": "x"})
-                    c.append((time.perf_counter() - start) * 1000)
-                p50_ours.append(statistics.median(a))
-                p50_bare.append(statistics.median(c))
+            await _interleaved(ours, {"room": "hot", "since": "30d"}, bare, runs, calls, p50_ours, p50_bare)
     return [
         Row("9", f"room_history, 100 events of {events:,} stored, p50", "ms", p50_ours),
         Row("9", "trivial tool, bare SDK, p50", "ms", p50_bare),
@@ -207,7 +222,8 @@ def _fill_visits(path: Path, events: int) -> int:
 async def agent_health_latency(livekit_url: str, runs: int, calls: int, events: int) -> list[Row]:
     """room_history(agent_name=…) over 30 days for one agent of AGENTS, in a store of `events` events and the
     visits they leave, over stdio, against the bare server's trivial tool."""
-    p50_ours, p50_bare = [], []
+    p50_ours: list[float] = []
+    p50_bare: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "history.sqlite3"
         _fill(store, events, "hot")
@@ -224,17 +240,7 @@ async def agent_health_latency(livekit_url: str, runs: int, calls: int, events: 
                 if result.structured_content["agent"]["expected"] != visits:
                     raise RuntimeError(f"agent health read {result.structured_content['agent']}, not {visits} visits")
                 await bare.call_tool("ping", {"text": "x"})
-            for _ in range(runs):
-                a, c = [], []
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    await ours.call_tool("room_history", args)
-                    a.append((time.perf_counter() - start) * 1000)
-                    start = time.perf_counter()
-                    await bare.call_tool("ping", {"text": "x"})
-                    c.append((time.perf_counter() - start) * 1000)
-                p50_ours.append(statistics.median(a))
-                p50_bare.append(statistics.median(c))
+            await _interleaved(ours, args, bare, runs, calls, p50_ours, p50_bare)
     return [
         Row(
             "9",
