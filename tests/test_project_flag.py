@@ -27,7 +27,7 @@ from livekit_mcp.sandbox import SandboxAdmin
 from livekit_mcp.slack.mcp_client import LiveKitTools
 from livekit_mcp.store import MemoryStore, Store, open_store
 from tests.asgi import asgi_client
-from tests.conftest import InProcess, LiveKitTarget, environment, http_in_process, identities, ok, run_cli
+from tests.conftest import InProcess, LiveKitTarget, environment, http_in_process, identities, ok, run_cli_here
 from tests.test_projects import lk_file
 from tests.test_webhooks import signed, webhook
 
@@ -128,7 +128,7 @@ def test_a_project_the_source_has_not_is_refused_at_start_rather_than_ignored(
     command: str, source: str, said: str, tmp_path: Path
 ) -> None:
     env = get_default_environment() | {"HOME": str(tmp_path), "SLACK_BOT_TOKEN": "xoxb-x", "SLACK_APP_TOKEN": "xapp-x"}
-    done = run_cli(command, source, "--project", "prod", env=env)
+    done = run_cli_here(command, source, "--project", "prod", env=env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"livekit-mcp: --project/LIVEKIT_MCP_PROJECT names 'prod', {said}"]
 

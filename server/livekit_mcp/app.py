@@ -48,13 +48,13 @@ from livekit_mcp.request_state import KeyRing, audience_of, protect, request_sta
 from livekit_mcp.resources import register_resources
 from livekit_mcp.scope import AppContext, app_of, caller_in
 from livekit_mcp.service import (
-    STARTED,
     CallerMiddleware,
     Health,
     OnBehalfOfCheck,
     failure_summary,
     listen,
     serve_http,
+    started,
 )
 from livekit_mcp.store import MemoryStore, Retention, Store, open_store
 from livekit_mcp.tools import build_tools, invalid_arguments
@@ -262,9 +262,7 @@ def build_server(
                         Sandbox(keys={"sandbox": secret}, seed=True, webhook_sinks=sinks)
                     )
                     serving.append(ProjectSpec(name, sandbox.url, sandbox.api_key, SecretStr(secret), "--sandbox"))
-                    logging.getLogger(STARTED).info(
-                        "LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name
-                    )
+                    started.info("LiveKit sandbox with demo rooms at %s (project %s)", sandbox.url, name)
             running = []
             for spec in serving:
                 policy = policy_for(spec, settings)

@@ -252,7 +252,7 @@ def configure_logging(level: str, fmt: str, secrets: Collection[str] = ()) -> No
     root.handlers[:] = [handler]
     root.setLevel(level)
     quiet = logging.getLevelName(level) > logging.WARNING  # --log-level ERROR hides them, as it did
-    logging.getLogger(STARTED).setLevel(level if quiet else logging.INFO)
+    started.setLevel(level if quiet else logging.INFO)
 
 
 ProjectNames = tuple[list[str], str]

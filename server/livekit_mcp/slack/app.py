@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livekit_mcp.config import Settings
 from livekit_mcp.limits import BodyDeadline
-from livekit_mcp.service import STARTED, failure_summary, listen, serve_http
+from livekit_mcp.service import failure_summary, listen, serve_http, started
 from livekit_mcp.slack import blocks
 from livekit_mcp.slack.blocks import Block
 from livekit_mcp.slack.commands import Access, Commands, Person
@@ -264,7 +264,7 @@ async def serve(settings: Settings, slack: SlackSettings, server_args: list[str]
             assert slack.app_token is not None
             handler = AsyncSocketModeHandler(app, slack.app_token.get_secret_value(), web_client=app.client)
             await handler.connect_async()  # type: ignore[no-untyped-call]
-            logging.getLogger(STARTED).info("connected to Slack in Socket Mode")
+            started.info("connected to Slack in Socket Mode")
             try:
                 await anyio.sleep_forever()
             finally:
