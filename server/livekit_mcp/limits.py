@@ -18,15 +18,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import h11
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.types import INTERNAL_ERROR, ErrorData, JSONRPCError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ SESSION_HEADER = "mcp-session-id"
 
 def head_deadline_protocol(seconds: float) -> type[H11Protocol]:
     """uvicorn's h11 protocol, closing a connection whose next request head has not arrived within `seconds` of
-    the connection opening or of the previous response ending."""
+    the connection opening or of the previous response ending. uvicorn and h11 are imported here, by an HTTP
+    start: a stdio server's first answer needs neither."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeadDeadline(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import SecretStr
 
 from livekit_mcp.config import DEV_API_KEY, DEV_API_SECRET, DEV_URL, KINDS, Settings, url_problem
@@ -36,6 +35,8 @@ from livekit_mcp.policy import Policy
 from livekit_mcp.text import shown, unseen
 
 if TYPE_CHECKING:
+    from yaml import SafeLoader
+
     from livekit_mcp.confirm import Guard
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,16 @@ _warned: set[Path] = set()
 """Files already warned about: the projects are read more than once at start (the command line, then the server)."""
 
 
-class _AsText(yaml.SafeLoader):
-    """YAML with every scalar read as the text it is: what yaml.v3 does decoding into lk's string fields
+def _as_text() -> type[SafeLoader]:
+    """A loader reading every scalar as the text it is: what yaml.v3 does decoding into lk's string fields
     (`api_key: 12345` is the key "12345", `name: on` the name "on", not a number or a boolean)."""
+    import yaml
 
+    class AsText(yaml.SafeLoader):
+        pass
 
-_AsText.yaml_implicit_resolvers = {}
+    AsText.yaml_implicit_resolvers = {}
+    return AsText
 
 
 def read_lk_file(path: Path) -> tuple[list[ProjectSpec], str]:
@@ -91,8 +96,10 @@ def read_lk_file(path: Path) -> tuple[list[ProjectSpec], str]:
         # lk's own warning: the file holds API secrets, so only its owner should be able to read it.
         _warned.add(path)
         log.warning("config file %s should have permissions 600 (it holds API secrets; chmod 600 it)", path)
+    import yaml  # only when there is a file: most starts have none, and PyYAML costs the first answer ~20 ms
+
     try:
-        data = yaml.load(path.read_text(), Loader=_AsText)  # noqa: S506 - a SafeLoader, without type resolution
+        data = yaml.load(path.read_text(), Loader=_as_text())  # noqa: S506 - a SafeLoader, no type resolution
     except OSError as exc:
         raise ProjectsError(f"cannot read {path}: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

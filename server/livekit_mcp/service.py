@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -40,6 +39,9 @@ from livekit_mcp.limits import head_deadline_protocol
 from livekit_mcp.livekit_backend import LiveKit
 from livekit_mcp.models import iso
 from livekit_mcp.text import unseen
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 STARTED = "livekit_mcp.started"
@@ -360,18 +362,6 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn, saying the port it serves on once it does: whoever started us with port 0 reads it back."""
-
-    what = "MCP"
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        for sock in sockets or ():
-            if self.started:
-                started.info("serving %s over HTTP on %s port %d", self.what, *sock.getsockname()[:2])
-
-
 async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, what: str = "MCP") -> None:
     """Serve on `sock` until SIGINT/SIGTERM; then refuse new connections and give calls in flight `shutdown_grace`
     seconds."""
@@ -380,7 +370,19 @@ async def serve_http(app: Starlette, settings: Settings, sock: socket.socket, wh
 
 def http_server(app: ASGIApp, settings: Settings, what: str = "MCP") -> uvicorn.Server:
     """uvicorn with the service's limits (the header deadline, the connection limit, the grace period): what
-    `serve_http` runs, and what a test runs in its own process and stops with `should_exit`."""
+    `serve_http` runs, and what a test runs in its own process and stops with `should_exit`. uvicorn is imported
+    here, by an HTTP start: a stdio server's first answer does not need it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn, saying the port it serves on once it does: whoever started us with port 0 reads it back."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            for sock in sockets or ():
+                if self.started:
+                    started.info("serving %s over HTTP on %s port %d", what, *sock.getsockname()[:2])
+
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
@@ -391,6 +393,4 @@ def http_server(app: ASGIApp, settings: Settings, what: str = "MCP") -> uvicorn.
         # max_connections connections are served.
         limit_concurrency=settings.max_connections + 1,
     )
-    server = _Uvicorn(config)
-    server.what = what
-    return server
+    return Server(config)
