@@ -80,19 +80,20 @@ class Sizes:
 
 QUICK = Sizes(
     runs=1,
-    calls=20,
-    cold_starts=2,
+    calls=10,
+    cold_starts=1,
     rooms=20,
     crowd=200,
     small_crowd=50,
     crowd_calls=3,
-    real_rooms=5,
-    real_crowd=10,
+    real_rooms=2,
+    real_crowd=4,
     clients=4,
-    load_seconds=1.0,
-    history_events=2000,
-    index_rooms=300,
+    load_seconds=0.3,
+    history_events=300,
+    index_rooms=100,
 )
+"""A smoke run (the test suite runs it): every figure once, at sizes that only show the code paths work."""
 
 
 @dataclass(frozen=True)

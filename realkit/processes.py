@@ -8,6 +8,7 @@ import inspect
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -76,12 +77,16 @@ async def until(condition: str, check: Callable[[], bool | Awaitable[bool]], sec
     raise AssertionError(f"not within {seconds} s: {condition}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stops a process politely, then for good."""
-    if process.poll() is None:
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    """Stops processes politely, then for good: all are asked at once, so their shutdowns (an agent worker's
+    drain, a server's grace) overlap instead of adding up."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         process.terminate()
+    deadline = time.monotonic() + 10
+    for process in running:
         try:
-            process.wait(10)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)

@@ -524,8 +524,7 @@ def agent_worker(
         return workers[agent_name]
 
     yield get
-    for worker in workers.values():
-        worker.stop()
+    stop(*(worker.process for worker in workers.values()))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -68,6 +68,23 @@ async def code_of(call: Awaitable[object]) -> tuple[str, str, int]:
     return caught.value.code, caught.value.message, caught.value.status
 
 
+# A call routed to a room or participant that is not live: nobody answers it (after ~3 s on the real server).
+NO_RESPONSE = ("unavailable", "twirp error unknown: no response from servers", 503)
+
+
+async def perform_rpc(lk: api.LiveKitAPI, request: api.PerformRpcRequest) -> api.PerformRpcResponse:
+    """PerformRpc as our seam sends it (livekit-api has no wrapper for it)."""
+    rooms = lk.room
+    auth = rooms._auth_header(api.VideoGrants(room_admin=True, room=request.room))
+    return await rooms._client.request("RoomService", "PerformRpc", request, auth, api.PerformRpcResponse)
+
+
+def rpc(room: str, identity: str, payload: str = "hi") -> api.PerformRpcRequest:
+    return api.PerformRpcRequest(
+        room=room, destination_identity=identity, method="m", payload=payload, response_timeout_ms=2000
+    )
+
+
 # -- participants and agents on either backend ---------------------------------------------------------
 
 MICROPHONE = {"type": "AUDIO", "source": "MICROPHONE", "name": "microphone"}  # as RealPeople publishes it

@@ -9,30 +9,11 @@ import pytest
 from livekit import api
 
 from .conftest import Twirp, sandbox_only
-from .support import Crowd, Target, code_of, unique
+from .support import Crowd, Target, code_of, perform_rpc, rpc
 
 pytestmark = pytest.mark.anyio
 
-NO_RESPONSE = ("unavailable", "twirp error unknown: no response from servers", 503)
 PAYLOAD_LIMIT = 15 * 1024
-
-
-async def perform_rpc(lk: api.LiveKitAPI, request: api.PerformRpcRequest) -> api.PerformRpcResponse:
-    """PerformRpc as our seam sends it (livekit-api has no wrapper for it)."""
-    rooms = lk.room
-    auth = rooms._auth_header(api.VideoGrants(room_admin=True, room=request.room))
-    return await rooms._client.request("RoomService", "PerformRpc", request, auth, api.PerformRpcResponse)
-
-
-def rpc(room: str, identity: str, payload: str = "hi") -> api.PerformRpcRequest:
-    return api.PerformRpcRequest(
-        room=room, destination_identity=identity, method="m", payload=payload, response_timeout_ms=2000
-    )
-
-
-async def test_a_call_to_someone_not_there_is_answered_by_nobody(lk: api.LiveKitAPI, room: str) -> None:
-    assert await code_of(perform_rpc(lk, rpc(room, "nobody"))) == NO_RESPONSE
-    assert await code_of(perform_rpc(lk, rpc(unique("ghost"), "nobody"))) == NO_RESPONSE
 
 
 async def test_a_call_without_destination_is_refused(lk: api.LiveKitAPI, room: str) -> None:
