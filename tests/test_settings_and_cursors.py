@@ -14,10 +14,22 @@ from typing import Any
 import pytest
 from livekit import api
 from mcp import Client
+from pydantic import SecretStr
 
+from livekit_mcp.config import Settings
 from livekit_mcp.sandbox import SandboxAdmin
 from tests.asgi import asgi_client
-from tests.conftest import InProcess, InProcessHTTP, LiveKitTarget, fails, http_in_process, identities, ok, text
+from tests.conftest import (
+    InProcess,
+    InProcessHTTP,
+    LiveKitTarget,
+    environment,
+    fails,
+    http_in_process,
+    identities,
+    ok,
+    text,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -195,3 +207,14 @@ async def test_the_audit_log_flag_gets_a_line_per_attempted_change(
         ("update_room_metadata", "done"),
     ]
     assert written[1]["arguments"] == {"room": "r", "metadata": "m"}
+
+
+def test_livekits_credentials_are_read_from_their_own_names_only() -> None:
+    # pydantic-settings reads every alias of a field from the environment: with the aliases "url", "api_key" and
+    # "api_secret", a host's `URL` variable was taken as the LiveKit URL.
+    with environment({"URL": "http://elsewhere:1", "API_KEY": "other", "API_SECRET": "other-secret"}):
+        settings = Settings.load(None)
+    assert (settings.url, settings.api_key, settings.api_secret) == (None, None, None)
+    with environment({"LIVEKIT_URL": "http://lk:7880", "LIVEKIT_API_KEY": "k", "livekit_api_secret": "s"}):
+        settings = Settings.load(None, url="http://flag:7880")
+    assert (settings.url, settings.api_key, settings.api_secret) == ("http://flag:7880", "k", SecretStr("s"))

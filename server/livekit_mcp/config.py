@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AliasChoices,
     BeforeValidator,
     Field,
     PrivateAttr,
@@ -95,11 +94,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
-    url: str | None = Field(default=None, validation_alias=AliasChoices("url", "LIVEKIT_URL"))
-    api_key: str | None = Field(default=None, validation_alias=AliasChoices("api_key", "LIVEKIT_API_KEY"))
-    api_secret: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("api_secret", "LIVEKIT_API_SECRET")
-    )
+    # LiveKit's own names alone: pydantic-settings reads every alias from the environment, so an alias "url" took
+    # any `URL` variable of the host as the LiveKit URL. Flags still give them by field name (populate_by_name).
+    url: str | None = Field(default=None, validation_alias="LIVEKIT_URL")
+    api_key: str | None = Field(default=None, validation_alias="LIVEKIT_API_KEY")
+    api_secret: SecretStr | None = Field(default=None, validation_alias="LIVEKIT_API_SECRET")
 
     credentials: Credentials = "env"
     """Where LiveKit comes from: the environment, an in-process sandbox (--sandbox) or `lk --dev` (--dev)."""
