@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from livekit_mcp.text import shown
 
@@ -58,10 +58,17 @@ def effective_kind(kind: str, agent_permission: bool) -> str:
     return "AGENT" if kind == "STANDARD" and agent_permission else kind
 
 
+class Model(BaseModel):
+    """Every model here: built when first used (a call's answer, an output schema), not when imported; most are not
+    needed by the first answers, and building them all cost ~30 ms of every start."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # --- What the LiveKit seam returns -------------------------------------------------------------------
 
 
-class Track(BaseModel):
+class Track(Model):
     sid: str
     type: str
     source: str
@@ -69,7 +76,7 @@ class Track(BaseModel):
     muted: bool = False
 
 
-class Permission(BaseModel):
+class Permission(Model):
     # What a participant may do; LiveKit replaces it whole when it is updated (a comment, not a docstring: pydantic
     # would copy a docstring into update_participant's input schema, which says it already).
 
@@ -85,7 +92,7 @@ class Permission(BaseModel):
     can_subscribe_metrics: bool = False
 
 
-class Participant(BaseModel):
+class Participant(Model):
     sid: str
     identity: str
     name: str = ""
@@ -119,7 +126,7 @@ class Participant(BaseModel):
         return effective_kind(self.kind, self.permission is not None and self.permission.agent)
 
 
-class Room(BaseModel):
+class Room(Model):
     sid: str
     name: str
     num_participants: int = 0
@@ -131,7 +138,7 @@ class Room(BaseModel):
     max_participants: int = 0
 
 
-class Job(BaseModel):
+class Job(Model):
     id: str
     status: str = Field(description="As LiveKit's dispatch reports it, which can lag: see in_room.")
     participant_identity: str | None = None
@@ -140,7 +147,7 @@ class Job(BaseModel):
     )
 
 
-class Dispatch(BaseModel):
+class Dispatch(Model):
     id: str
     agent_name: str
     room: str
@@ -152,7 +159,7 @@ class Dispatch(BaseModel):
 # --- What the tools answer ---------------------------------------------------------------------------
 
 
-class RoomSummary(BaseModel):
+class RoomSummary(Model):
     name: str
     sid: str
     participants: int
@@ -175,20 +182,20 @@ class RoomSummary(BaseModel):
         )
 
 
-class RoomList(BaseModel):
+class RoomList(Model):
     rooms: list[RoomSummary]
     total: int = Field(description="Rooms matching the request, across all pages.")
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
     not_found: list[str] | None = Field(default=None, description="Requested names that are not rooms.")
 
 
-class TrackCounts(BaseModel):
+class TrackCounts(Model):
     audio: int = 0
     video: int = 0
     muted: int = 0
 
 
-class ParticipantSummary(BaseModel):
+class ParticipantSummary(Model):
     identity: str
     name: str | None = None
     sid: str
@@ -223,14 +230,14 @@ class ParticipantSummary(BaseModel):
         )
 
 
-class ParticipantList(BaseModel):
+class ParticipantList(Model):
     room: str
     participants: list[ParticipantSummary]
     total: int = Field(description="Participants matching the request, across all pages.")
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
 
 
-class AgentInfo(BaseModel):
+class AgentInfo(Model):
     room: str
     identity: str
     sid: str
@@ -252,7 +259,7 @@ class AgentInfo(BaseModel):
         )
 
 
-class AgentList(BaseModel):
+class AgentList(Model):
     agents: list[AgentInfo]
     rooms_searched: int
     rooms_from_history: int | None = Field(
@@ -260,7 +267,7 @@ class AgentList(BaseModel):
     )
 
 
-class Leaving(BaseModel):
+class Leaving(Model):
     """Someone a call would make leave their room, and why."""
 
     identity: str
@@ -269,7 +276,7 @@ class Leaving(BaseModel):
     sid: str | None = None
 
 
-class Confirmable(BaseModel):
+class Confirmable(Model):
     """The outcome fields of a confirmed tool: what it did, or why it did nothing yet, as data a bot can read
     (the question to show, who would leave, the token and until when it is valid)."""
 
@@ -301,7 +308,7 @@ class DeletedRoom(Confirmable):
     total_disconnected: int
 
 
-class TrackDetail(BaseModel):
+class TrackDetail(Model):
     sid: str
     type: str
     source: str
@@ -313,7 +320,7 @@ class TrackDetail(BaseModel):
         return cls(sid=t.sid, type=t.type, source=t.source, name=t.name or None, muted=t.muted)
 
 
-class ParticipantDetail(BaseModel):
+class ParticipantDetail(Model):
     room: str
     identity: str
     name: str | None = None
@@ -374,7 +381,7 @@ def dispatch_agent_state(d: Dispatch, present: bool, now: float) -> DispatchAgen
     return "pending" if now - d.created_at < JOB_LAG else "no_job"
 
 
-class DispatchInfo(BaseModel):
+class DispatchInfo(Model):
     id: str
     agent_name: str = Field(description='"" is the default dispatch LiveKit gives every new room (automatic agents).')
     metadata: str | None = None
@@ -444,7 +451,7 @@ class DispatchInfo(BaseModel):
         return f"- dispatch {self.id} agent_name={name}: {where}"
 
 
-class RoomDetail(BaseModel):
+class RoomDetail(Model):
     room: RoomSummary
     running_for: str | None = Field(default=None, description="How long the room has existed, e.g. 1h05m.")
     empty_timeout: int
@@ -459,7 +466,7 @@ class RoomDetail(BaseModel):
     )
 
 
-class CreatedRoom(BaseModel):
+class CreatedRoom(Model):
     room: RoomSummary
     created: bool = Field(description="False when the room already existed (CreateRoom is get-or-create).")
     empty_timeout: int = Field(description="The room's actual settings, whatever was asked.")
@@ -471,13 +478,13 @@ class CreatedRoom(BaseModel):
     )
 
 
-class UpdatedParticipant(BaseModel):
+class UpdatedParticipant(Model):
     participant: ParticipantDetail
     changed: list[str]
     permission_before: Permission | None = Field(default=None, description="Only when the permission was replaced.")
 
 
-class MutedTrack(BaseModel):
+class MutedTrack(Model):
     room: str
     identity: str
     track: TrackDetail
@@ -491,12 +498,12 @@ class SentData(Confirmable):
     reliable: bool
 
 
-class DispatchList(BaseModel):
+class DispatchList(Model):
     room: str
     dispatches: list[DispatchInfo]
 
 
-class AgentArrival(BaseModel):
+class AgentArrival(Model):
     """Whether a dispatched agent came, as far as dispatch_agent waited and LiveKit tells."""
 
     status: Literal["joined", "not_joined", "dispatch_gone", "room_gone", "not_waited"]
@@ -516,7 +523,7 @@ class DispatchResult(Confirmable):
 # --- RPC to a participant, join tokens ---------------------------------------------------------------
 
 
-class RpcFailure(BaseModel):
+class RpcFailure(Model):
     """An RPC error as LiveKit relays it: the participant's own, or LiveKit's (14xx, 15xx)."""
 
     code: int | None = Field(default=None, description="RPC error code; none when LiveKit itself gave up.")
@@ -524,7 +531,7 @@ class RpcFailure(BaseModel):
     data: str | None = None
 
 
-class RpcAnswer(BaseModel):
+class RpcAnswer(Model):
     """What the seam returns for PerformRpc: the participant's payload, or the RPC error."""
 
     payload: str | None = None
@@ -544,7 +551,7 @@ class RpcResult(Confirmable):
     error: RpcFailure | None = None
 
 
-class JoinToken(BaseModel):
+class JoinToken(Model):
     room: str
     identity: str
     url: str = Field(description="The LiveKit URL to connect to with the token.")
@@ -554,7 +561,7 @@ class JoinToken(BaseModel):
     grants: dict[str, bool]
 
 
-class AgentDeparture(BaseModel):
+class AgentDeparture(Model):
     identity: str
     left: Literal["by_itself", "removed_after_grace", "removed", "ended_with_dispatch"]
     asked: str = Field(description="How it was asked to leave, and what it answered.")
@@ -572,7 +579,7 @@ class RemovedAgents(Confirmable):
 # --- Room history (webhooks kept in the store) ---------------------------------------------------------
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(Model):
     at: str | None
     event: str
     """LiveKit's webhook event name, or `changed` for a change made through this server."""
@@ -582,7 +589,7 @@ class HistoryEntry(BaseModel):
     reason: str | None = None
 
 
-class RoomSession(BaseModel):
+class RoomSession(Model):
     """One life of a room, by its sid: from room_started to room_finished (None while it runs, or not heard)."""
 
     room_sid: str
@@ -591,7 +598,7 @@ class RoomSession(BaseModel):
     events: list[HistoryEntry] = Field(default_factory=list)
 
 
-class RecentRoom(BaseModel):
+class RecentRoom(Model):
     room: str
     room_sid: str
     last_event: str | None
@@ -600,7 +607,7 @@ class RecentRoom(BaseModel):
     events: int
 
 
-class Seconds(BaseModel):
+class Seconds(Model):
     """Seconds to join over a set of visits."""
 
     count: int
@@ -609,7 +616,7 @@ class Seconds(BaseModel):
     max: float
 
 
-class MissedRoom(BaseModel):
+class MissedRoom(Model):
     """A room the agent was expected in and never came to."""
 
     room: str
@@ -618,7 +625,7 @@ class MissedRoom(BaseModel):
     room_ended_at: str | None = Field(default=None, description="The room ended without it.")
 
 
-class AgentHealth(BaseModel):
+class AgentHealth(Model):
     """How an agent did over a period, from room history: the rooms it was expected in (dispatched through this
     server, or joined), how many it joined and how fast, how its sessions ended, and where it never came."""
 
@@ -637,7 +644,7 @@ class AgentHealth(BaseModel):
     truncated: bool | None = Field(default=None, description="More visits than one answer reads: the latest left.")
 
 
-class RoomHistory(BaseModel):
+class RoomHistory(Model):
     history: Literal["on", "off", "unavailable"]
     """on: kept, and this is what is known (possibly nothing); off: not kept here; unavailable: the store is down."""
     room: str | None = None
@@ -654,7 +661,7 @@ RoomDetail.model_rebuild()  # it names HistoryEntry, defined after it
 # --- SIP, egress and ingress -------------------------------------------------------------------------
 
 
-class SipTrunk(BaseModel):
+class SipTrunk(Model):
     """A SIP trunk as configured: its numbers and addresses, never its password."""
 
     id: str
@@ -669,13 +676,13 @@ class SipTrunk(BaseModel):
     metadata: str | None = None
 
 
-class SipTrunkList(BaseModel):
+class SipTrunkList(Model):
     trunks: list[SipTrunk]
     inbound: int
     outbound: int
 
 
-class SipDispatchRule(BaseModel):
+class SipDispatchRule(Model):
     """Which inbound calls a rule takes, and the room (and agents) it sends them to."""
 
     id: str
@@ -691,7 +698,7 @@ class SipDispatchRule(BaseModel):
     metadata: str | None = None
 
 
-class SipDispatchRuleList(BaseModel):
+class SipDispatchRuleList(Model):
     rules: list[SipDispatchRule]
 
 
@@ -719,7 +726,7 @@ class SipTransfer(Confirmable):
     )
 
 
-class Egress(BaseModel):
+class Egress(Model):
     """A recording or stream of a room (an egress), without any storage credential or stream key."""
 
     egress_id: str
@@ -732,7 +739,7 @@ class Egress(BaseModel):
     error: str | None = None
 
 
-class EgressList(BaseModel):
+class EgressList(Model):
     egress: list[Egress]
 
 
@@ -740,7 +747,7 @@ class EgressResult(Confirmable):
     egress: Egress
 
 
-class Ingress(BaseModel):
+class Ingress(Model):
     """An ingress: where a stream is pushed (or pulled from) to publish into a room."""
 
     ingress_id: str
@@ -755,7 +762,7 @@ class Ingress(BaseModel):
     error: str | None = None
 
 
-class IngressList(BaseModel):
+class IngressList(Model):
     ingress: list[Ingress]
 
 
@@ -763,12 +770,12 @@ class IngressResult(Confirmable):
     ingress: Ingress
 
 
-class ProjectInfo(BaseModel):
+class ProjectInfo(Model):
     name: str = Field(description='As `lk` names it; "" for the project of LIVEKIT_URL (pass no project for it).')
     url: str
     default: bool = False
     read_only: bool = False
 
 
-class ProjectList(BaseModel):
+class ProjectList(Model):
     projects: list[ProjectInfo]
