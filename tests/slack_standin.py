@@ -93,6 +93,12 @@ class SlackStandIn(_Threaded):
         self._ts = itertools.count(1)
         self._urls = itertools.count(1)
 
+    def forget(self) -> None:
+        """An empty record of calls, responses and acknowledgements (the stand-in serves on)."""
+        self.calls.clear()
+        self.responses.clear()
+        self.acks.clear()
+
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{n}", self._response)

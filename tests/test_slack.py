@@ -76,12 +76,20 @@ STARTUP = 90.0
 MANIFEST = Path(__file__).parent.parent / "slack-manifest.json"
 
 
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
+@pytest.fixture(scope="module")
+def slack_server() -> Iterator[SlackStandIn]:
     standin = SlackStandIn(group_members={"S0APPROVERS": ["U0BOSS"]})
     standin.start()
     yield standin
     standin.stop()
+
+
+@pytest.fixture
+def slack(slack_server: SlackStandIn) -> SlackStandIn:
+    """Slack's side, with an empty record for each test. One stand-in serves the module: the app the tests share
+    (`app`) keeps its URL; response URLs are never reused, so a late answer cannot land in another test's."""
+    slack_server.forget()
+    return slack_server
 
 
 @dataclass
@@ -164,33 +172,60 @@ def app_env(livekit: LiveKitTarget, slack: SlackStandIn, audit: Path, **extra: s
     )
 
 
+def _start(slack: SlackStandIn, target: LiveKitTarget, where: Path, *flags: str, **extra: str) -> SlackApp:
+    """`livekit-mcp slack` in HTTP mode on a free port, once it listens."""
+    where.mkdir()
+    audit = where / "audit.jsonl"
+    log = where / "stderr.log"
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [LIVEKIT_MCP, "slack", "--port", "0", *flags], env=app_env(target, slack, audit, **extra), stderr=err
+        )
+    try:
+        # The app, then the server it starts over stdio: on a loaded machine that can take a while.
+        port = wait_for_listening(process, log, STARTUP)
+    except AssertionError:
+        stop(process)
+        raise
+    return SlackApp(f"http://127.0.0.1:{port}/slack/events", slack, process, log, audit)
+
+
+def _no_secrets_sent(app: SlackApp, slack: SlackStandIn) -> None:
+    no_secrets_in(app.stderr(), json.dumps([c.payload for c in slack.calls]), json.dumps(slack.responses))
+
+
 @pytest.fixture
 def start_app(slack: SlackStandIn, livekit: LiveKitTarget, tmp_path: Path) -> Iterator[Callable[..., SlackApp]]:
-    """Start `livekit-mcp slack` in HTTP mode on a free port; stopped (and checked for secrets) at the end."""
+    """Start `livekit-mcp slack` with these flags and settings; stopped (and checked for secrets) at the end."""
     started: list[SlackApp] = []
 
     def start(*flags: str, target: LiveKitTarget | None = None, **extra: str) -> SlackApp:
-        where = tmp_path / f"app{len(started)}"
-        where.mkdir()
-        audit = where / "audit.jsonl"
-        env = app_env(target or livekit, slack, audit, **extra)
-        log = where / "stderr.log"
-        with log.open("wb") as err:
-            process = subprocess.Popen([LIVEKIT_MCP, "slack", "--port", "0", *flags], env=env, stderr=err)
-        try:
-            # The app, then the server it starts over stdio: on a loaded machine that can take a while.
-            port = wait_for_listening(process, log, STARTUP)
-        except AssertionError:
-            stop(process)
-            raise
-        app = SlackApp(f"http://127.0.0.1:{port}/slack/events", slack, process, log, audit)
-        started.append(app)
-        return app
+        started.append(_start(slack, target or livekit, tmp_path / f"app{len(started)}", *flags, **extra))
+        return started[-1]
 
     yield start
     for app in started:
         stop(app.process)
-        no_secrets_in(app.stderr(), json.dumps([c.payload for c in slack.calls]), json.dumps(slack.responses))
+        _no_secrets_sent(app, slack)
+
+
+@pytest.fixture(scope="module")
+def default_app(
+    slack_server: SlackStandIn, livekit: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SlackApp]:
+    app = _start(slack_server, livekit, tmp_path_factory.mktemp("slack") / "app")
+    yield app
+    stop(app.process)
+    no_secrets_in(app.stderr())
+
+
+@pytest.fixture
+def app(default_app: SlackApp, slack: SlackStandIn) -> Iterator[SlackApp]:
+    """The app in its default settings, shared by the tests that only drive it (each start costs ~2 s): not for a
+    test that needs a fresh app (Slack not yet met), other settings, or that stops its server."""
+    assert default_app.process.poll() is None, default_app.stderr()
+    yield default_app
+    _no_secrets_sent(default_app, slack)
 
 
 def no_secrets_in(*outputs: str) -> None:
@@ -237,8 +272,7 @@ async def test_rooms_and_who_are_ephemeral_block_kit_paged_with_a_more_button(
     assert "*guest-0* (Guest 0)\nSTANDARD · ACTIVE" in shown
 
 
-async def test_unknown_or_incomplete_commands_get_the_help(start_app: Callable[..., SlackApp]) -> None:
-    app = start_app()
+async def test_unknown_or_incomplete_commands_get_the_help(app: SlackApp) -> None:
     unknown = texts((await app.command("reboot everything"))["blocks"])
     assert "`reboot` is not a `/livekit` command." in unknown
     assert "`remove-agent ROOM`" in unknown
@@ -263,8 +297,7 @@ async def test_unsigned_stale_and_forged_requests_are_refused_before_anything_ru
     assert [c.method for c in slack.calls] == []  # not even auth.test: refused before authorization
 
 
-async def test_slacks_url_verification_is_answered_with_its_challenge(start_app: Callable[..., SlackApp]) -> None:
-    app = start_app()
+async def test_slacks_url_verification_is_answered_with_its_challenge(app: SlackApp) -> None:
     body = json.dumps(
         {
             "token": "legacy",
@@ -278,9 +311,8 @@ async def test_slacks_url_verification_is_answered_with_its_challenge(start_app:
 
 
 async def test_livekit_and_mcp_failures_are_one_readable_line(
-    start_app: Callable[..., SlackApp], admin: SandboxAdmin, tmp_path: Path
+    app: SlackApp, start_app: Callable[..., SlackApp], admin: SandboxAdmin, tmp_path: Path
 ) -> None:
-    app = start_app()
     missing = texts((await app.command("who no-such-room"))["blocks"])
     assert missing.startswith(":x: room 'no-such-room' does not exist")
     assert "\n" not in missing
@@ -367,10 +399,9 @@ async def test_an_approver_may_confirm_and_cancel_changes_nothing(
 
 
 async def test_a_click_after_the_room_changed_says_so_and_deletes_nothing(
-    start_app: Callable[..., SlackApp], admin: SandboxAdmin, lkapi: api.LiveKitAPI
+    app: SlackApp, admin: SandboxAdmin, lkapi: api.LiveKitAPI
 ) -> None:
     await admin.join("standup", "alice")
-    app = start_app()
     asked = await app.command("close standup")
     assert "1 participant" in texts(asked["blocks"]) or "alice" in texts(asked["blocks"])
     await admin.join("standup", "bob")  # someone joined between the question and the click
@@ -571,10 +602,7 @@ async def test_the_ai_mode_uses_the_tools_and_turns_a_destructive_step_into_butt
     assert (finished["outcome"], finished["on_behalf_of"]) == ("done", f"slack:{ASKER} ({ASKER_NAME})")
 
 
-async def test_the_ai_mode_is_off_without_a_key_in_mentions_and_dms(
-    start_app: Callable[..., SlackApp], slack: SlackStandIn
-) -> None:
-    app = start_app()
+async def test_the_ai_mode_is_off_without_a_key_in_mentions_and_dms(app: SlackApp, slack: SlackStandIn) -> None:
     await mention(app, "<@U0BOT> who is in support?")
     (said,) = await until("the answer", lambda: slack.posted("chat.postMessage"))
     assert said["text"].startswith("The AI mode is off")
@@ -651,10 +679,9 @@ def test_without_a_bot_token_or_signing_secret_it_says_which_and_stops(livekit: 
 
 
 async def test_the_acknowledgement_comes_at_once_and_slow_work_answers_later(
-    start_app: Callable[..., SlackApp], admin: SandboxAdmin, slack: SlackStandIn
+    app: SlackApp, admin: SandboxAdmin, slack: SlackStandIn
 ) -> None:
     await admin.join("support", "customer")
-    app = start_app()
     await app.command("rooms")  # the app has met Slack (auth.test) and the server has answered once
     await admin.fault("RoomService/ListRooms", latency_ms=5000, times=1)  # beyond Slack's 3 s
     response_url = slack.response_url()

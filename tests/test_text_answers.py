@@ -27,7 +27,7 @@ from livekit_mcp.text import shown, unseen
 from tests.asgi import asgi_client
 from tests.conftest import InProcess, LiveKitTarget, call, http_in_process, identities, ok, text
 from tests.slack_standin import texts
-from tests.test_slack import SlackApp, slack, start_app  # noqa: F401 (fixtures)
+from tests.test_slack import SlackApp, slack, slack_server, start_app  # noqa: F401 (fixtures)
 from tests.test_webhooks import deliver, webhook
 
 pytestmark = pytest.mark.anyio
