@@ -248,8 +248,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except Unavailable as exc:
         unavailable(str(exc))
     yield f"redis://127.0.0.1:{port}/0"
-    for process in processes:
-        stop(process)
+    stop(*processes)
 
 
 @pytest.fixture(scope="session")
@@ -266,8 +265,7 @@ def serve_http(livekit: LiveKitTarget, tmp_path_factory: pytest.TempPathFactory)
         return Served(f"http://127.0.0.1:{port}{path}", process, log)
 
     yield start
-    for process in started:
-        stop(process)
+    stop(*started)  # together: each waits out its own graceful shutdown
 
 
 @pytest.fixture(scope="session")
