@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -576,3 +577,64 @@ async def impostor_livekit(handler: Callable[[web.Request], Awaitable[web.Stream
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"  # the port the kernel gave
     finally:
         await runner.cleanup()
+
+
+# -- the quick benchmark, beside the suite (tests/test_bench_smoke.py) -------------------------------------
+
+QUICK_BENCH_TEST = "tests/test_bench_smoke.py::test_the_quick_benchmark_exits_0_and_prints_every_figure"
+
+
+@dataclass
+class QuickBench:
+    """`python -m bench --quick`, started once the tests are collected: it runs its own servers (~1 minute, much of
+    it waiting on them) while the rest of the suite runs; its test comes last and reads what it printed."""
+
+    process: subprocess.Popen[bytes]
+    out: tempfile.TemporaryDirectory[str]
+
+    def finished(self, seconds: float) -> tuple[int, str, str]:
+        """Its exit status, stdout and stderr, once it has ended."""
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            stop(self.process)
+            raise
+        folder = Path(self.out.name)
+        return self.process.returncode, (folder / "stdout").read_text(), (folder / "stderr").read_text()
+
+
+QUICK_BENCH = pytest.StashKey[QuickBench]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    ours = [item for item in items if item.nodeid == QUICK_BENCH_TEST]
+    for item in ours:
+        items.remove(item)
+    items.extend(ours)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or not any(item.nodeid == QUICK_BENCH_TEST for item in session.items):
+        return
+    out = tempfile.TemporaryDirectory(prefix="quick-bench-")
+    folder = Path(out.name)
+    with (folder / "stdout").open("wb") as stdout, (folder / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench", "--quick"],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    session.config.stash[QUICK_BENCH] = QuickBench(process, out)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if (bench := session.config.stash.get(QUICK_BENCH, None)) is not None:
+        stop(bench.process)  # a run cut short: nothing left behind
+        bench.out.cleanup()
+
+
+@pytest.fixture
+def quick_bench(request: pytest.FixtureRequest) -> QuickBench:
+    return request.config.stash[QUICK_BENCH]
