@@ -107,13 +107,15 @@ async def test_a_dispatched_agent_joins_with_kind_agent_the_agent_permission_and
     assert p.identity.startswith("agent-AJ_")
 
 
-async def test_list_dispatch_does_not_show_the_jobs_of_a_running_agent(
+async def test_list_dispatch_shows_a_running_agents_job_only_after_a_lag(
     lk: api.LiveKitAPI, crowd: Crowd, room: str
 ) -> None:
+    # The real server lists a job 0.2-5.1 s after its agent joined (docs/livekit-behavior.md, ListDispatch): right
+    # after the join the jobs may be empty or hold this one. Agents are cross-checked with the participants.
     dispatch, agent = await crowd.dispatch_agent(room, AGENT_NAME)
     found = await lk.agent_dispatch.get_dispatch(dispatch.id, room)
     assert found is not None
-    assert list(found.state.jobs) == []  # cross-check agents with the participants, not with the jobs
+    assert [job.state.participant_identity for job in found.state.jobs] in ([], [agent.identity])
     assert agent.identity in await identities(lk, room)
 
 
