@@ -4,9 +4,12 @@ whether it happened, and an adapter method without a declaration is refused when
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from livekit_mcp import livekit_backend
 from livekit_mcp.livekit_backend._adapter import DECLARED, Adapter, Send, change, read
@@ -89,3 +92,99 @@ def test_a_participant_converts_with_enum_names_and_its_whole_permission() -> No
     }
     assert _convert.enum_name(api.ParticipantInfo.Kind, 99) == "99"
     assert _convert.enum_name(api.ParticipantInfo.Kind, api.ParticipantInfo.Kind.AGENT) == "AGENT"
+
+
+def _info(identity: str, joined_ms: int, kind: str = "STANDARD", **fields: Any) -> Any:
+    from livekit import api
+
+    return api.ParticipantInfo(
+        sid=f"PA_{identity}",
+        identity=identity,
+        kind=kind,
+        state=api.ParticipantInfo.State.ACTIVE,
+        joined_at=joined_ms // 1000,
+        joined_at_ms=joined_ms,
+        **fields,
+    )
+
+
+def test_participants_that_share_a_permission_share_one_frozen_model() -> None:
+    """The seam builds a permission once per distinct grant set; the shared model cannot be changed in place."""
+    from livekit import api
+
+    from livekit_mcp.livekit_backend import _convert
+
+    guest = api.ParticipantPermission(can_subscribe=True, can_publish=True)
+    one, two = (_convert.participant(_info(n, 1_000, permission=guest)) for n in ("a", "b"))
+    other = _convert.participant(_info("c", 1_000, permission=api.ParticipantPermission(can_subscribe=True)))
+    assert one.permission is two.permission
+    assert other.permission is not None
+    assert other.permission is not one.permission
+    assert (other.permission.can_subscribe, other.permission.can_publish) == (True, False)
+    with pytest.raises(ValidationError):
+        one.permission.can_publish = False  # type: ignore[union-attr,misc]
+
+
+@pytest.mark.parametrize("seconds_only", [False, True], ids=["joined_at_ms", "older-server"])
+def test_a_page_is_the_slice_of_everyone_by_join_time_then_identity(seconds_only: bool) -> None:
+    """Sorted and filtered on the messages (not on converted models), a page is still exactly the slice a plain
+    sort of the converted participants gives, kind by kind, cursor after cursor; a server that gives whole
+    seconds only (no joined_at_ms) is ordered by those."""
+    from livekit import api
+
+    from livekit_mcp.livekit_backend import _convert
+    from livekit_mcp.livekit_backend._participants import page
+
+    rng = random.Random(7)
+    kinds = ["STANDARD", "STANDARD", "AGENT", "SIP", "INGRESS"]
+    everyone = []
+    for n in range(60):
+        info = _info(f"p-{rng.randrange(1000):03d}-{n}", 1_700_000_000_000 + rng.randrange(5) * 700, rng.choice(kinds))
+        if n % 7 == 0:  # an older agent: STANDARD with permission.agent
+            info.kind = api.ParticipantInfo.Kind.STANDARD
+            info.permission.CopyFrom(api.ParticipantPermission(agent=True))
+        if seconds_only:
+            info.joined_at_ms = 0
+        everyone.append(info)
+    rng.shuffle(everyone)
+    converted = [_convert.participant(p) for p in everyone]
+    for kind in (None, "STANDARD", "AGENT", "SIP", "INGRESS", "EGRESS", "CONNECTOR"):
+        want = sorted(
+            (p for p in converted if kind is None or p.effective_kind == kind), key=lambda p: (p.joined_at, p.identity)
+        )
+        got: list[str] = []
+        after = None
+        while True:
+            one = page(everyone, kind=kind, limit=7, after=after)
+            assert one.total == len(want)
+            assert one.anyone
+            got += [p.identity for p in one.participants]
+            if not one.more:
+                break
+            last = one.participants[-1]
+            after = (last.joined_at, last.identity)
+        assert got == [p.identity for p in want], kind
+    assert page([], kind=None, limit=5, after=None) == ([], 0, False, False)
+
+
+def test_a_census_counts_everyone_and_converts_only_the_non_standard() -> None:
+    from livekit import api
+
+    from livekit_mcp.livekit_backend._participants import census
+
+    old_agent = _info("old-bot", 3, permission=api.ParticipantPermission(agent=True))
+    old_agent.attributes["lk.agent_name"] = "legacy"
+    room = [
+        _info("guest-1", 1, is_publisher=True),
+        _info("guest-2", 2),
+        old_agent,
+        _info("agent-1", 4, "AGENT", attributes={"lk.agent_name": "helper"}),
+        _info("caller", 5, "SIP", is_publisher=True),
+    ]
+    counted = census(room)
+    assert counted.total == 5
+    assert counted.by_kind == {"STANDARD": 2, "AGENT": 2, "SIP": 1}
+    assert counted.publishers == ["guest-1", "caller"]
+    assert counted.present == {"guest-1", "guest-2", "old-bot", "agent-1", "caller"}
+    assert [p.identity for p in counted.notable] == ["old-bot", "agent-1", "caller"]
+    assert [(p.identity, p.agent_name) for p in counted.agents] == [("old-bot", "legacy"), ("agent-1", "helper")]

@@ -11,7 +11,7 @@ toolset's answers are built from them; kept together, the output schemas (what t
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -78,7 +78,10 @@ class Track(Model):
 
 class Permission(Model):
     # What a participant may do; LiveKit replaces it whole when it is updated (a comment, not a docstring: pydantic
-    # would copy a docstring into update_participant's input schema, which says it already).
+    # would copy a docstring into update_participant's input schema, which says it already). Frozen: the seam
+    # shares one instance between the participants that have the same permission.
+
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     can_subscribe: bool = False
     can_publish: bool = False
@@ -404,9 +407,14 @@ class DispatchInfo(Model):
 
     @classmethod
     def of(
-        cls, d: Dispatch, participants: Sequence[Participant] | None = None, now: float | None = None
+        cls,
+        d: Dispatch,
+        participants: Sequence[Participant] | None = None,
+        now: float | None = None,
+        present: Collection[str] | None = None,
     ) -> DispatchInfo:
-        """The dispatch, cross-checked with the room's participants when they are given.
+        """The dispatch, cross-checked with the room's participants when they are given: all of them, or at least
+        its agents with `present` naming everyone (a room's census converts only its agents).
 
         LiveKit's own job list is not reliable (livekit-server v1.13.5: a dispatch made in a live room lists no
         job while its agent is there, and a job can stay JS_RUNNING after its agent was removed), so which
@@ -420,7 +428,8 @@ class DispatchInfo(Model):
                 created_at=iso(d.created_at),
                 jobs=d.jobs or None,
             )
-        present = {p.identity for p in participants}
+        if present is None:
+            present = {p.identity for p in participants}
         named = {j.participant_identity for j in d.jobs if j.participant_identity}
         agents = [
             p.identity for p in participants if p.is_agent and (p.agent_name == d.agent_name or p.identity in named)

@@ -20,7 +20,7 @@ from ._call import BACKOFF_FIRST, BACKOFF_MAX, MAX_ANSWER
 from ._convert import display_url
 from ._egress import EGRESS_LIMIT
 from ._livekit import LiveKit
-from ._participants import ParticipantPage
+from ._participants import Census, ParticipantPage
 from ._rpc import RPC_MARGIN, RPC_MESSAGES, rpc_limit
 from ._sip import SIP_LIMIT
 from ._tokens import CallTokens as _Tokens
@@ -34,6 +34,7 @@ __all__ = [
     "RPC_MARGIN",
     "RPC_MESSAGES",
     "SIP_LIMIT",
+    "Census",
     "LiveKit",
     "ParticipantPage",
     "_Tokens",  # its old name, which tests/test_call_tokens.py uses

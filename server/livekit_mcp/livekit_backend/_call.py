@@ -24,6 +24,7 @@ import anyio
 from google.protobuf.message import DecodeError
 from pydantic import SecretStr
 
+from livekit_mcp import heap
 from livekit_mcp.errors import (
     AuthenticationFailed,
     BadAnswer,
@@ -365,6 +366,7 @@ class CallPath:
                 self._api.ingress,
             ):
                 sign_with(service, tokens.header)  # reuse tokens instead of signing one per call
+            heap.settle()  # livekit-api, aiohttp and protobuf's modules are loaded now
         return self._api
 
     async def call(

@@ -31,7 +31,7 @@ from ._call import CallPath
 from ._dispatch import Dispatches
 from ._egress import Egresses
 from ._ingress import Ingresses, check_pull_url
-from ._participants import ParticipantPage, Participants, page
+from ._participants import Census, ParticipantPage, Participants, census, page
 from ._rooms import Rooms
 from ._rpc import Rpcs
 from ._sip import Sip
@@ -154,6 +154,10 @@ class LiveKit:
     async def list_participants(self, room: str) -> list[Participant]:
         """Everyone in the room; LiveKit answers a missing room with an empty list, as it does an empty room."""
         return [_convert.participant(p) for p in await self._participants.list_participants(room)]
+
+    async def census(self, room: str) -> Census:
+        """Who is in the room, counted, with only its agents, callers and services converted (a room's summary)."""
+        return census(await self._participants.list_participants(room))
 
     async def participant_page(
         self, room: str, *, kind: str | None, limit: int, after: tuple[float, str] | None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from livekit_mcp.config import TOOLSETS
 from livekit_mcp.confirm import leaving
 from livekit_mcp.errors import InvalidInput, NotFound
-from livekit_mcp.livekit_backend import LiveKit
+from livekit_mcp.livekit_backend import Census, LiveKit
 from livekit_mcp.models import (
     AgentInfo,
     Leaving,
@@ -208,6 +208,14 @@ async def participants_of_existing_room(lk: LiveKit, room: str) -> list[Particip
     if not participants:
         await lk.get_room(room)
     return participants
+
+
+async def census_of_existing_room(lk: LiveKit, room: str) -> Census:
+    """`participants_of_existing_room`, counted (`LiveKit.census`)."""
+    census = await lk.census(room)
+    if not census.total:
+        await lk.get_room(room)
+    return census
 
 
 async def replaced_by_joining(lk: LiveKit, room: str, identity: str, why: str) -> list[Leaving]:

@@ -48,6 +48,7 @@ from livekit_mcp.tools._base import (
     SEND,
     agent_line,
     both,
+    census_of_existing_room,
     matches,
     names_text,
     participants_of_existing_room,
@@ -70,7 +71,7 @@ async def find_agent(
     from_index: LiveIndex | None = None
     vouched: set[str] = set()
     if room:
-        rooms, per_room = [room], [await participants_of_existing_room(lk, room)]
+        rooms, per_room = [room], [await census_of_existing_room(lk, room)]
     else:
         live = await lk.list_rooms()
         from_index = await _index_of(scope)
@@ -79,15 +80,15 @@ async def find_agent(
         # (livekit-server v1.13.5 updates them every ~5 s), so a room an agent has just joined can still count 0.
         vouched = {r.name for r in live if from_index is not None and from_index.rooms.get(r.sid) == r.name}
         rooms = sorted(r.name for r in live if r.name not in vouched)
-        per_room = await lk.gather(lk.list_participants, rooms)
+        per_room = await lk.gather(lk.census, rooms)
         if from_index is not None:
             candidates = [a for a in from_index.agents if a["room"] in vouched]
             indexed = [a for a in await lk.gather(_confirmed, [(lk, a) for a in candidates]) if a is not None]
             indexed = [a for a in indexed if not agent_name or a.agent_name == agent_name]
     agents = [
         AgentInfo.of(name, p)
-        for name, participants in zip(rooms, per_room, strict=True)
-        for p in participants
+        for name, census in zip(rooms, per_room, strict=True)
+        for p in census.notable
         if matches(p, agent_name, "")
     ]
     agents = sorted(agents + indexed, key=lambda a: a.room)  # stable: LiveKit's order within a room
@@ -134,8 +135,9 @@ async def list_dispatches(scope: Scope, room: RoomName) -> Annotated[CallToolRes
     lk = scope.livekit
     # Checked first: for a room that is not live LiveKit answers ListDispatch only after ~3 s.
     await lk.get_room(room)
-    found, participants = await both(lambda: lk.list_dispatches(room), lambda: lk.list_participants(room))
-    dispatches = [DispatchInfo.of(d, participants) for d in found]
+    found, census = await both(lambda: lk.list_dispatches(room), lambda: lk.census(room))
+    agents = census.agents
+    dispatches = [DispatchInfo.of(d, agents, present=census.present) for d in found]
     lines = [f"{len(dispatches)} dispatch(es) in '{room}'.", *(d.line for d in dispatches)]
     return reply(DispatchList(room=room, dispatches=dispatches), "\n".join(lines))
 

@@ -86,21 +86,22 @@ async def list_rooms(
 async def room_detail(lk: LiveKit, room: str) -> RoomDetail:
     """Everything about one room in two round trips (shared by get_room and the room resource)."""
     info = await lk.get_room(room)
-    participants, dispatches = await both(lambda: lk.list_participants(room), lambda: lk.list_dispatches(room))
+    census, dispatches = await both(lambda: lk.census(room), lambda: lk.list_dispatches(room))
     # The counts from the participants themselves: ListRooms' lag a few seconds behind (livekit-server v1.13.5).
     summary = RoomSummary.of(info).model_copy(
-        update={"participants": len(participants), "publishers": sum(p.is_publisher for p in participants)}
+        update={"participants": census.total, "publishers": len(census.publishers)}
     )
+    agents = census.agents
     return RoomDetail(
         room=summary,
         running_for=duration_text(time.time() - info.creation_time) if info.creation_time else None,
         empty_timeout=info.empty_timeout,
         departure_timeout=info.departure_timeout,
         max_participants=info.max_participants or None,
-        participants_by_kind=by_kind(participants),
-        publishers=[p.identity for p in participants if p.is_publisher],
-        agents=[AgentInfo.of(room, p) for p in participants if p.is_agent],
-        dispatches=[DispatchInfo.of(d, participants) for d in dispatches],
+        participants_by_kind=census.by_kind,
+        publishers=census.publishers,
+        agents=[AgentInfo.of(room, p) for p in agents],
+        dispatches=[DispatchInfo.of(d, agents, present=census.present) for d in dispatches],
     )
 
 
