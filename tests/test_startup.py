@@ -16,6 +16,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import get_default_environment
 
+from livekit_mcp import heap
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.anyio
@@ -33,11 +34,13 @@ LOADED_BY_THE_FIRST_LIVEKIT_CALL = [
 # of projects (PyYAML) needs: ~25 ms more.
 LOADED_BY_HTTP_OR_LKS_FILE = ["h11", "uvicorn.protocols.http.h11_impl", "yaml"]
 
-# The command line's own entry, run as `python -c`: it writes the names of the modules imported once it exits.
+# The command line's own entry, run as `python -c`: once it exits, it writes the names of the modules imported, and
+# how many objects the garbage collector was told to leave alone (`livekit_mcp.heap`).
 ENTRY = """
-import atexit, json, sys
+import atexit, gc, json, sys
 out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+state = lambda: {"modules": sorted(sys.modules), "frozen": gc.get_freeze_count(), "young": gc.get_threshold()[0]}
+atexit.register(lambda: open(out, "w").write(json.dumps(state())))
 from livekit_mcp.cli import main
 main()
 """
@@ -56,6 +59,10 @@ async def test_the_first_answers_load_nothing_only_a_livekit_call_needs(tmp_path
     server = StdioServerParameters(command=sys.executable, args=["-c", ENTRY, str(modules)], env=env)
     async with Client(server, mode="legacy") as client:  # initialize, then tools/list
         assert len((await client.list_tools()).tools) > 10
-    loaded = set(json.loads(modules.read_text()))
+    state = json.loads(modules.read_text())
+    loaded = set(state["modules"])
     assert {"livekit_mcp.app", "livekit_mcp.livekit_backend"} <= loaded  # the entry did run the server
     assert [m for m in LOADED_BY_THE_FIRST_LIVEKIT_CALL + LOADED_BY_HTTP_OR_LKS_FILE if m in loaded] == []
+    # What start-up loaded is frozen (tens of thousands of objects), and the young are collected less often.
+    assert state["frozen"] > 10_000
+    assert state["young"] == heap.YOUNG_OBJECTS

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from livekit_mcp import __version__
+from livekit_mcp import __version__, heap
 from livekit_mcp.audit import AuditLog, record_invalid
 from livekit_mcp.auth import READ_SCOPE, StaticTokens, parse_tokens, read_token_file
 from livekit_mcp.completions import complete
@@ -458,7 +458,9 @@ def run(settings: Settings) -> None:
     check_exposure(settings, authenticated=verifier is not None)
     store = open_shared_store(settings)
     if settings.transport == "stdio":
-        build_server(settings, store=store).run()
+        server = build_server(settings, store=store)
+        heap.settle()
+        server.run()
         return
     try:
         sock = listen(settings.host, settings.port)
@@ -466,6 +468,7 @@ def run(settings: Settings) -> None:
         raise StartupError(str(exc)) from None
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})  # port 0: the one the kernel gave
     app = http_app(build_server(settings, verifier, store), settings, verifier)
+    heap.settle()
     anyio.run(lambda: serve_http(app, settings, sock))
 
 
