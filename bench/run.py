@@ -350,27 +350,39 @@ async def _large_room(
     """Figure 4 on whichever LiveKit `env` names, CROWD populated with `people`."""
     ours: list[float] = []
     straight: list[float] = []
+    summary: list[float] = []  # get_room: everyone counted, only the agents converted
     cpu: list[float] = []  # our server's CPU per call (/proc, 10 ms resolution over `crowd_calls` calls)
     async with AsyncExitStack() as stack:
         before = children()
         client = await _open(stack, "stdio", LIVEKIT_MCP, env)
         (pid,) = children() - before
         tool: Callable[[], Awaitable[object]] = lambda: ok(client, "list_participants", room=CROWD, limit=50)  # noqa: E731
+        room: Callable[[], Awaitable[object]] = lambda: ok(client, "get_room", room=CROWD)  # noqa: E731
         await tool()
+        await room()
         await direct()
         for _ in range(s.runs):
             used = cpu_seconds(pid)
             a = [await _timed(tool) for _ in range(s.crowd_calls)]
             cpu.append((cpu_seconds(pid) - used) * 1000 / s.crowd_calls)
             d = [await _timed(direct) for _ in range(s.crowd_calls)]
+            g = [await _timed(room) for _ in range(s.crowd_calls)]
             ours.append(statistics.median(a))
             straight.append(statistics.median(d))
+            summary.append(statistics.median(g))
     ratio = [o / d for o, d in zip(ours, straight, strict=True)]
     return [
         Row("4", f"{label}list_participants(limit=50), {people:,} people, via MCP", "ms", ours),
         Row("4", f"{label}list_participants(limit=50), {people:,} people, CPU of livekit-mcp", "ms", cpu),
         Row("4", f"{label}ListParticipants, {people:,} people, livekit-api", "ms", straight),
         Row("4", f"{label}large room ratio, {people:,} people, ours / direct", "x", ratio, limit=1.5),
+        Row("4", f"{label}get_room, {people:,} people, via MCP", "ms", summary),
+        Row(
+            "4",
+            f"{label}get_room / direct ListParticipants",
+            "x",
+            [g / d for g, d in zip(summary, straight, strict=True)],
+        ),
     ]
 
 
