@@ -10,6 +10,8 @@ which keeps each connection cheap while the server counts it as a participant li
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from livekit import api, rtc
+from livekit import api
 
 from bench._procs import KEY, SECRET
 from realkit.livekit_server import RealLiveKitServer
@@ -65,14 +67,26 @@ def real_server() -> Iterator[RealLiveKitServer | None]:
 
 
 class Crowd:
-    """Participants of a real server, joined over WebRTC; `leave` disconnects them and deletes their rooms."""
+    """Participants of a real server, joined over WebRTC by a process of their own (`bench/crowd.py`);
+    `leave` disconnects them and deletes their rooms."""
 
-    def __init__(self, server: RealLiveKitServer, lk: api.LiveKitAPI) -> None:
+    def __init__(self, server: RealLiveKitServer, lk: api.LiveKitAPI, process: asyncio.subprocess.Process) -> None:
         self._server = server
         self._lk = lk
-        self._joined: list[rtc.Room] = []
+        self._process = process
         self._rooms: set[str] = set()
         self._limit = asyncio.Semaphore(JOINS_AT_ONCE)
+        self._orders = itertools.count()
+        self._answers: dict[int, asyncio.Future[str | None]] = {}
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._process.stdout is not None
+        while line := await self._process.stdout.readline():
+            answer = json.loads(line)
+            self._answers.pop(answer["id"]).set_result(answer["error"])
+        for waiting in self._answers.values():
+            waiting.set_result("the crowd's process ended")
 
     async def join(
         self, room: str, identity: str, *, kind: str = "", attributes: dict[str, str] | None = None, mic: bool = False
@@ -80,15 +94,16 @@ class Crowd:
         async with self._limit:
             self._rooms.add(room)
             token = self._server.token(room, identity, kind=kind, name=identity.title(), attributes=attributes)
-            joined = rtc.Room()
-            await asyncio.wait_for(
-                joined.connect(self._server.ws_url, token, rtc.RoomOptions(auto_subscribe=False)), 30
+            order = next(self._orders)
+            answer = self._answers[order] = asyncio.get_running_loop().create_future()
+            assert self._process.stdin is not None
+            self._process.stdin.write(
+                json.dumps({"id": order, "url": self._server.ws_url, "token": token, "mic": mic}).encode() + b"\n"
             )
-            self._joined.append(joined)
-            if mic:  # published, with no audio flowing: the server lists it as a track all the same
-                track = rtc.LocalAudioTrack.create_audio_track("microphone", rtc.AudioSource(48000, 1))
-                options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-                await asyncio.wait_for(joined.local_participant.publish_track(track, options), 30)
+            await self._process.stdin.drain()
+            error = await answer
+            if error is not None:
+                raise RuntimeError(f"{identity} could not join {room}: {error}")
 
     async def agent(self, room: str, identity: str, agent_name: str) -> None:
         """A participant of kind AGENT, as a `livekit-agents` job joins (its token has the agent kind)."""
@@ -96,16 +111,25 @@ class Crowd:
         await self.join(room, identity, kind="agent", attributes=attributes)
 
     async def leave(self) -> None:
-        await asyncio.gather(*(asyncio.wait_for(r.disconnect(), 10) for r in self._joined), return_exceptions=True)
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), 30)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+        await self._reader
         for room in self._rooms:
             await self._lk.room.delete_room(api.DeleteRoomRequest(room=room))
-        self._joined.clear()
         self._rooms.clear()
 
 
 @asynccontextmanager
 async def crowd(server: RealLiveKitServer, lk: api.LiveKitAPI) -> AsyncIterator[Crowd]:
-    people = Crowd(server, lk)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.crowd", cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    people = Crowd(server, lk, process)
     try:
         yield people
     finally:
