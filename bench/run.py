@@ -351,15 +351,19 @@ async def _large_room(
     ours: list[float] = []
     straight: list[float] = []
     summary: list[float] = []  # get_room: everyone counted, only the agents converted
+    trivial: list[float] = []  # C: the bare SDK server's trivial tool, for the floor (B + C) / B
     cpu: list[float] = []  # our server's CPU per call (/proc, 10 ms resolution over `crowd_calls` calls)
     async with AsyncExitStack() as stack:
         before = children()
         client = await _open(stack, "stdio", LIVEKIT_MCP, env)
         (pid,) = children() - before
+        bare = await _open(stack, "stdio", BARE, env)
+        ping: Callable[[], Awaitable[object]] = lambda: ok(bare, "ping", text="x")  # noqa: E731
         tool: Callable[[], Awaitable[object]] = lambda: ok(client, "list_participants", room=CROWD, limit=50)  # noqa: E731
         room: Callable[[], Awaitable[object]] = lambda: ok(client, "get_room", room=CROWD)  # noqa: E731
         await tool()
         await room()
+        await ping()
         await direct()
         for _ in range(s.runs):
             used = cpu_seconds(pid)
@@ -367,15 +371,22 @@ async def _large_room(
             cpu.append((cpu_seconds(pid) - used) * 1000 / s.crowd_calls)
             d = [await _timed(direct) for _ in range(s.crowd_calls)]
             g = [await _timed(room) for _ in range(s.crowd_calls)]
+            c = [await _timed(ping) for _ in range(s.crowd_calls)]
             ours.append(statistics.median(a))
             straight.append(statistics.median(d))
             summary.append(statistics.median(g))
+            trivial.append(statistics.median(c))
     ratio = [o / d for o, d in zip(ours, straight, strict=True)]
+    # No MCP server can answer in less than the LiveKit call plus one SDK round trip: (B + C) / B.
+    floor = [(d + c) / d for d, c in zip(straight, trivial, strict=True)]
     return [
         Row("4", f"{label}list_participants(limit=50), {people:,} people, via MCP", "ms", ours),
         Row("4", f"{label}list_participants(limit=50), {people:,} people, CPU of livekit-mcp", "ms", cpu),
         Row("4", f"{label}ListParticipants, {people:,} people, livekit-api", "ms", straight),
         Row("4", f"{label}large room ratio, {people:,} people, ours / direct", "x", ratio, limit=1.5),
+        Row("4", f"{label}C trivial tool, bare SDK", "ms", trivial),
+        Row("4", f"{label}the floor (B + C) / B", "x", floor),
+        Row("4", f"{label}ours / the floor", "x", [r / f for r, f in zip(ratio, floor, strict=True)]),
         Row("4", f"{label}get_room, {people:,} people, via MCP", "ms", summary),
         Row(
             "4",
