@@ -8,6 +8,7 @@ it, is asked `initialize` and `tools/list`; what it had imported when it exits i
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -66,3 +67,21 @@ async def test_the_first_answers_load_nothing_only_a_livekit_call_needs(tmp_path
     # What start-up loaded is frozen (tens of thousands of objects), and the young are collected less often.
     assert state["frozen"] > 10_000
     assert state["young"] == heap.YOUNG_OBJECTS
+
+
+async def test_the_seam_used_in_another_process_leaves_its_garbage_collector_alone() -> None:
+    """Only the server's own entry (`app.run`) freezes its heap: a test, or a host that uses the LiveKit seam as a
+    library, keeps its collector as it was, the first LiveKit call included."""
+    from aiohttp import web
+    from pydantic import SecretStr
+
+    from livekit_mcp.livekit_backend import LiveKit
+    from tests.conftest import impostor_livekit
+
+    async def empty(request: web.Request) -> web.Response:
+        return web.Response(body=b"", content_type="application/protobuf")
+
+    frozen, threshold = gc.get_freeze_count(), gc.get_threshold()
+    async with impostor_livekit(empty) as url, LiveKit(url, "key", SecretStr(SECRET), timeout=5, concurrency=2) as lk:
+        assert await lk.list_participants("room") == []
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, threshold)

@@ -366,7 +366,7 @@ class CallPath:
                 self._api.ingress,
             ):
                 sign_with(service, tokens.header)  # reuse tokens instead of signing one per call
-            heap.settle()  # livekit-api, aiohttp and protobuf's modules are loaded now
+            heap.settle_loaded()  # livekit-api, aiohttp and protobuf's modules are loaded now
         return self._api
 
     async def call(

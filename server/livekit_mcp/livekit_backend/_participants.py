@@ -6,7 +6,7 @@ import bisect
 import functools
 import operator
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from livekit_mcp.models import Participant, Permission, Track
@@ -61,9 +61,9 @@ def _of_kind(everyone: Sequence[api.ParticipantInfo], kind: str) -> list[api.Par
     """Those whose effective kind (`models.effective_kind`) is `kind`, compared on the enum's numbers: AGENT for a
     STANDARD participant with permission.agent; only STANDARD ones have their permission read."""
     standard, agent = _kinds()
-    names = api.ParticipantInfo.Kind.DESCRIPTOR.values
-    number = next((v.number for v in names if v.name == kind), None)
-    if number is None:
+    try:
+        number: int = api.ParticipantInfo.Kind.Value(kind)
+    except ValueError:  # a kind newer than our protocol package: nobody here has it
         return []
     if number == agent:
         return [p for p in everyone if p.kind == agent or (p.kind == standard and p.permission.agent)]
@@ -80,17 +80,14 @@ def page(
     Sorting and filtering work on the protobuf messages and only the page is converted: in a 5,000-person
     webinar, converting everyone cost ten times the LiveKit call itself."""
     chosen = sorted(everyone if kind is None else _of_kind(everyone, kind), key=_BY_JOIN)
+    key: Callable[[api.ParticipantInfo], tuple[float, str]] = _BY_JOIN
+    # The cursor's seconds as joined_at_ms (int ms compare with float ms as the numbers they are).
+    target: tuple[float, str] | None = None if after is None else (round(after[0] * 1000), after[1])
     if chosen and not chosen[0].joined_at_ms:
         # A server older than joined_at_ms gives whole seconds only (and such zeros sort first).
-        chosen.sort(key=lambda p: (_convert.joined_at(p), p.identity))
-        start = (
-            0
-            if after is None
-            else bisect.bisect_right(chosen, after, key=lambda p: (_convert.joined_at(p), p.identity))
-        )
-    else:
-        # The cursor holds seconds as joined_at_ms / 1000 gave them: times 1000, rounded, is that number again.
-        start = 0 if after is None else bisect.bisect_right(chosen, (round(after[0] * 1000), after[1]), key=_BY_JOIN)
+        key, target = (lambda p: (_convert.joined_at(p), p.identity)), after
+        chosen.sort(key=key)
+    start = 0 if target is None else bisect.bisect_right(chosen, target, key=key)
     found = [_convert.participant(p) for p in chosen[start : start + limit]]
     return ParticipantPage(found, total=len(chosen), more=start + limit < len(chosen), anyone=bool(everyone))
 
